@@ -1,0 +1,743 @@
+//! The datagen source: generated rows at a steady rate.
+//!
+//! Each parallel instance owns one partition (its index) and produces its share of the rows
+//! and of the rate. A sequence column is split into contiguous ranges, one per instance, so
+//! over all instances every value appears exactly once. The reader sleeps to stay on its
+//! rate and emits batches of up to 8192 rows, smaller at low rates so rows flow steadily.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{
+    make_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int32Array,
+    Int64Array, RecordBatch, StringBuilder, StructArray,
+};
+use arrow::buffer::NullBuffer;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Fields, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
+use sluice_engine::connector::{
+    Options, SourceConnector, SourceContext, SourceEvent, SourceReader, TableSpec,
+};
+use sluice_engine::{Error, Result};
+
+use super::config::{DatagenConfig, FieldConfig, FieldKind, RandomOptions};
+
+/// Largest batch, in rows.
+const MAX_BATCH: usize = 8192;
+/// Longest a `next` call sleeps before answering `Pending`.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// A datagen table.
+pub struct DatagenSource {
+    table: String,
+    schema: SchemaRef,
+    config: Arc<DatagenConfig>,
+}
+
+impl DatagenSource {
+    pub fn new(spec: TableSpec, options: &mut Options) -> Result<Self> {
+        if let Some(meta) = spec.metadata.first() {
+            return Err(Error::plan(format!(
+                "table '{}': the datagen connector has no metadata key '{}' (it has none)",
+                spec.name, meta.key
+            )));
+        }
+        let config = DatagenConfig::take(&spec.name, &spec.schema, options)?;
+        // Build every generator once so an unsupported type or a bad bound is a plan error.
+        for (field, field_config) in spec.schema.fields().iter().zip(&config.fields) {
+            Generator::new(field.data_type(), field_config, (0, 1)).map_err(|e| {
+                e.context(format!("table '{}': column '{}'", spec.name, field.name()))
+            })?;
+        }
+        Ok(Self {
+            table: spec.name,
+            schema: spec.schema,
+            config: Arc::new(config),
+        })
+    }
+}
+
+impl SourceConnector for DatagenSource {
+    fn describe(&self) -> String {
+        let rows = match self.config.number_of_rows {
+            Some(n) => format!(" number-of-rows={n}"),
+            None => String::new(),
+        };
+        format!(
+            "datagen rows-per-second={}{rows}",
+            self.config.rows_per_second
+        )
+    }
+
+    fn bounded(&self) -> bool {
+        self.config.bounded()
+    }
+
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
+        let parallelism = ctx.parallelism.max(1);
+        let share = (ctx.instance, parallelism);
+        let mut columns = Vec::with_capacity(self.config.fields.len());
+        let mut remaining = self.config.number_of_rows.map(|n| split(n, share).1);
+        for (field, config) in self.schema.fields().iter().zip(&self.config.fields) {
+            let generator = Generator::new(field.data_type(), config, share).map_err(|e| {
+                e.context(format!("table '{}': column '{}'", self.table, field.name()))
+            })?;
+            if let Generator::Sequence { next, end, .. } = &generator {
+                let len = u64::try_from(end - next).unwrap_or(0);
+                remaining = Some(remaining.map_or(len, |r| r.min(len)));
+            }
+            columns.push(Column {
+                generator,
+                null_rate: config.null_rate,
+            });
+        }
+        let rng = match self.config.seed {
+            // Instances must not repeat each other's values: mix the instance into the seed.
+            Some(seed) => SmallRng::seed_from_u64(
+                seed ^ (ctx.instance as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            None => SmallRng::from_os_rng(),
+        };
+        Ok(Box::new(DatagenReader {
+            schema: self.schema.clone(),
+            partition: ctx.instance,
+            rate: self.config.rows_per_second / parallelism as f64,
+            remaining,
+            produced: 0,
+            started: None,
+            partition_finished: false,
+            columns,
+            rng,
+        }))
+    }
+}
+
+/// `(offset, count)` of instance `share.0`'s part when `total` items are split over
+/// `share.1` instances into contiguous runs (the first `total % n` runs one longer).
+fn split(total: u64, (instance, parallelism): (usize, usize)) -> (u64, u64) {
+    let (i, n) = (instance as u64, parallelism as u64);
+    let (base, extra) = (total / n, total % n);
+    (i * base + i.min(extra), base + u64::from(i < extra))
+}
+
+fn now_millis() -> i64 {
+    // A clock before 1970 is a broken machine; counting from 0 then is harmless.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One parallel instance.
+struct DatagenReader {
+    schema: SchemaRef,
+    partition: usize,
+    /// Rows per second of this instance.
+    rate: f64,
+    /// Rows still to produce; `None` when unbounded.
+    remaining: Option<u64>,
+    produced: u64,
+    started: Option<Instant>,
+    partition_finished: bool,
+    columns: Vec<Column>,
+    rng: SmallRng,
+}
+
+struct Column {
+    generator: Generator,
+    null_rate: f64,
+}
+
+impl SourceReader for DatagenReader {
+    fn partitions(&self) -> Vec<usize> {
+        vec![self.partition]
+    }
+
+    fn next(&mut self, ctx: &SourceContext) -> Result<SourceEvent> {
+        if ctx.stopping() {
+            return Ok(SourceEvent::Finished);
+        }
+        if self.remaining == Some(0) {
+            if self.partition_finished {
+                return Ok(SourceEvent::Finished);
+            }
+            self.partition_finished = true;
+            return Ok(SourceEvent::PartitionFinished(self.partition));
+        }
+        // The first row of the next batch is due once `produced / rate` seconds have passed.
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let due = started + Duration::from_secs_f64(self.produced as f64 / self.rate);
+        let now = Instant::now();
+        if due > now {
+            let wait = due - now;
+            if wait > MAX_WAIT {
+                std::thread::sleep(MAX_WAIT);
+                return Ok(SourceEvent::Pending);
+            }
+            std::thread::sleep(wait);
+        }
+        // About ten batches a second at low rates, full batches at high ones.
+        let mut rows = ((self.rate / 10.0) as usize).clamp(1, MAX_BATCH);
+        if let Some(remaining) = self.remaining {
+            rows = rows.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        }
+        let batch = self
+            .generate(rows)
+            .map_err(|e| Error::internal(format!("datagen: {e}")))?;
+        self.produced += rows as u64;
+        if let Some(remaining) = &mut self.remaining {
+            *remaining -= rows as u64;
+        }
+        Ok(SourceEvent::Batch {
+            partition: self.partition,
+            batch,
+        })
+    }
+}
+
+impl DatagenReader {
+    fn generate(&mut self, rows: usize) -> Result<RecordBatch, ArrowError> {
+        let now_ms = now_millis();
+        let columns = self
+            .columns
+            .iter_mut()
+            .map(|c| {
+                let values = c.generator.generate(&mut self.rng, rows, now_ms)?;
+                with_nulls(values, c.null_rate, &mut self.rng)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// Makes about `rate` of the values NULL.
+fn with_nulls(array: ArrayRef, rate: f64, rng: &mut SmallRng) -> Result<ArrayRef, ArrowError> {
+    if rate <= 0.0 {
+        return Ok(array);
+    }
+    let valid = NullBuffer::from(
+        (0..array.len())
+            .map(|_| rng.random::<f64>() >= rate)
+            .collect::<Vec<_>>(),
+    );
+    let nulls = NullBuffer::union(array.nulls(), Some(&valid));
+    Ok(make_array(
+        array.into_data().into_builder().nulls(nulls).build()?,
+    ))
+}
+
+/// Makes the values of one column.
+enum Generator {
+    /// The next value and the end (exclusive) of this instance's range, cast to `data_type`.
+    Sequence {
+        next: i64,
+        end: i64,
+        data_type: DataType,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+        data_type: DataType,
+    },
+    Float {
+        min: f64,
+        max: f64,
+        data_type: DataType,
+    },
+    Decimal {
+        min: i128,
+        max: i128,
+        precision: u8,
+        scale: i8,
+    },
+    Boolean,
+    String {
+        length: usize,
+        var_len: bool,
+    },
+    /// Now minus up to `max_past` milliseconds, in the column's unit and zone.
+    Timestamp {
+        max_past_ms: i64,
+        data_type: DataType,
+    },
+    Date {
+        max_past_days: i64,
+    },
+    Struct {
+        fields: Fields,
+        children: Vec<Generator>,
+    },
+}
+
+impl Generator {
+    /// The generator of a column of `data_type`, for instance `share.0` of `share.1`.
+    fn new(data_type: &DataType, config: &FieldConfig, share: (usize, usize)) -> Result<Self> {
+        let random = match &config.kind {
+            FieldKind::Sequence { start, end } => {
+                // The span can exceed i64 (start near MIN, end near MAX); count it in i128.
+                let total =
+                    u64::try_from(i128::from(*end) - i128::from(*start) + 1).unwrap_or(u64::MAX);
+                let (offset, count) = split(total, share);
+                let next = start.saturating_add_unsigned(offset);
+                return Ok(Generator::Sequence {
+                    next,
+                    end: next.saturating_add_unsigned(count),
+                    data_type: data_type.clone(),
+                });
+            }
+            FieldKind::Random(options) => options,
+        };
+        Ok(match data_type {
+            DataType::Boolean => Generator::Boolean,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Generator::String {
+                length: random.length,
+                var_len: random.var_len,
+            },
+            t if t.is_integer() => {
+                let (type_min, type_max) = integer_range(t);
+                let min = bound(random.min.as_deref(), type_min, "min")?;
+                let max = bound(random.max.as_deref(), type_max, "max")?;
+                check_order(min, max)?;
+                Generator::Integer {
+                    min,
+                    max,
+                    data_type: t.clone(),
+                }
+            }
+            t if t.is_floating() => {
+                let type_max = if *t == DataType::Float32 {
+                    f64::from(f32::MAX)
+                } else {
+                    f64::MAX
+                };
+                // Flink's default lower bound is the smallest positive value, i.e. about 0.
+                let min = bound(random.min.as_deref(), 0.0, "min")?;
+                let max = bound(random.max.as_deref(), type_max, "max")?;
+                check_order(min, max)?;
+                Generator::Float {
+                    min,
+                    max,
+                    data_type: t.clone(),
+                }
+            }
+            DataType::Decimal128(precision, scale) => {
+                let limit = 10_i128.pow(u32::from(*precision)) - 1;
+                let min = decimal_bound(random.min.as_deref(), -limit, *scale, "min")?;
+                let max = decimal_bound(random.max.as_deref(), limit, *scale, "max")?;
+                check_order(min, max)?;
+                Generator::Decimal {
+                    min,
+                    max,
+                    precision: *precision,
+                    scale: *scale,
+                }
+            }
+            DataType::Timestamp(..) => Generator::Timestamp {
+                max_past_ms: random.max_past.as_millis().try_into().unwrap_or(i64::MAX),
+                data_type: data_type.clone(),
+            },
+            DataType::Date32 => Generator::Date {
+                max_past_days: (random.max_past.as_secs() / 86_400) as i64,
+            },
+            DataType::Struct(fields) => {
+                let child_config = FieldConfig {
+                    kind: FieldKind::Random(RandomOptions::default()),
+                    null_rate: 0.0,
+                };
+                let children = fields
+                    .iter()
+                    .map(|f| Generator::new(f.data_type(), &child_config, share))
+                    .collect::<Result<Vec<_>>>()?;
+                Generator::Struct {
+                    fields: fields.clone(),
+                    children,
+                }
+            }
+            other => {
+                return Err(Error::plan(format!(
+                    "datagen cannot generate values of type {other}"
+                )))
+            }
+        })
+    }
+
+    fn generate(
+        &mut self,
+        rng: &mut SmallRng,
+        rows: usize,
+        now_ms: i64,
+    ) -> Result<ArrayRef, ArrowError> {
+        Ok(match self {
+            Generator::Sequence {
+                next,
+                end,
+                data_type,
+            } => {
+                let first = *next;
+                let count = rows.min(usize::try_from(*end - first).unwrap_or(usize::MAX));
+                *next += count as i64;
+                let values = Int64Array::from_iter_values(first..first + count as i64);
+                cast(&values, data_type)?
+            }
+            Generator::Integer {
+                min,
+                max,
+                data_type,
+            } => {
+                let values =
+                    Int64Array::from_iter_values((0..rows).map(|_| rng.random_range(*min..=*max)));
+                cast(&values, data_type)?
+            }
+            Generator::Float {
+                min,
+                max,
+                data_type,
+            } => {
+                let values = Float64Array::from_iter_values(
+                    (0..rows).map(|_| rng.random_range(*min..=*max)),
+                );
+                cast(&values, data_type)?
+            }
+            Generator::Decimal {
+                min,
+                max,
+                precision,
+                scale,
+            } => Arc::new(
+                Decimal128Array::from_iter_values((0..rows).map(|_| rng.random_range(*min..=*max)))
+                    .with_precision_and_scale(*precision, *scale)?,
+            ),
+            Generator::Boolean => Arc::new(BooleanArray::from_iter(
+                (0..rows).map(|_| Some(rng.random::<bool>())),
+            )),
+            Generator::String { length, var_len } => {
+                let mut builder = StringBuilder::with_capacity(rows, rows * *length);
+                let mut text = String::with_capacity(*length);
+                for _ in 0..rows {
+                    let len = if *var_len && *length > 0 {
+                        rng.random_range(1..=*length)
+                    } else {
+                        *length
+                    };
+                    random_hex(rng, len, &mut text);
+                    builder.append_value(&text);
+                }
+                Arc::new(builder.finish())
+            }
+            Generator::Timestamp {
+                max_past_ms,
+                data_type,
+            } => {
+                let (multiply, divide) = match data_type {
+                    DataType::Timestamp(TimeUnit::Second, _) => (1, 1_000),
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => (1_000, 1),
+                    DataType::Timestamp(TimeUnit::Nanosecond, _) => (1_000_000, 1),
+                    _ => (1, 1),
+                };
+                let values = Int64Array::from_iter_values((0..rows).map(|_| {
+                    let ms = now_ms - rng.random_range(0..=*max_past_ms);
+                    ms.saturating_mul(multiply).div_euclid(divide)
+                }));
+                cast(&values, data_type)?
+            }
+            Generator::Date { max_past_days } => {
+                let today = now_ms.div_euclid(86_400_000) as i32;
+                let days = Int32Array::from_iter_values(
+                    (0..rows).map(|_| today - rng.random_range(0..=*max_past_days) as i32),
+                );
+                cast(&days, &DataType::Date32)?
+            }
+            Generator::Struct { fields, children } => {
+                let columns = children
+                    .iter_mut()
+                    .map(|c| c.generate(rng, rows, now_ms))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(StructArray::try_new(fields.clone(), columns, None)?)
+            }
+        })
+    }
+}
+
+/// Fills `out` with `len` random hexadecimal digits (Flink's random strings are hex too).
+fn random_hex(rng: &mut SmallRng, len: usize, out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.clear();
+    while out.len() < len {
+        let mut bits = rng.next_u64();
+        for _ in 0..16.min(len - out.len()) {
+            out.push(DIGITS[(bits & 15) as usize] as char);
+            bits >>= 4;
+        }
+    }
+}
+
+fn integer_range(data_type: &DataType) -> (i64, i64) {
+    match data_type {
+        DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
+        DataType::Int16 => (i16::MIN.into(), i16::MAX.into()),
+        DataType::Int32 => (i32::MIN.into(), i32::MAX.into()),
+        DataType::UInt8 => (0, u8::MAX.into()),
+        DataType::UInt16 => (0, u16::MAX.into()),
+        DataType::UInt32 => (0, u32::MAX.into()),
+        DataType::UInt64 => (0, i64::MAX),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+fn bound<T: std::str::FromStr>(text: Option<&str>, default: T, key: &str) -> Result<T> {
+    match text {
+        None => Ok(default),
+        Some(t) => t.trim().parse().map_err(|_| {
+            Error::plan(format!(
+                "option '{key}' = '{t}' is not a number of the column's type"
+            ))
+        }),
+    }
+}
+
+/// A decimal bound as an unscaled integer: `1.5` at scale 2 is 150.
+fn decimal_bound(text: Option<&str>, default: i128, scale: i8, key: &str) -> Result<i128> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let invalid = || Error::plan(format!("option '{key}' = '{text}' is not a decimal number"));
+    let value = arrow::compute::cast(
+        &(Arc::new(arrow::array::StringArray::from(vec![text.trim()])) as ArrayRef),
+        &DataType::Decimal128(38, scale),
+    )
+    .map_err(|_| invalid())?;
+    let decimals = value
+        .as_any()
+        .downcast_ref::<Decimal128Array>()
+        .ok_or_else(invalid)?;
+    if decimals.is_null(0) {
+        return Err(invalid());
+    }
+    Ok(decimals.value(0))
+}
+
+fn check_order<T: PartialOrd + std::fmt::Display>(min: T, max: T) -> Result<()> {
+    if min > max {
+        return Err(Error::plan(format!("min ({min}) is more than max ({max})")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Field, Int32Type, Int64Type, Schema, TimestampMillisecondType};
+    use sluice_engine::metrics::JobMetrics;
+
+    use super::*;
+
+    fn source(fields: Vec<Field>, pairs: &[(&str, &str)]) -> Result<DatagenSource> {
+        let values: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut options = Options::new("gen", values);
+        let spec = TableSpec {
+            name: "gen".into(),
+            schema: Arc::new(Schema::new(fields)),
+            metadata: vec![],
+            partition_by: vec![],
+        };
+        let source = DatagenSource::new(spec, &mut options)?;
+        options.finish()?;
+        Ok(source)
+    }
+
+    fn context(instance: usize, parallelism: usize) -> SourceContext {
+        SourceContext {
+            metrics: Arc::new(JobMetrics::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            instance,
+            parallelism,
+        }
+    }
+
+    fn drain(source: &DatagenSource, ctx: &SourceContext) -> Vec<RecordBatch> {
+        let mut reader = source.create_reader(ctx).unwrap();
+        assert_eq!(reader.partitions(), vec![ctx.instance]);
+        let mut batches = Vec::new();
+        let mut finished_partition = false;
+        loop {
+            match reader.next(ctx).unwrap() {
+                SourceEvent::Batch { partition, batch } => {
+                    assert_eq!(partition, ctx.instance);
+                    batches.push(batch);
+                }
+                SourceEvent::PartitionFinished(p) => {
+                    assert_eq!(p, ctx.instance);
+                    finished_partition = true;
+                }
+                SourceEvent::Pending => {}
+                SourceEvent::Finished => break,
+            }
+        }
+        assert!(finished_partition);
+        batches
+    }
+
+    #[test]
+    fn sequence_split_over_two_instances_covers_the_range_once() {
+        let source = source(
+            vec![
+                Field::new("id", DataType::Int32, false),
+                Field::new("s", DataType::Utf8, true),
+            ],
+            &[
+                ("rows-per-second", "1000000"),
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "1"),
+                ("fields.id.end", "20001"),
+            ],
+        )
+        .unwrap();
+        assert!(source.bounded());
+        let mut all = Vec::new();
+        let mut counts = Vec::new();
+        for instance in 0..2 {
+            let batches = drain(&source, &context(instance, 2));
+            let ids: Vec<i32> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<Int32Type>().values().to_vec())
+                .collect();
+            assert!(
+                ids.windows(2).all(|w| w[1] == w[0] + 1),
+                "contiguous per instance"
+            );
+            assert!(batches.iter().all(|b| b.num_rows() <= MAX_BATCH));
+            let s = batches[0].column(1).as_string::<i32>();
+            assert_eq!(s.value(0).len(), 100);
+            assert!(s.value(0).chars().all(|c| c.is_ascii_hexdigit()));
+            counts.push(ids.len());
+            all.extend(ids);
+        }
+        assert_eq!(counts, vec![10_001, 10_000]);
+        all.sort_unstable();
+        assert_eq!(all, (1..=20_001).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn number_of_rows_split_and_random_bounds() {
+        let fields = vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("price", DataType::Decimal128(6, 2), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("flag", DataType::Boolean, true),
+            Field::new("x", DataType::Float32, true),
+        ];
+        let source = source(
+            fields,
+            &[
+                ("number-of-rows", "101"),
+                ("rows-per-second", "100000"),
+                ("fields.n.min", "5"),
+                ("fields.n.max", "7"),
+                ("fields.n.null-rate", "0.5"),
+                ("fields.price.min", "1.50"),
+                ("fields.price.max", "2"),
+                ("fields.ts.max-past", "1 min"),
+                ("seed", "42"),
+            ],
+        )
+        .unwrap();
+        let before = now_millis();
+        let mut total = 0;
+        let mut nulls = 0;
+        for instance in 0..3 {
+            for b in drain(&source, &context(instance, 3)) {
+                total += b.num_rows();
+                let n = b.column(0).as_primitive::<Int64Type>();
+                nulls += n.null_count();
+                assert!(n.iter().flatten().all(|v| (5..=7).contains(&v)));
+                let price = b
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::Decimal128Type>();
+                assert!(price.values().iter().all(|v| (150..=200).contains(v)));
+                let ts = b.column(2).as_primitive::<TimestampMillisecondType>();
+                assert!(ts
+                    .values()
+                    .iter()
+                    .all(|&t| t >= before - 60_000 - 1000 && t <= now_millis()));
+            }
+        }
+        assert_eq!(total, 101);
+        assert!(nulls > 10 && nulls < 91, "about half NULL: {nulls}");
+    }
+
+    #[test]
+    fn seeded_runs_repeat() {
+        let make = || {
+            source(
+                vec![Field::new("n", DataType::Int64, true)],
+                &[("number-of-rows", "10"), ("seed", "7")],
+            )
+            .unwrap()
+        };
+        let a = drain(&make(), &context(0, 1));
+        let b = drain(&make(), &context(0, 1));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rate_is_kept() {
+        let source = source(
+            vec![Field::new("n", DataType::Int64, true)],
+            &[("number-of-rows", "40"), ("rows-per-second", "200")],
+        )
+        .unwrap();
+        let started = Instant::now();
+        let batches = drain(&source, &context(0, 1));
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 40);
+        // 40 rows at 200/s: the last batch of 20 is due after 0.1 s.
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn unsupported_types_and_metadata_are_plan_errors() {
+        let err = source(vec![Field::new("b", DataType::Binary, true)], &[])
+            .err()
+            .unwrap();
+        assert!(
+            err.message().contains("column 'b'") && err.message().contains("cannot generate"),
+            "{err}"
+        );
+        let err = source(
+            vec![Field::new("n", DataType::Int8, true)],
+            &[("fields.n.min", "x")],
+        )
+        .err()
+        .unwrap();
+        assert!(err.message().contains("'min' = 'x'"), "{err}");
+    }
+
+    #[test]
+    fn stops_when_asked() {
+        let source = source(vec![Field::new("n", DataType::Int64, true)], &[]).unwrap();
+        assert!(!source.bounded());
+        let ctx = context(0, 1);
+        let mut reader = source.create_reader(&ctx).unwrap();
+        assert!(matches!(
+            reader.next(&ctx).unwrap(),
+            SourceEvent::Batch { .. }
+        ));
+        ctx.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(reader.next(&ctx).unwrap(), SourceEvent::Finished));
+    }
+}

@@ -1,0 +1,170 @@
+//! The options of filesystem tables, typed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluice_engine::connector::Options;
+use sluice_engine::Result;
+
+use crate::format::Format;
+use crate::option_values::{parse_duration, parse_memory_size};
+
+/// Options of a filesystem source table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSourceConfig {
+    /// `path` (required): a file, or a folder whose regular files are all read
+    /// (recursively, skipping names that start with `.` or `_`, in path order).
+    pub path: PathBuf,
+    /// `format` (required): `json` or `csv`, with its `json.*` / `csv.*` options.
+    pub format: Format,
+}
+
+impl FileSourceConfig {
+    pub fn take(options: &mut Options) -> Result<Self> {
+        let path = PathBuf::from(options.take_required("path")?);
+        let format = Format::take(options, &["json", "csv"])?;
+        Ok(Self { path, format })
+    }
+}
+
+/// When the sink closes a file and starts the next one (Flink's rolling policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollingPolicy {
+    /// `sink.rolling-policy.file-size` (128 MB): roll once a file reaches this size.
+    pub file_size: u64,
+    /// `sink.rolling-policy.rollover-interval` (30 min): roll a file open this long.
+    pub rollover_interval: Duration,
+    /// `sink.rolling-policy.inactivity-interval` (30 min): roll a file not written to for
+    /// this long. Checked whenever the sink receives rows.
+    pub inactivity_interval: Duration,
+}
+
+impl Default for RollingPolicy {
+    fn default() -> Self {
+        Self {
+            file_size: 128 << 20,
+            rollover_interval: Duration::from_secs(30 * 60),
+            inactivity_interval: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Options of a filesystem sink table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSinkConfig {
+    /// `path` (required): the folder files are written to (created if missing).
+    pub path: PathBuf,
+    /// `format` (required): `parquet`, `json` or `csv`, with its options.
+    pub format: Format,
+    pub rolling: RollingPolicy,
+}
+
+/// Flink options the sink accepts without acting on them yet: partitions are committed
+/// (their files renamed into view) when files roll and at the end of the job.
+const ACCEPTED_NOT_YET_USED: [&str; 4] = [
+    "sink.partition-commit.trigger",
+    "sink.partition-commit.delay",
+    "sink.partition-commit.policy.kind",
+    "partition.time-extractor.timestamp-pattern",
+];
+
+impl FileSinkConfig {
+    pub fn take(options: &mut Options) -> Result<Self> {
+        let path = PathBuf::from(options.take_required("path")?);
+        let format = Format::take(options, &["parquet", "json", "csv"])?;
+        let defaults = RollingPolicy::default();
+        let rolling = RollingPolicy {
+            file_size: options
+                .take_parsed("sink.rolling-policy.file-size", parse_memory_size)?
+                .unwrap_or(defaults.file_size),
+            rollover_interval: options
+                .take_parsed("sink.rolling-policy.rollover-interval", parse_duration)?
+                .unwrap_or(defaults.rollover_interval),
+            inactivity_interval: options
+                .take_parsed("sink.rolling-policy.inactivity-interval", parse_duration)?
+                .unwrap_or(defaults.inactivity_interval),
+        };
+        for key in ACCEPTED_NOT_YET_USED {
+            options.take(&[key]);
+        }
+        Ok(Self {
+            path,
+            format,
+            rolling,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> Options {
+        let values: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Options::new("t", values)
+    }
+
+    #[test]
+    fn sink_options_with_defaults_and_flink_spellings() {
+        let mut o = options(&[
+            ("path", "/out"),
+            ("format", "parquet"),
+            ("sink.rolling-policy.file-size", "1 kb"),
+            ("sink.rolling-policy.rollover-interval", "10 s"),
+            ("sink.partition-commit.trigger", "partition-time"),
+            ("parquet.compression", "snappy"),
+        ]);
+        let config = FileSinkConfig::take(&mut o).unwrap();
+        o.finish().unwrap();
+        assert_eq!(config.rolling.file_size, 1024);
+        assert_eq!(config.rolling.rollover_interval, Duration::from_secs(10));
+        assert_eq!(
+            config.rolling.inactivity_interval,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(config.format.name(), "parquet");
+    }
+
+    #[test]
+    fn option_errors_name_table_and_option() {
+        let mut o = options(&[("path", "/in"), ("format", "parquet")]);
+        let err = FileSourceConfig::take(&mut o).unwrap_err();
+        assert!(
+            err.message()
+                .contains("format 'parquet' is not supported here"),
+            "{err}"
+        );
+
+        let mut o = options(&[("format", "json")]);
+        let err = FileSourceConfig::take(&mut o).unwrap_err();
+        assert_eq!(err.message(), "table 't' needs the option 'path'");
+
+        let mut o = options(&[
+            ("path", "/out"),
+            ("format", "json"),
+            ("sink.rolling-policy.file-size", "big"),
+        ]);
+        let err = FileSinkConfig::take(&mut o).unwrap_err();
+        assert!(err
+            .message()
+            .starts_with("table 't': option 'sink.rolling-policy.file-size' = 'big' is invalid"));
+
+        let mut o = options(&[
+            ("path", "/in"),
+            ("format", "json"),
+            ("csv.field-delimiter", ";"),
+        ]);
+        FileSourceConfig::take(&mut o).unwrap();
+        let err = o.finish().unwrap_err();
+        assert!(
+            err.message()
+                .contains("'csv.field-delimiter' is not understood"),
+            "{err}"
+        );
+    }
+}

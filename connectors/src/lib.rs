@@ -1,0 +1,136 @@
+//! Sluice connectors: where a job's rows come from and where they go.
+//!
+//! The planner turns each `CREATE TABLE ... WITH ('connector' = 'x', ...)` into a
+//! [`SourceConnector`] or [`SinkConnector`] by calling [`create_source`] or [`create_sink`].
+//! Each connector lives in its own folder with the same shape: `config.rs` for its typed
+//! options, the running component beside it, unit tests inside. Record formats (`json`,
+//! `csv`, `parquet`) live in [`format`] so that any connector carrying records can share them.
+//!
+//! | connector    | source | sink |
+//! |--------------|--------|------|
+//! | `filesystem` | yes    | yes  |
+//! | `datagen`    | yes    |      |
+//! | `print`      |        | yes  |
+//! | `blackhole`  |        | yes  |
+
+use std::sync::Arc;
+
+use sluice_engine::connector::{Options, SinkConnector, SourceConnector, TableSpec};
+use sluice_engine::{Error, Result};
+
+pub mod blackhole;
+pub mod datagen;
+pub mod filesystem;
+pub mod format;
+pub mod option_values;
+pub mod print;
+
+/// The connectors this crate knows, for messages.
+const KNOWN: &str = "filesystem, datagen, print, blackhole";
+
+/// Creates the source connector `connector` for table `spec`, taking the options it
+/// understands from `options` (the caller rejects whatever is left).
+pub fn create_source(
+    connector: &str,
+    spec: TableSpec,
+    options: &mut Options,
+) -> Result<Arc<dyn SourceConnector>> {
+    match connector {
+        "filesystem" => Ok(Arc::new(filesystem::FileSource::new(spec, options)?)),
+        "datagen" => Ok(Arc::new(datagen::DatagenSource::new(spec, options)?)),
+        "print" | "blackhole" => Err(wrong_role(&spec.name, connector, "sink", "read from")),
+        other => Err(unknown(&spec.name, other)),
+    }
+}
+
+/// Creates the sink connector `connector` for table `spec`, taking the options it
+/// understands from `options` (the caller rejects whatever is left).
+pub fn create_sink(
+    connector: &str,
+    spec: TableSpec,
+    options: &mut Options,
+) -> Result<Arc<dyn SinkConnector>> {
+    match connector {
+        "filesystem" => Ok(Arc::new(filesystem::FileSink::new(spec, options)?)),
+        "print" => Ok(Arc::new(print::PrintSink::new(spec, options)?)),
+        "blackhole" => Ok(Arc::new(blackhole::BlackholeSink)),
+        "datagen" => Err(wrong_role(&spec.name, connector, "source", "written to")),
+        other => Err(unknown(&spec.name, other)),
+    }
+}
+
+fn unknown(table: &str, connector: &str) -> Error {
+    Error::plan(format!(
+        "table '{table}': unknown connector '{connector}' (known: {KNOWN})"
+    ))
+}
+
+fn wrong_role(table: &str, connector: &str, role: &str, verb: &str) -> Error {
+    Error::plan(format!(
+        "table '{table}': connector '{connector}' is only a {role}, so the table cannot be {verb}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn spec() -> TableSpec {
+        TableSpec {
+            name: "t".into(),
+            schema: Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)])),
+            metadata: vec![],
+            partition_by: vec![],
+        }
+    }
+
+    fn options() -> Options {
+        Options::new("t", BTreeMap::new())
+    }
+
+    #[test]
+    fn unknown_and_misused_connectors() {
+        let err = create_source("kafka", spec(), &mut options())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.message(),
+            "table 't': unknown connector 'kafka' (known: filesystem, datagen, print, blackhole)"
+        );
+        assert!(create_sink("kafka", spec(), &mut options()).is_err());
+        let err = create_source("print", spec(), &mut options())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.message(),
+            "table 't': connector 'print' is only a sink, so the table cannot be read from"
+        );
+        let err = create_sink("datagen", spec(), &mut options())
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), sluice_engine::error::ErrorKind::Plan);
+    }
+
+    #[test]
+    fn creates_each_connector() {
+        assert_eq!(
+            create_sink("blackhole", spec(), &mut options())
+                .unwrap()
+                .describe(),
+            "blackhole"
+        );
+        assert_eq!(
+            create_sink("print", spec(), &mut options())
+                .unwrap()
+                .describe(),
+            "print(stdout)"
+        );
+        let source = create_source("datagen", spec(), &mut options()).unwrap();
+        assert!(!source.bounded());
+        assert_eq!(source.describe(), "datagen rows-per-second=10000");
+    }
+}

@@ -1,0 +1,196 @@
+//! The contract between the engine and connectors.
+//!
+//! A table's `WITH (...)` options are turned by a connector into a [`SourceConnector`] or a
+//! [`SinkConnector`]; the engine then asks it for one reader or writer per parallel instance.
+//! Readers are pull-based and synchronous: the engine runs each on its own task thread and
+//! calls [`SourceReader::next`] in a loop. A connector that talks to a network service keeps
+//! its own async runtime handle inside.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::metrics::JobMetrics;
+
+/// A `METADATA FROM 'key'` column of a table: a value the connector supplies per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataColumn {
+    /// Column name in the table.
+    pub name: String,
+    /// The connector's metadata key (`'timestamp'`, `'shard-id'`, ...).
+    pub key: String,
+}
+
+/// What a connector is told about the table it serves.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Table name as written in the job file, for messages.
+    pub name: String,
+    /// The columns a source must produce, in this order: the physical columns (read from
+    /// the data) followed by the metadata columns. For a sink: the columns it receives.
+    pub schema: SchemaRef,
+    /// Metadata columns (sources only); their fields are the tail of `schema`.
+    pub metadata: Vec<MetadataColumn>,
+    /// `PARTITIONED BY` columns, in order.
+    pub partition_by: Vec<String>,
+}
+
+/// The `WITH (...)` options of a table. Connectors take the options they understand;
+/// whatever is left when they are done is an error naming the option and the table.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    table: String,
+    values: BTreeMap<String, String>,
+}
+
+impl Options {
+    pub fn new(table: impl Into<String>, values: BTreeMap<String, String>) -> Self {
+        Self {
+            table: table.into(),
+            values,
+        }
+    }
+
+    /// The table these options belong to.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Takes an option (the first of the given spellings that is present).
+    pub fn take(&mut self, keys: &[&str]) -> Option<String> {
+        keys.iter().find_map(|k| self.values.remove(*k))
+    }
+
+    /// Takes a required option.
+    pub fn take_required(&mut self, key: &str) -> Result<String> {
+        self.take(&[key]).ok_or_else(|| {
+            Error::plan(format!("table '{}' needs the option '{}'", self.table, key))
+        })
+    }
+
+    /// Takes an option and parses it with `parse`, naming option and table on failure.
+    pub fn take_parsed<T>(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        match self.values.remove(key) {
+            None => Ok(None),
+            Some(v) => parse(&v).map(Some).map_err(|e| {
+                Error::plan(format!(
+                    "table '{}': option '{}' = '{}' is invalid: {}",
+                    self.table, key, v, e
+                ))
+            }),
+        }
+    }
+
+    /// Takes a boolean option (`true`/`false`).
+    pub fn take_bool(&mut self, key: &str) -> Result<Option<bool>> {
+        self.take_parsed(key, |v| match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected 'true' or 'false'".into()),
+        })
+    }
+
+    /// Takes every option whose key starts with `prefix`, removing the prefix.
+    pub fn take_prefixed(&mut self, prefix: &str) -> BTreeMap<String, String> {
+        let keys: Vec<String> = self
+            .values
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let v = self.values.remove(&k)?;
+                Some((k[prefix.len()..].to_string(), v))
+            })
+            .collect()
+    }
+
+    /// Fails if any option was not taken: an option nothing consumes is a mistake.
+    pub fn finish(self) -> Result<()> {
+        match self.values.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(Error::plan(format!(
+                "table '{}': option '{}' is not understood by its connector",
+                self.table, k
+            ))),
+        }
+    }
+}
+
+/// What a reader's `next` returns.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Records from one partition (file, shard). The batch has the table's source schema.
+    /// Rows of one partition are delivered in the partition's order.
+    Batch {
+        partition: usize,
+        batch: RecordBatch,
+    },
+    /// The partition has no more records, ever.
+    PartitionFinished(usize),
+    /// Nothing is available right now (unbounded sources); call again soon.
+    Pending,
+    /// This reader is done: every partition it owns is finished.
+    Finished,
+}
+
+/// Shared state a reader can consult: metrics, and whether the job is stopping.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub metrics: Arc<JobMetrics>,
+    pub stop: Arc<AtomicBool>,
+    /// Index of this parallel instance and the number of instances.
+    pub instance: usize,
+    pub parallelism: usize,
+}
+
+impl SourceContext {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// A configured source table.
+pub trait SourceConnector: Send + Sync {
+    /// One line for `explain`, without secrets (`filesystem json /data/tx.jsonl`).
+    fn describe(&self) -> String;
+    /// True when the source ends by itself (files, `number-of-rows`).
+    fn bounded(&self) -> bool;
+    /// Creates the reader of parallel instance `ctx.instance` of `ctx.parallelism`.
+    /// Partitions are spread over instances; an instance may get none (it finishes at once
+    /// if bounded, and is idle if not).
+    fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader>>;
+}
+
+/// One parallel instance of a source.
+pub trait SourceReader: Send {
+    /// Partition ids this reader owns (known up front; used for per-partition watermarks).
+    fn partitions(&self) -> Vec<usize>;
+    /// The next event. Blocks at most briefly (say 100 ms) when nothing is available, and
+    /// then returns `Pending`.
+    fn next(&mut self, ctx: &SourceContext) -> Result<SourceEvent>;
+}
+
+/// A configured sink table.
+pub trait SinkConnector: Send + Sync {
+    /// One line for `explain`, without secrets.
+    fn describe(&self) -> String;
+    /// Creates the writer of parallel instance `instance` of `parallelism`.
+    fn create_writer(&self, instance: usize, parallelism: usize) -> Result<Box<dyn SinkWriter>>;
+}
+
+/// One parallel instance of a sink. Receives batches with the sink table's schema.
+pub trait SinkWriter: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// The input ended: flush, close and commit everything (files become visible now).
+    fn finish(&mut self) -> Result<()>;
+}

@@ -1,0 +1,108 @@
+//! The dataflow graph of a job: nodes (a source or an operator) with their parallelism,
+//! each fed by one input over an edge that says how rows move between instances.
+//!
+//! Nodes joined by a `Forward` edge with the same parallelism run chained in one task,
+//! with no channel between them. `Hash` and `Single` edges cross tasks over bounded
+//! channels.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::connector::SourceConnector;
+use crate::operator::OperatorFactory;
+use crate::source::SourcePrep;
+
+/// Index of a node in its graph.
+pub type NodeId = usize;
+
+/// How a node receives the output of its input node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edge {
+    /// Instance i feeds instance i, in the same task.
+    Forward,
+    /// Rows go to the instance chosen by the hash of these columns.
+    Hash(Vec<usize>),
+    /// Every row goes to instance 0 (a global window, no keys).
+    Single,
+}
+
+/// What a node does.
+pub enum NodeKind {
+    Source {
+        table: String,
+        connector: Arc<dyn SourceConnector>,
+        prep: Arc<SourcePrep>,
+        /// A partition with no data for this long stops holding the watermark back.
+        idle_timeout: Option<Duration>,
+    },
+    Operator {
+        factory: Arc<dyn OperatorFactory>,
+    },
+}
+
+/// A vertex of the graph.
+pub struct Node {
+    pub name: String,
+    pub parallelism: usize,
+    pub kind: NodeKind,
+    pub input: Option<(NodeId, Edge)>,
+}
+
+/// A job's dataflow.
+#[derive(Default)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, node: Node) -> NodeId {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Nodes fed by `id`, with their edges.
+    pub fn consumers(&self, id: NodeId) -> impl Iterator<Item = (NodeId, &Edge)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, n)| match &n.input {
+                Some((from, edge)) if *from == id => Some((i, edge)),
+                _ => None,
+            })
+    }
+
+    /// True if the node starts a task: a source, or a node fed over a channel.
+    pub fn starts_task(&self, id: NodeId) -> bool {
+        !matches!(self.nodes[id].input, Some((_, Edge::Forward)))
+    }
+
+    /// The human-readable plan printed by `sluice explain`.
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        for (id, node) in self.nodes.iter().enumerate() {
+            if self.starts_task(id) {
+                let _ = writeln!(s, "task (parallelism {}):", node.parallelism);
+            }
+            let _ = write!(s, "  [{id}] {}", node.name);
+            match &node.input {
+                None => {}
+                Some((from, Edge::Forward)) => {
+                    let _ = write!(s, "  <- [{from}] forward (chained)");
+                }
+                Some((from, Edge::Hash(cols))) => {
+                    let _ = write!(s, "  <- [{from}] hash by columns {cols:?}");
+                }
+                Some((from, Edge::Single)) => {
+                    let _ = write!(s, "  <- [{from}] single (all to one instance)");
+                }
+            }
+            let _ = writeln!(s, "  parallelism={}", node.parallelism);
+        }
+        s
+    }
+}

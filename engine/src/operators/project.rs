@@ -1,0 +1,40 @@
+//! Projection: computes the output columns of a `SELECT` list, row for row.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::evaluate;
+use crate::error::Result;
+use crate::operator::{Operator, StreamBatch};
+
+/// Evaluates one expression per output column. Rows stay aligned, so per-row watermarks
+/// pass through unchanged.
+pub struct Project {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+}
+
+impl Project {
+    pub fn new(exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef) -> Self {
+        Self { exprs, schema }
+    }
+}
+
+impl Operator for Project {
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()> {
+        let columns = evaluate(&self.exprs, &input.batch)?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(input.num_rows())),
+        )?;
+        out.push(StreamBatch {
+            batch,
+            row_watermarks: input.row_watermarks,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! Flink SQL functions that DataFusion does not have under the same name and meaning.
+//!
+//! - `TO_TIMESTAMP_LTZ(epoch, precision)`: epoch seconds (precision 0) or milliseconds
+//!   (precision 3) to a `TIMESTAMP_LTZ(3)`.
+//! - `DATE_FORMAT(timestamp, 'yyyy-MM-dd HH:mm')`: formats with a Java-style pattern, in the
+//!   session time zone for `TIMESTAMP_LTZ` values.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, StringBuilder, TimestampMillisecondArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::scalar::ScalarValue;
+
+/// All Sluice functions, for registration in a session.
+pub fn all(time_zone: Tz) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(ToTimestampLtz::new()),
+        ScalarUDF::from(DateFormat::new(time_zone)),
+    ]
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToTimestampLtz {
+    signature: Signature,
+}
+
+impl ToTimestampLtz {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+fn scalar_i64(value: &ColumnarValue, what: &str) -> Result<i64> {
+    match value {
+        ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Int64)? {
+            ScalarValue::Int64(Some(v)) => Ok(v),
+            _ => Err(DataFusionError::Plan(format!(
+                "{what} must be a constant number"
+            ))),
+        },
+        ColumnarValue::Array(_) => Err(DataFusionError::Plan(format!(
+            "{what} must be a constant number"
+        ))),
+    }
+}
+
+impl ScalarUDFImpl for ToTimestampLtz {
+    fn name(&self) -> &str {
+        "to_timestamp_ltz"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if !args[0].is_numeric() && args[0] != DataType::Null {
+            return Err(DataFusionError::Plan(format!(
+                "TO_TIMESTAMP_LTZ expects a number of seconds or milliseconds, found {}",
+                crate::types::flink_name(&args[0])
+            )));
+        }
+        Ok(DataType::Timestamp(
+            TimeUnit::Millisecond,
+            Some(Arc::from("UTC")),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let multiplier = match scalar_i64(&args.args[1], "TO_TIMESTAMP_LTZ precision")? {
+            0 => 1000,
+            3 => 1,
+            p => {
+                return Err(DataFusionError::Plan(format!(
+                    "TO_TIMESTAMP_LTZ precision must be 0 or 3, not {p}"
+                )))
+            }
+        };
+        let values = args.args[0].to_array(args.number_rows)?;
+        let values = cast(&values, &DataType::Int64)?;
+        let values = values.as_primitive::<Int64Type>();
+        let millis: Int64Array = if multiplier == 1 {
+            values.clone()
+        } else {
+            values.unary(|v| v.saturating_mul(multiplier))
+        };
+        let result = TimestampMillisecondArray::from(millis.into_data()).with_timezone("UTC");
+        Ok(ColumnarValue::Array(Arc::new(result)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateFormat {
+    signature: Signature,
+    time_zone: Tz,
+}
+
+impl DateFormat {
+    fn new(time_zone: Tz) -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+            time_zone,
+        }
+    }
+}
+
+/// Translates a Java `DateTimeFormatter` pattern into a chrono format string.
+pub fn java_to_chrono(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut run = 1;
+        while i + run < chars.len() && chars[i + run] == c {
+            run += 1;
+        }
+        match c {
+            'y' if run == 2 => out.push_str("%y"),
+            'y' => out.push_str("%Y"),
+            'M' if run >= 3 => out.push_str("%b"),
+            'M' => out.push_str("%m"),
+            'd' => out.push_str("%d"),
+            'H' => out.push_str("%H"),
+            'h' => out.push_str("%I"),
+            'm' => out.push_str("%M"),
+            's' => out.push_str("%S"),
+            'S' => out.push_str(&format!("%{}f", run.min(9))),
+            'a' => out.push_str("%p"),
+            'E' => out.push_str("%a"),
+            '\'' => {
+                // Quoted literal text.
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&x| x == '\'')
+                    .map_or(chars.len(), |p| i + 1 + p);
+                out.extend(chars[i + 1..end].iter());
+                i = end + 1;
+                continue;
+            }
+            '%' => out.push_str("%%"),
+            other => (0..run).for_each(|_| out.push(other)),
+        }
+        i += run;
+    }
+    out
+}
+
+impl ScalarUDFImpl for DateFormat {
+    fn name(&self) -> &str {
+        "date_format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::Timestamp(..) | DataType::Date32 | DataType::Null | DataType::Utf8 => {
+                Ok(DataType::Utf8)
+            }
+            other => Err(DataFusionError::Plan(format!(
+                "DATE_FORMAT expects a timestamp, found {}",
+                crate::types::flink_name(other)
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let pattern = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(p))) => java_to_chrono(p),
+            _ => {
+                return Err(DataFusionError::Plan(
+                    "DATE_FORMAT expects a constant pattern".into(),
+                ))
+            }
+        };
+        let values = args.args[0].to_array(args.number_rows)?;
+        let local = matches!(values.data_type(), DataType::Timestamp(_, Some(_)));
+        let target = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let millis: ArrayRef = cast(&values, &target)?;
+        let millis = millis.as_primitive::<TimestampMillisecondType>();
+        let mut builder = StringBuilder::with_capacity(millis.len(), millis.len() * pattern.len());
+        for v in millis.iter() {
+            match v.and_then(chrono::DateTime::from_timestamp_millis) {
+                Some(utc) if local => builder.append_value(
+                    self.time_zone
+                        .from_utc_datetime(&utc.naive_utc())
+                        .format(&pattern)
+                        .to_string(),
+                ),
+                Some(utc) => builder.append_value(utc.naive_utc().format(&pattern).to_string()),
+                None => builder.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::java_to_chrono;
+
+    #[test]
+    fn java_patterns() {
+        assert_eq!(java_to_chrono("yyyy-MM-dd"), "%Y-%m-%d");
+        assert_eq!(
+            java_to_chrono("yyyy-MM-dd HH:mm:ss.SSS"),
+            "%Y-%m-%d %H:%M:%S.%3f"
+        );
+        assert_eq!(java_to_chrono("HH'h'"), "%Hh");
+    }
+}

@@ -1,0 +1,16 @@
+//! Sluice SQL: Flink SQL job files to engine graphs.
+//!
+//! [`statements`] splits a job file into `SET`, `CREATE TABLE`, `CREATE VIEW` and
+//! `INSERT INTO` statements; [`windows`] takes window table functions out of queries;
+//! [`planner`] plans queries with DataFusion and lowers the plans onto the engine.
+
+pub mod functions;
+pub mod location;
+pub mod planner;
+pub mod settings;
+pub mod statements;
+pub mod types;
+pub mod windows;
+
+pub use location::SourceFile;
+pub use planner::{plan_job, JobPlan};

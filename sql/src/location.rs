@@ -1,0 +1,24 @@
+//! Positions in a job file, and errors that point at them.
+
+use datafusion::sql::sqlparser::tokenizer::Location;
+use sluice_engine::Error;
+
+/// A job file's name and text, for messages of the form `file:line:column: message`.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    /// A plan error at `location` in this file.
+    pub fn error_at(&self, location: Location, message: impl std::fmt::Display) -> Error {
+        Error::plan(format!(
+            "{}:{}:{}: {}",
+            self.path,
+            location.line.max(1),
+            location.column.max(1),
+            message
+        ))
+    }
+}

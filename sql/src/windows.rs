@@ -1,0 +1,450 @@
+//! Window table functions: `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset]))`, the
+//! bare `TUMBLE(TABLE t, ...)`, and the legacy `GROUP BY TUMBLE(ts, size)`.
+//!
+//! A window call is taken out of the query and replaced by a generated table
+//! `__window_N`: the input's columns plus `window_start`, `window_end` and `window_time`.
+//! DataFusion then plans an ordinary `GROUP BY window_start, window_end` over it, and the
+//! planner turns the scan of `__window_N` into the engine's window assigner. The TVF form
+//! is rewritten on the token stream, because `TABLE t` and `DESCRIPTOR(c)` are not
+//! expressions sqlparser knows; the legacy form is an ordinary function call and is
+//! rewritten on the syntax tree.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, visit_expressions_mut, DateTimeField, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, Query, SetExpr, TableAlias, TableFactor,
+    UnaryOperator, Value,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Word};
+use sluice_engine::{Error, Result};
+
+use crate::location::SourceFile;
+
+/// Which windowing table function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumble,
+}
+
+/// One window call found in a statement.
+#[derive(Debug, Clone)]
+pub struct WindowCall {
+    /// The generated table that replaces the call (`__window_N`).
+    pub table_name: String,
+    pub kind: WindowKind,
+    /// The windowed table or view.
+    pub input: String,
+    pub input_location: Location,
+    /// The time attribute column in `DESCRIPTOR(...)`.
+    pub descriptor: String,
+    pub descriptor_location: Location,
+    pub size_ms: i64,
+    pub offset_ms: i64,
+    pub location: Location,
+}
+
+const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
+
+fn is_word(t: &Token, word: &str) -> bool {
+    matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+/// Replaces every window TVF of a statement by a generated table name.
+pub fn extract_windows(
+    file: &SourceFile,
+    mut tokens: Vec<TokenWithSpan>,
+    next_id: &mut usize,
+) -> Result<(Vec<TokenWithSpan>, Vec<WindowCall>)> {
+    let mut calls = Vec::new();
+    loop {
+        let significant: Vec<usize> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+            .map(|(i, _)| i)
+            .collect();
+        let found = significant.windows(3).position(|w| {
+            WINDOW_FUNCTIONS
+                .iter()
+                .any(|f| is_word(&tokens[w[0]].token, f))
+                && tokens[w[1]].token == Token::LParen
+                && is_word(&tokens[w[2]].token, "TABLE")
+        });
+        let Some(k) = found else { break };
+        let name_index = significant[k];
+        let open = significant[k + 1];
+        let close = matching_paren(&tokens, open).ok_or_else(|| {
+            file.error_at(
+                tokens[open].span.start,
+                "unbalanced parentheses in the window call",
+            )
+        })?;
+        let location = tokens[name_index].span.start;
+        let function = tokens[name_index].token.to_string().to_ascii_uppercase();
+        let call = parse_call(file, &function, &tokens[open + 1..close], location, next_id)?;
+        // `TABLE(TUMBLE(...))`: the outer TABLE( ... ) goes too.
+        let (mut start, mut end) = (name_index, close);
+        if k >= 2
+            && tokens[significant[k - 1]].token == Token::LParen
+            && is_word(&tokens[significant[k - 2]].token, "TABLE")
+        {
+            if let Some(after) = significant.iter().find(|&&i| i > close) {
+                if tokens[*after].token == Token::RParen {
+                    start = significant[k - 2];
+                    end = *after;
+                }
+            }
+        }
+        let replacement = TokenWithSpan::new(
+            Token::Word(Word {
+                value: call.table_name.clone(),
+                quote_style: None,
+                keyword: Keyword::NoKeyword,
+            }),
+            Span::new(location, location),
+        );
+        tokens.splice(start..=end, std::iter::once(replacement));
+        calls.push(call);
+    }
+    Ok((tokens, calls))
+}
+
+fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn parse_call(
+    file: &SourceFile,
+    function: &str,
+    args: &[TokenWithSpan],
+    location: Location,
+    next_id: &mut usize,
+) -> Result<WindowCall> {
+    if function != "TUMBLE" {
+        return Err(file.error_at(
+            location,
+            format!("{function} windows are not supported yet; TUMBLE is"),
+        ));
+    }
+    let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(args.to_vec());
+    let err = |p: &Parser, what: &str| {
+        file.error_at(p.peek_token().span.start, format!("TUMBLE expects {what}"))
+    };
+    if !p.parse_keyword(Keyword::TABLE) {
+        return Err(err(&p, "TABLE <name> as its first argument"));
+    }
+    let input_location = p.peek_token().span.start;
+    let input = p
+        .parse_identifier()
+        .map_err(|_| err(&p, "a table name after TABLE"))?
+        .value;
+    if !p.consume_token(&Token::Comma) {
+        return Err(err(&p, "DESCRIPTOR(<time column>) as its second argument"));
+    }
+    if !is_word(&p.next_token().token, "DESCRIPTOR") || !p.consume_token(&Token::LParen) {
+        p.prev_token();
+        return Err(err(&p, "DESCRIPTOR(<time column>) as its second argument"));
+    }
+    let descriptor_location = p.peek_token().span.start;
+    let descriptor = p
+        .parse_identifier()
+        .map_err(|_| err(&p, "a column name in DESCRIPTOR(...)"))?
+        .value;
+    if !p.consume_token(&Token::RParen) {
+        return Err(err(&p, "')' after the DESCRIPTOR column"));
+    }
+    let mut intervals = Vec::new();
+    while p.consume_token(&Token::Comma) {
+        let at = p.peek_token().span.start;
+        let expr = p.parse_expr().map_err(|_| err(&p, "an INTERVAL"))?;
+        intervals.push((interval_ms(&expr).map_err(|m| file.error_at(at, m))?, at));
+    }
+    if p.peek_token().token != Token::EOF {
+        return Err(err(&p, "TABLE, DESCRIPTOR, a size and an optional offset"));
+    }
+    let (size_ms, size_at) = *intervals
+        .first()
+        .ok_or_else(|| file.error_at(location, "TUMBLE needs a window size"))?;
+    let offset_ms = intervals.get(1).map_or(0, |i| i.0);
+    if intervals.len() > 2 {
+        return Err(file.error_at(intervals[2].1, "TUMBLE takes at most a size and an offset"));
+    }
+    let call = new_call(
+        file,
+        input,
+        input_location,
+        descriptor,
+        descriptor_location,
+        (size_ms, size_at),
+        offset_ms,
+        location,
+        next_id,
+    )?;
+    Ok(call)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_call(
+    file: &SourceFile,
+    input: String,
+    input_location: Location,
+    descriptor: String,
+    descriptor_location: Location,
+    (size_ms, size_at): (i64, Location),
+    offset_ms: i64,
+    location: Location,
+    next_id: &mut usize,
+) -> Result<WindowCall> {
+    if size_ms <= 0 {
+        return Err(file.error_at(
+            size_at,
+            format!("the window size must be positive, not {size_ms} ms"),
+        ));
+    }
+    if offset_ms.abs() >= size_ms {
+        return Err(file.error_at(
+            size_at,
+            "the window offset must be smaller than the window size",
+        ));
+    }
+    let id = *next_id;
+    *next_id += 1;
+    Ok(WindowCall {
+        table_name: format!("__window_{id}"),
+        kind: WindowKind::Tumble,
+        input,
+        input_location,
+        descriptor,
+        descriptor_location,
+        size_ms,
+        offset_ms,
+        location,
+    })
+}
+
+fn unit_ms(field: &DateTimeField) -> Option<i64> {
+    use DateTimeField::*;
+    Some(match field {
+        Millisecond | Milliseconds => 1,
+        Second | Seconds => 1_000,
+        Minute | Minutes => 60_000,
+        Hour | Hours => 3_600_000,
+        Day | Days => 86_400_000,
+        Week(_) | Weeks => 7 * 86_400_000,
+        _ => return None,
+    })
+}
+
+/// Milliseconds of an `INTERVAL 'n' UNIT` expression (also `-INTERVAL ...`, `'-n'`, and
+/// `INTERVAL 'n unit'`).
+pub fn interval_ms(expr: &Expr) -> std::result::Result<i64, String> {
+    match expr {
+        Expr::Nested(e) => interval_ms(e),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => interval_ms(expr).map(|v| -v),
+        Expr::Interval(interval) => {
+            let text = match interval.value.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
+                    other => return Err(format!("bad interval value {other}")),
+                },
+                other => return Err(format!("bad interval value {other}")),
+            };
+            let (number, unit) = match &interval.leading_field {
+                Some(field) => {
+                    let unit = unit_ms(field).ok_or_else(|| {
+                        format!("interval unit {field} is not supported for windows")
+                    })?;
+                    (text.trim().to_string(), unit)
+                }
+                None => {
+                    let mut parts = text.split_whitespace();
+                    let number = parts.next().unwrap_or_default().to_string();
+                    let unit_text = parts.next().unwrap_or("second").to_ascii_lowercase();
+                    let unit = match unit_text.trim_end_matches('s') {
+                        "millisecond" | "m" => 1,
+                        "second" => 1_000,
+                        "minute" => 60_000,
+                        "hour" => 3_600_000,
+                        "day" => 86_400_000,
+                        other => return Err(format!("bad interval unit '{other}'")),
+                    };
+                    (number, unit)
+                }
+            };
+            let value: f64 = number
+                .parse()
+                .map_err(|_| format!("bad interval '{text}': '{number}' is not a number"))?;
+            Ok((value * unit as f64).round() as i64)
+        }
+        other => Err(format!("expected an INTERVAL, found {other}")),
+    }
+}
+
+fn function_name(expr: &Expr) -> Option<(String, &ast::Function)> {
+    match expr {
+        Expr::Function(f) => Some((f.name.to_string().to_ascii_uppercase(), f)),
+        _ => None,
+    }
+}
+
+fn function_args(f: &ast::Function) -> Vec<&Expr> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Rewrites `GROUP BY TUMBLE(ts, size)` with `TUMBLE_START/END/ROWTIME(...)` into a scan of
+/// a generated window table grouped by `window_start, window_end`.
+pub fn rewrite_legacy(
+    file: &SourceFile,
+    query: &mut Query,
+    next_id: &mut usize,
+) -> Result<Vec<WindowCall>> {
+    let mut calls = Vec::new();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Ok(calls);
+    };
+    let GroupByExpr::Expressions(group_by, _) = &mut select.group_by else {
+        return Ok(calls);
+    };
+    let Some(position) = group_by.iter().position(|e| {
+        function_name(e).is_some_and(|(n, _)| WINDOW_FUNCTIONS.contains(&n.as_str()))
+    }) else {
+        return Ok(calls);
+    };
+    let (name, f) = function_name(&group_by[position])
+        .ok_or_else(|| Error::internal("window call vanished"))?;
+    let location = f
+        .name
+        .0
+        .first()
+        .and_then(|p| p.as_ident())
+        .map_or(Location::new(0, 0), |i| i.span.start);
+    if name != "TUMBLE" {
+        return Err(file.error_at(
+            location,
+            format!("{name} windows are not supported yet; TUMBLE is"),
+        ));
+    }
+    let args = function_args(f);
+    let (descriptor, descriptor_location) = match args.first() {
+        Some(Expr::Identifier(i)) => (i.value.clone(), i.span.start),
+        Some(Expr::CompoundIdentifier(parts)) if !parts.is_empty() => {
+            let last = &parts[parts.len() - 1];
+            (last.value.clone(), last.span.start)
+        }
+        _ => {
+            return Err(file.error_at(
+                location,
+                "TUMBLE(time_attr, size) expects a time column first",
+            ))
+        }
+    };
+    let size = args
+        .get(1)
+        .ok_or_else(|| file.error_at(location, "TUMBLE needs a window size"))?;
+    let size_ms = interval_ms(size).map_err(|m| file.error_at(location, m))?;
+    let offset_ms = match args.get(2) {
+        Some(e) => interval_ms(e).map_err(|m| file.error_at(location, m))?,
+        None => 0,
+    };
+    let (input, input_location) = match select.from.as_slice() {
+        [only] if only.joins.is_empty() => match &only.relation {
+            TableFactor::Table { name, .. } => {
+                let ident = name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .cloned()
+                    .unwrap_or_else(|| Ident::new(name.to_string()));
+                (ident.value.clone(), ident.span.start)
+            }
+            _ => {
+                return Err(file.error_at(
+                    location,
+                    "GROUP BY TUMBLE(...) needs a single table or view in FROM",
+                ))
+            }
+        },
+        _ => {
+            return Err(file.error_at(
+                location,
+                "GROUP BY TUMBLE(...) needs a single table or view in FROM",
+            ))
+        }
+    };
+    let call = new_call(
+        file,
+        input.clone(),
+        input_location,
+        descriptor,
+        descriptor_location,
+        (size_ms, location),
+        offset_ms,
+        location,
+        next_id,
+    )?;
+    group_by.splice(
+        position..=position,
+        [
+            Expr::Identifier(Ident::new("window_start")),
+            Expr::Identifier(Ident::new("window_end")),
+        ],
+    );
+    if let TableFactor::Table { name, alias, .. } = &mut select.from[0].relation {
+        *name = ObjectName::from(vec![Ident::new(call.table_name.clone())]);
+        if alias.is_none() {
+            // Keep `t.col` references working.
+            *alias = Some(TableAlias {
+                explicit: true,
+                name: Ident::new(input),
+                columns: vec![],
+                at: None,
+            });
+        }
+    }
+    let _ = visit_expressions_mut(select.as_mut(), |expr: &mut Expr| {
+        if let Some((name, _)) = function_name(expr) {
+            let column = match name.as_str() {
+                "TUMBLE_START" => Some("window_start"),
+                "TUMBLE_END" => Some("window_end"),
+                "TUMBLE_ROWTIME" => Some("window_time"),
+                _ => None,
+            };
+            if let Some(column) = column {
+                *expr = Expr::Identifier(Ident::new(column));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    calls.push(call);
+    Ok(calls)
+}

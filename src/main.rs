@@ -1,0 +1,187 @@
+//! `sluice`: run and explain Flink SQL job files.
+//!
+//! `sluice run JOB.sql` plans the job and runs it until its bounded sources end, or until
+//! Ctrl-C for unbounded ones. `sluice explain JOB.sql` prints the operator graph.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use sluice_engine::metrics::{DropReason, JobMetrics};
+use sluice_engine::runtime::{run, JobControl};
+use sluice_engine::{Error, Result};
+use sluice_sql::{plan_job, SourceFile};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Flink SQL stream processor on Arrow and DataFusion"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job file until its bounded sources end (or Ctrl-C).
+    Run {
+        /// The job file: SET, CREATE TABLE, CREATE VIEW and INSERT INTO statements.
+        job: PathBuf,
+        /// A setting, as `SET 'key' = 'value'` would give it (wins over the file).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Write the final counters as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        metrics_json: Option<PathBuf>,
+    },
+    /// Print the operator graph of a job file with parallelism and edges.
+    Explain {
+        job: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+fn read_job(path: &PathBuf) -> Result<SourceFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::plan(format!("cannot read job file {}: {e}", path.display())))?;
+    Ok(SourceFile {
+        path: path.display().to_string(),
+        text,
+    })
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
+    sets.iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| Error::plan(format!("--set '{s}': expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+fn format_watermark(w: Option<i64>) -> String {
+    match w {
+        None | Some(i64::MIN) => "-".into(),
+        Some(i64::MAX) => "end of input".into(),
+        Some(ms) => chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+            || ms.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        ),
+    }
+}
+
+fn progress_line(m: &JobMetrics, elapsed: Duration) -> String {
+    let read = m.records_read();
+    let rate = read as f64 / elapsed.as_secs_f64().max(1e-3);
+    format!(
+        "read {read} ({rate:.0}/s) · written {} · watermark {} · late {} · malformed {}",
+        m.records_written(),
+        format_watermark(m.watermark()),
+        m.dropped_total(DropReason::Late),
+        m.dropped_total(DropReason::Malformed),
+    )
+}
+
+fn summary(m: &JobMetrics, elapsed: Duration) -> String {
+    let mut s = format!(
+        "sluice: job finished in {:.2} s\n  records read        {}\n  records written     {}\n  dropped late        {}\n  dropped malformed   {}\n  dropped null time   {}\n",
+        elapsed.as_secs_f64(),
+        m.records_read(),
+        m.records_written(),
+        m.dropped_total(DropReason::Late),
+        m.dropped_total(DropReason::Malformed),
+        m.dropped_total(DropReason::NullEventTime),
+    );
+    for ((table, reason), n) in m.dropped() {
+        s.push_str(&format!("    {table}: {n} dropped ({})\n", reason.as_str()));
+    }
+    s
+}
+
+fn metrics_json(m: &JobMetrics) -> String {
+    format!(
+        "{{\"records_read\": {}, \"records_written\": {}, \"dropped\": {{\"late\": {}, \"malformed\": {}, \"null_event_time\": {}}}}}\n",
+        m.records_read(),
+        m.records_written(),
+        m.dropped_total(DropReason::Late),
+        m.dropped_total(DropReason::Malformed),
+        m.dropped_total(DropReason::NullEventTime),
+    )
+}
+
+fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Result<()> {
+    let file = read_job(&job)?;
+    let metrics = Arc::new(JobMetrics::new());
+    let plan = plan_job(&file, &parse_sets(&set)?, Arc::clone(&metrics))?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        // A second Ctrl-C while stopping kills the process the usual way.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nsluice: stopping: flushing and closing sinks (Ctrl-C again to kill)");
+        });
+    }
+    let control = JobControl::new(Arc::clone(&metrics), stop);
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        let (m, d, bar2) = (Arc::clone(&metrics), Arc::clone(&done), bar.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                bar2.set_message(progress_line(&m, started.elapsed()));
+                bar2.tick();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        bar
+    });
+    let result = run(&plan.graph, &control);
+    done.store(true, Ordering::Relaxed);
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    eprint!("{}", summary(&metrics, started.elapsed()));
+    if let Some(path) = metrics_path {
+        std::fs::write(&path, metrics_json(&metrics))
+            .map_err(|e| Error::connector(format!("cannot write {}: {e}", path.display())))?;
+    }
+    result
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            job,
+            set,
+            metrics_json,
+        } => run_job(job, set, metrics_json),
+        Command::Explain { job, set } => read_job(&job).and_then(|file| {
+            let plan = plan_job(&file, &parse_sets(&set)?, Arc::new(JobMetrics::new()))?;
+            print!("{}", plan.graph.explain());
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

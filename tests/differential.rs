@@ -1,0 +1,134 @@
+//! Differential tests: a million out-of-order events through a 1-minute TUMBLE aggregate,
+//! checked window by window against DuckDB's batch GROUP BY over the same input
+//! (`tests/support/compare.py`), at parallelism 1 and 4.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_no_hidden_files, run_python, JobDir, TumbleCheck};
+
+const EVENTS: u64 = 1_000_000;
+/// Distinct group keys; at 1,000 events per second of event time each key gets about 60
+/// events per 1-minute window, over about 17 windows.
+const KEYS: u64 = 1_000;
+
+/// Count, sum, average, minimum and maximum of `v` per minute and key, into Parquet.
+fn job(watermark_delay_s: u64) -> String {
+    format!(
+        "CREATE TABLE events (
+  k STRING,
+  v DOUBLE,
+  ts BIGINT,
+  event_ts AS TO_TIMESTAMP_LTZ(ts, 3),
+  WATERMARK FOR event_ts AS event_ts - INTERVAL '{watermark_delay_s}' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+CREATE TABLE sink (
+  window_start TIMESTAMP(3), window_end TIMESTAMP(3), k STRING,
+  cnt BIGINT, total DOUBLE, mean DOUBLE, lo DOUBLE, hi DOUBLE
+) WITH ('connector' = 'filesystem', 'path' = '{{output}}', 'format' = 'parquet');
+INSERT INTO sink
+SELECT window_start, window_end, k, COUNT(*), SUM(v), AVG(v), MIN(v), MAX(v)
+FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, k;
+"
+    )
+}
+
+/// Writes the events with `tests/support/gen_events.py` into `path` (a file, or a folder of
+/// `files` files).
+fn generate(path: &Path, disorder_ms: u64, files: u64) {
+    let args = [
+        format!("--events={EVENTS}"),
+        format!("--keys={KEYS}"),
+        "--rate=1000".to_string(),
+        format!("--disorder-ms={disorder_ms}"),
+        format!("--files={files}"),
+        path.display().to_string(),
+    ];
+    run_python(
+        "gen_events.py",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}
+
+/// Runs the job over `events` at `parallelism`, compares its windows with the batch result
+/// and returns how many rows Sluice dropped as late and how many the rule predicts.
+fn run_and_compare(
+    events: &Path,
+    watermark_delay_s: u64,
+    parallelism: &str,
+    late_possible: bool,
+) -> (u64, u64) {
+    let dir = JobDir::new();
+    let outcome = dir.run(
+        &job(watermark_delay_s),
+        events,
+        &[("parallelism.default", parallelism)],
+    );
+    outcome.assert_success();
+    let output = dir.output();
+    assert_no_hidden_files(&output);
+    let summary = TumbleCheck {
+        events,
+        output: &output,
+        key: "k",
+        ts: "ts",
+        value: "v",
+        size_ms: 60_000,
+        aggregates: &[
+            ("count", "cnt"),
+            ("sum", "total"),
+            ("avg", "mean"),
+            ("min", "lo"),
+            ("max", "hi"),
+        ],
+        late_delay_ms: late_possible.then_some(watermark_delay_s * 1000),
+    }
+    .run();
+    let metrics = outcome.metrics();
+    assert_eq!(
+        metrics.records_read, EVENTS,
+        "records_read at parallelism {parallelism}"
+    );
+    assert_eq!(
+        metrics.records_written, summary.actual_rows,
+        "records_written at parallelism {parallelism}"
+    );
+    assert_eq!(metrics.malformed + metrics.null_event_time, 0);
+    (metrics.late, summary.expected_late)
+}
+
+#[test]
+fn out_of_order_events_within_the_watermark_delay_match_duckdb() {
+    // Four files (four source partitions), each at most 2 s out of order; a 3 s delay
+    // leaves no row late.
+    let input = JobDir::new();
+    let events = input.path().join("events");
+    generate(&events, 2_000, 4);
+    for parallelism in ["1", "4"] {
+        let (late, expected_late) = run_and_compare(&events, 3, parallelism, false);
+        assert_eq!(expected_late, 0);
+        assert_eq!(late, 0, "no row may be late at parallelism {parallelism}");
+    }
+}
+
+#[test]
+fn rows_later_than_the_watermark_are_dropped_exactly_as_the_per_record_rule_says() {
+    // One file (one partition), up to 3 s out of order, a 1 s delay: thousands of rows
+    // arrive after their window fired.
+    let input = JobDir::new();
+    let events = input.path().join("events.json");
+    generate(&events, 3_000, 1);
+    for parallelism in ["1", "4"] {
+        let (late, expected_late) = run_and_compare(&events, 1, parallelism, true);
+        assert!(
+            expected_late > 1_000,
+            "the input should have many late rows: {expected_late}"
+        );
+        assert_eq!(
+            late, expected_late,
+            "late rows at parallelism {parallelism}"
+        );
+    }
+}

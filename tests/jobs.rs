@@ -1,0 +1,155 @@
+//! The example jobs of `jobs/`, run as a user runs them: from a working folder (where their
+//! relative `data/` and `out/` paths point), with nothing but the job file.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{
+    assert_no_hidden_files, data_files, duckdb_query, run_python_file, sluice_run, JobDir, Metrics,
+    TumbleCheck, REPO,
+};
+use serde_json::json;
+
+/// Copies `jobs/<name>` into the working folder, runs it there, asserts success and returns
+/// the job text, the Parquet output folder (checked to hold committed files only) and the
+/// metrics.
+fn run_example(dir: &JobDir, name: &str, output: &str) -> (String, PathBuf, Metrics) {
+    let text = fs::read_to_string(Path::new(REPO).join("jobs").join(name))
+        .unwrap_or_else(|e| panic!("read jobs/{name}: {e}"));
+    fs::write(dir.path().join(name), &text).expect("copy the job");
+    let outcome = sluice_run(Path::new(name))
+        .current_dir(dir.path())
+        .metrics_json(&dir.path().join("metrics.json"))
+        .output();
+    outcome.assert_success();
+    let output = dir.path().join(output);
+    assert_no_hidden_files(&output);
+    assert!(
+        !data_files(&output, "parquet").is_empty(),
+        "no part-*.parquet in {}",
+        output.display()
+    );
+    (text, output, outcome.metrics())
+}
+
+/// The value of a numeric option `'key' = 'N'` in a job file.
+fn option_number(job: &str, key: &str) -> u64 {
+    let quoted = format!("'{key}'");
+    let line = job
+        .lines()
+        .find(|l| l.trim_start().starts_with(&quoted))
+        .unwrap_or_else(|| panic!("no option {key} in the job"));
+    let digits: String = line[line.find('=').expect("key = value") + 1..]
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("option {key} is not a number: {line}"))
+}
+
+#[test]
+fn tx_metrics_local_accounts_for_every_generated_transaction() {
+    let dir = JobDir::new();
+    let (job, output, metrics) = run_example(&dir, "tx_metrics_local.sql", "out/tx_metrics");
+    let generated = option_number(&job, "number-of-rows");
+    assert_eq!(metrics.records_read, generated, "records_read");
+    // The generator's disorder (up to 2 s) stays within the watermark delay (5 s).
+    assert_eq!(metrics.late, 0, "late rows");
+
+    let stats = duckdb_query(
+        &[("m", &output)],
+        "SELECT sum(tx_count) AS txs, count(*) AS rows_written,
+                count(*) - count(DISTINCT (window_start, currency)) AS duplicates,
+                count(*) FILTER (WHERE epoch_ms(window_end) - epoch_ms(window_start) <> 60000
+                                    OR epoch_ms(window_start) % 60000 <> 0) AS not_one_minute,
+                count(*) FILTER (WHERE abs(avg_fee * tx_count - total_fee) > 1e-9 * total_fee)
+                    AS avg_not_total_over_count,
+                count(*) FILTER (WHERE avg_fee < 0 OR avg_fee > 0.001) AS avg_out_of_range,
+                min(epoch_ms(window_start)) AS first_window
+         FROM m",
+    );
+    let stats = &stats[0];
+    assert_eq!(
+        stats["txs"],
+        json!(metrics.records_read - metrics.dropped()),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["rows_written"],
+        json!(metrics.records_written),
+        "{stats}"
+    );
+    for check in [
+        "duplicates",
+        "not_one_minute",
+        "avg_not_total_over_count",
+        "avg_out_of_range",
+    ] {
+        assert_eq!(stats[check], json!(0), "{check}: {stats}");
+    }
+    // Event time starts at 1700000000000 (22:13:20 UTC) minus at most 2 s.
+    assert_eq!(
+        stats["first_window"],
+        json!(1_699_999_980_000_u64),
+        "{stats}"
+    );
+
+    // The currency is the sequence number modulo 4: each gets exactly a quarter.
+    let per_currency = duckdb_query(
+        &[("m", &output)],
+        "SELECT currency, sum(tx_count) AS txs FROM m GROUP BY currency ORDER BY currency",
+    );
+    let quarter = generated / 4;
+    assert_eq!(
+        per_currency,
+        ["ADA", "BTC", "ETH", "SOL"].map(|c| json!({"currency": c, "txs": quarter})),
+    );
+}
+
+#[test]
+fn tx_metrics_file_matches_duckdb_over_gen_tx_output() {
+    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
+    assert!(
+        gen_tx.exists(),
+        "the benchmark generator {} is missing",
+        gen_tx.display()
+    );
+    let dir = JobDir::new();
+    let events = dir.path().join("data/tx.jsonl");
+    fs::create_dir_all(events.parent().expect("data/")).expect("create data/");
+    let generated = 20_000;
+    run_python_file(
+        &gen_tx,
+        &[
+            &format!("--events={generated}"),
+            &events.display().to_string(),
+        ],
+    );
+
+    let (_, output, metrics) = run_example(&dir, "tx_metrics_file.sql", "out/tx_metrics_file");
+    assert_eq!(metrics.records_read, generated, "records_read");
+    assert_eq!(
+        metrics.dropped(),
+        0,
+        "gen_tx's 2 s disorder is within the 5 s delay"
+    );
+    let summary = TumbleCheck {
+        events: &events,
+        output: &output,
+        key: "currency",
+        ts: "event_time",
+        value: "fee",
+        size_ms: 60_000,
+        aggregates: &[
+            ("count", "tx_count"),
+            ("sum", "total_fee"),
+            ("avg", "avg_fee"),
+        ],
+        late_delay_ms: None,
+    }
+    .run();
+    assert_eq!(metrics.records_written, summary.actual_rows);
+}
