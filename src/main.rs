@@ -164,6 +164,15 @@ fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Res
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug in Sluice: say so in one line instead of a backtrace; the task's
+    // failure then stops the job with an error naming the task.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        eprintln!(
+            "sluice: internal error in {}: {info}",
+            thread.name().unwrap_or("main")
+        );
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

@@ -95,7 +95,9 @@ impl ScalarUDFImpl for ToTimestampLtz {
         } else {
             values.unary(|v| v.saturating_mul(multiplier))
         };
-        let result = TimestampMillisecondArray::from(millis.into_data()).with_timezone("UTC");
+        let result =
+            TimestampMillisecondArray::new(millis.values().clone(), millis.nulls().cloned())
+                .with_timezone("UTC");
         Ok(ColumnarValue::Array(Arc::new(result)))
     }
 }

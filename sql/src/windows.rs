@@ -412,12 +412,11 @@ pub fn rewrite_legacy(
         location,
         next_id,
     )?;
+    // window_time too, so that TUMBLE_ROWTIME may be selected.
+    let columns = ["window_start", "window_end", "window_time"];
     group_by.splice(
         position..=position,
-        [
-            Expr::Identifier(Ident::new("window_start")),
-            Expr::Identifier(Ident::new("window_end")),
-        ],
+        columns.map(|c| Expr::Identifier(Ident::new(c))),
     );
     if let TableFactor::Table { name, alias, .. } = &mut select.from[0].relation {
         *name = ObjectName::from(vec![Ident::new(call.table_name.clone())]);

@@ -186,7 +186,13 @@ impl Operator for PartialAggregate {
             acc.update_batch(&values, &self.groups, None, total)?;
         }
         let mut output = match &mut self.group_values {
-            Some(gv) => gv.emit(EmitTo::All)?,
+            Some(gv) => {
+                let keys = gv.emit(EmitTo::All)?;
+                // Emitting everything leaves the hash table behind; the next batch must
+                // start from an empty one (DataFusion's partial aggregation does the same).
+                gv.clear_shrink(rows);
+                keys
+            }
             None => Vec::new(),
         };
         if output.is_empty() {
