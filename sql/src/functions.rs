@@ -4,6 +4,7 @@
 //!   (precision 3) to a `TIMESTAMP_LTZ(3)`.
 //! - `DATE_FORMAT(timestamp, 'yyyy-MM-dd HH:mm')`: formats with a Java-style pattern, in the
 //!   session time zone for `TIMESTAMP_LTZ` values.
+//! - `MOD(a, b)`: the remainder, as Flink's `MOD` (DataFusion only has the `%` operator).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub fn all(time_zone: Tz) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(ToTimestampLtz::new()),
         ScalarUDF::from(DateFormat::new(time_zone)),
+        ScalarUDF::from(Mod::new()),
     ]
 }
 
@@ -208,6 +210,49 @@ impl ScalarUDFImpl for DateFormat {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Mod {
+    signature: Signature,
+}
+
+impl Mod {
+    fn new() -> Self {
+        Self { signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for Mod {
+    fn name(&self) -> &str {
+        "mod"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        if args.len() != 2 || !args.iter().all(|t| t.is_numeric() || *t == DataType::Null) {
+            return Err(DataFusionError::Plan("MOD expects two numbers".into()));
+        }
+        let common = if args.iter().all(|t| t.is_integer() || *t == DataType::Null) {
+            DataType::Int64
+        } else {
+            DataType::Float64
+        };
+        Ok(vec![common.clone(), common])
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = args.args[0].to_array(args.number_rows)?;
+        let b = args.args[1].to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(arrow::compute::kernels::numeric::rem(&a, &b)?))
     }
 }
 

@@ -102,6 +102,11 @@ impl RecordDecoder for JsonDecoder {
         self.fail_on_missing_field && batch.columns().iter().any(|c| has_nulls(c.as_ref()))
     }
 
+    /// Arrow counts the record it is in the middle of, so a syntax error is in the last.
+    fn failed_record(&self) -> Option<usize> {
+        Some(self.decoder.len())
+    }
+
     fn check_line(&self, line: &[u8], _batch: &RecordBatch) -> Result<(), String> {
         let value: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
         match &value {

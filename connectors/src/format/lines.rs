@@ -2,10 +2,16 @@
 //!
 //! The fast path hands whole chunks of complete lines to Arrow's vectorised decoder and never
 //! looks at individual lines. Only when a chunk fails (a malformed line, or a check the
-//! decoder cannot make itself, such as a missing JSON field) is that chunk decoded again line
-//! by line, to find the bad lines, name them by their 1-based line number in the input, and
-//! skip them when parse errors are ignored. Clean input therefore pays nothing for error
-//! handling.
+//! decoder cannot make itself, such as a missing JSON field) is that chunk taken apart to find
+//! the bad lines, name them by their 1-based line number in the input, and skip them when
+//! parse errors are ignored. Clean input therefore pays nothing for error handling, and a
+//! chunk with a few bad lines still decodes mostly in bulk:
+//!
+//! - when the decoder says which record broke (JSON syntax errors), that record's line is
+//!   checked alone; the lines before it are decoded in bulk and decoding resumes after it;
+//! - otherwise (a value of the wrong type, found only when a batch is built) the chunk is
+//!   split in halves until the bad lines stand alone;
+//! - rows that must be checked one by one (missing JSON fields) are decoded line by line.
 
 use std::io::Read;
 
@@ -37,6 +43,31 @@ pub trait RecordDecoder: Send {
     fn check_line(&self, _line: &[u8], _batch: &RecordBatch) -> Result<(), String> {
         Ok(())
     }
+    /// After `decode` failed: the record it failed in, counted from 1 since the last flush
+    /// or reset, when the decoder knows it.
+    fn failed_record(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// How a bulk attempt at a region of lines went.
+enum Attempt {
+    /// Every line decoded; the batches were appended.
+    Decoded,
+    /// Decoding failed in this record (counted from 1 in the region).
+    FailedInRecord(usize),
+    /// Decoding failed somewhere.
+    Failed,
+    /// The rows decoded but must be checked line by line.
+    NeedsLineCheck,
+}
+
+/// One line of the buffer.
+struct Line {
+    start: usize,
+    end: usize,
+    /// 1-based line number in the input.
+    number: u64,
 }
 
 /// Why reading stopped.
@@ -146,19 +177,28 @@ impl<R: Read> LineReader<R> {
             if let Some(outcome) = self.decode_chunk()? {
                 return Ok(outcome);
             }
-            let before = self.start;
-            if let Some(batch) = self.decode_line_by_line()? {
-                return Ok(Some(batch));
-            }
-            if self.start == before {
+            // The fast path failed somewhere in the next batch of lines: take them apart.
+            let end = memchr::memchr_iter(b'\n', &self.buf[self.start..self.complete])
+                .nth(self.batch_size - 1)
+                .map_or(self.complete, |i| self.start + i + 1);
+            let mut batches = Vec::new();
+            self.decode_region(self.start, end, self.lines_before_start, &mut batches)?;
+            self.decoder.reset().map_err(ReadError::Decoder)?;
+            if end == self.start {
                 return Err(ReadError::Decoder(ArrowError::ComputeError(
-                    "the decoder failed on input it then accepted line by line".into(),
+                    "the decoder failed on no input".into(),
                 )));
+            }
+            self.advance_start(end);
+            if !batches.is_empty() {
+                return concat_batches(&self.schema, &batches)
+                    .map(Some)
+                    .map_err(ReadError::Decoder);
             }
         }
     }
 
-    /// The fast path. `Ok(None)` means the chunk must be decoded line by line.
+    /// The fast path. `Ok(None)` means the chunk must be taken apart.
     fn decode_chunk(&mut self) -> Result<Option<Option<RecordBatch>>, ReadError> {
         self.cursor = self.start;
         loop {
@@ -188,47 +228,198 @@ impl<R: Read> LineReader<R> {
         }
     }
 
-    /// The slow path: decodes each line of the chunk alone, up to a batch of good rows.
-    /// Returns `None` when every line of the region was blank or malformed-and-skipped.
-    fn decode_line_by_line(&mut self) -> Result<Option<RecordBatch>, ReadError> {
+    /// Decodes the complete lines `buf[from..to]`, after `line` lines of input, into `out`,
+    /// finding and handling the malformed ones.
+    fn decode_region(
+        &mut self,
+        mut from: usize,
+        to: usize,
+        mut line: u64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), ReadError> {
+        while from < to {
+            match self.attempt(from, to, out)? {
+                Attempt::Decoded => return Ok(()),
+                Attempt::NeedsLineCheck => return self.decode_lines(from, to, line, out),
+                Attempt::Failed => return self.bisect(from, to, line, out),
+                Attempt::FailedInRecord(record) => {
+                    let Some(bad) = self.record_line(from, to, line, record) else {
+                        return self.bisect(from, to, line, out);
+                    };
+                    // Trust the decoder's count only if that line really fails alone.
+                    let Err(reason) = self.decode_alone(&bad) else {
+                        return self.bisect(from, to, line, out);
+                    };
+                    self.decode_region(from, bad.start, line, out)?;
+                    self.malformed(bad.number, reason)?;
+                    from = bad.end;
+                    line = bad.number;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes `buf[from..to]` in bulk; appends the batches only if all of it decoded.
+    fn attempt(
+        &mut self,
+        from: usize,
+        to: usize,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<Attempt, ReadError> {
         self.decoder.reset().map_err(ReadError::Decoder)?;
         let mut batches = Vec::new();
-        let mut rows = 0;
-        let mut pos = self.start;
-        let mut line_number = self.lines_before_start;
-        while pos < self.complete && rows < self.batch_size {
-            let end = memchr::memchr(b'\n', &self.buf[pos..self.complete])
-                .map_or(self.complete, |i| pos + i + 1);
-            line_number += 1;
-            let line = &self.buf[pos..end];
-            pos = end;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+        let mut flushed_rows = 0;
+        let mut pos = from;
+        loop {
+            if pos < to {
+                match self.decoder.decode(&self.buf[pos..to]) {
+                    Ok(consumed) => pos += consumed,
+                    Err(_) => {
+                        return Ok(match self.decoder.failed_record() {
+                            Some(record) => Attempt::FailedInRecord(flushed_rows + record),
+                            None => Attempt::Failed,
+                        })
+                    }
+                }
             }
-            match decode_line(self.decoder.as_mut(), line) {
-                Ok(batch) => {
-                    rows += batch.num_rows();
+            let full = self.decoder.buffered_rows() >= self.batch_size;
+            if !full && pos < to {
+                // The decoder stopped without a reason.
+                return Ok(Attempt::Failed);
+            }
+            match self.decoder.flush() {
+                Ok(Some(batch)) if self.decoder.needs_line_check(&batch) => {
+                    return Ok(Attempt::NeedsLineCheck)
+                }
+                Ok(Some(batch)) => {
+                    flushed_rows += batch.num_rows();
                     batches.push(batch);
                 }
-                Err(reason) => {
-                    self.decoder.reset().map_err(ReadError::Decoder)?;
-                    if !self.ignore_parse_errors {
-                        return Err(ReadError::Malformed {
-                            line: line_number,
-                            reason,
-                        });
-                    }
-                    self.dropped += 1;
+                Ok(None) => {}
+                Err(_) => return Ok(Attempt::Failed),
+            }
+            if pos >= to {
+                out.append(&mut batches);
+                return Ok(Attempt::Decoded);
+            }
+        }
+    }
+
+    /// Splits `buf[from..to]` in two halves at a line break and decodes each; a single line
+    /// is decoded alone.
+    fn bisect(
+        &mut self,
+        from: usize,
+        to: usize,
+        line: u64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), ReadError> {
+        let middle = from + (to - from) / 2;
+        let split = memchr::memchr(b'\n', &self.buf[middle..to])
+            .map(|i| middle + i + 1)
+            .filter(|&s| s < to)
+            .or_else(|| memchr::memrchr(b'\n', &self.buf[from..middle]).map(|i| from + i + 1))
+            .filter(|&s| s > from && s < to);
+        match split {
+            Some(split) => {
+                let left_lines = memchr::memchr_iter(b'\n', &self.buf[from..split]).count() as u64;
+                self.decode_region(from, split, line, out)?;
+                self.decode_region(split, to, line + left_lines, out)
+            }
+            None => {
+                let single = Line {
+                    start: from,
+                    end: to,
+                    number: line + 1,
+                };
+                if self.buf[from..to].iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                match self.decode_alone(&single) {
+                    Ok(batch) => out.push(batch),
+                    Err(reason) => self.malformed(single.number, reason)?,
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes every line of `buf[from..to]` alone.
+    fn decode_lines(
+        &mut self,
+        from: usize,
+        to: usize,
+        line: u64,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), ReadError> {
+        let mut next = Line {
+            start: from,
+            end: from,
+            number: line,
+        };
+        while next.end < to {
+            next = self.line_after(&next, to);
+            if self.buf[next.start..next.end]
+                .iter()
+                .all(u8::is_ascii_whitespace)
+            {
+                continue;
+            }
+            match self.decode_alone(&next) {
+                Ok(batch) => out.push(batch),
+                Err(reason) => self.malformed(next.number, reason)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The line holding the `record`-th record of `buf[from..to]`, assuming one record per
+    /// non-blank line.
+    fn record_line(&self, from: usize, to: usize, line: u64, record: usize) -> Option<Line> {
+        let mut next = Line {
+            start: from,
+            end: from,
+            number: line,
+        };
+        let mut seen = 0;
+        while next.end < to {
+            next = self.line_after(&next, to);
+            if !self.buf[next.start..next.end]
+                .iter()
+                .all(u8::is_ascii_whitespace)
+            {
+                seen += 1;
+                if seen == record {
+                    return Some(next);
                 }
             }
         }
-        self.advance_start(pos);
-        if batches.is_empty() {
-            return Ok(None);
+        None
+    }
+
+    fn line_after(&self, line: &Line, to: usize) -> Line {
+        let start = line.end;
+        let end = memchr::memchr(b'\n', &self.buf[start..to]).map_or(to, |i| start + i + 1);
+        Line {
+            start,
+            end,
+            number: line.number + 1,
         }
-        concat_batches(&self.schema, &batches)
-            .map(Some)
-            .map_err(ReadError::Decoder)
+    }
+
+    fn decode_alone(&mut self, line: &Line) -> Result<RecordBatch, String> {
+        self.decoder.reset().map_err(|e| error_reason(&e))?;
+        decode_line(self.decoder.as_mut(), &self.buf[line.start..line.end])
+    }
+
+    /// Skips and counts a malformed line, or fails on it when errors are not ignored.
+    fn malformed(&mut self, line: u64, reason: String) -> Result<(), ReadError> {
+        if !self.ignore_parse_errors {
+            return Err(ReadError::Malformed { line, reason });
+        }
+        self.dropped += 1;
+        Ok(())
     }
 
     fn advance_start(&mut self, to: usize) {
