@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn offsets_follow_the_semantics_vectors() {
         // 2021-06-30 00:00:04 UTC
-        let ts = 1_625_011_204_000;
+        let ts: i64 = 1_625_011_204_000;
         let day = ts - ts.rem_euclid(86_400_000);
         let at = |h: i64, m: i64| day + h * 3_600_000 + m * MIN;
         for off in [-16, -6, 4] {

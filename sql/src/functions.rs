@@ -220,7 +220,9 @@ struct Mod {
 
 impl Mod {
     fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
     }
 }
 
@@ -252,7 +254,9 @@ impl ScalarUDFImpl for Mod {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = args.args[0].to_array(args.number_rows)?;
         let b = args.args[1].to_array(args.number_rows)?;
-        Ok(ColumnarValue::Array(arrow::compute::kernels::numeric::rem(&a, &b)?))
+        Ok(ColumnarValue::Array(arrow::compute::kernels::numeric::rem(
+            &a, &b,
+        )?))
     }
 }
 

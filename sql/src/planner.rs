@@ -148,7 +148,7 @@ pub fn plan_job(
     for statement in statements {
         match statement {
             Statement::Set { .. } => {}
-            Statement::CreateTable(def) => planner.create_table(def)?,
+            Statement::CreateTable(def) => planner.create_table(*def)?,
             Statement::CreateView {
                 name,
                 location,

@@ -32,7 +32,7 @@ pub enum ColumnKind {
     /// Read from the data.
     Physical(DataType),
     /// `name AS expr`, computed from the other columns.
-    Computed(Expr),
+    Computed(Box<Expr>),
     /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`, supplied by the connector.
     Metadata { data_type: DataType, key: String },
 }
@@ -92,7 +92,7 @@ pub enum Statement {
         value: String,
         location: Location,
     },
-    CreateTable(TableDef),
+    CreateTable(Box<TableDef>),
     CreateView {
         name: String,
         location: Location,
@@ -330,7 +330,7 @@ fn parse_create_table(file: &SourceFile, tokens: Vec<TokenWithSpan>) -> Result<S
             let column = p.parse_identifier().map_err(|x| e(&p, x))?.value;
             let location = column_token.span.start;
             let kind = if p.parse_keyword(Keyword::AS) {
-                ColumnKind::Computed(p.parse_expr().map_err(|x| e(&p, x))?)
+                ColumnKind::Computed(Box::new(p.parse_expr().map_err(|x| e(&p, x))?))
             } else {
                 let data_type = parse_type(&mut p).map_err(type_error)?;
                 if p.parse_keyword(Keyword::METADATA) {
@@ -427,7 +427,7 @@ fn parse_create_table(file: &SourceFile, tokens: Vec<TokenWithSpan>) -> Result<S
             ));
         }
     }
-    Ok(Statement::CreateTable(TableDef {
+    Ok(Statement::CreateTable(Box::new(TableDef {
         name,
         location: name_token.span.start,
         columns,
@@ -435,7 +435,7 @@ fn parse_create_table(file: &SourceFile, tokens: Vec<TokenWithSpan>) -> Result<S
         partition_by,
         options,
         tokens,
-    }))
+    })))
 }
 
 /// Consumes the unquoted word `word` (any case) if it is next; for Flink words that are not

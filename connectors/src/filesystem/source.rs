@@ -771,6 +771,9 @@ mod perf_probe {
         let file = dir.path().join("tx.json");
         let mut text = String::new();
         for i in 0..1_000_000 {
+            if std::env::var("BADTYPE").is_ok() && i % 1000 == 0 {
+                text.push_str("{\"amount\":\"x\"}\n");
+            }
             if std::env::var("BAD").is_ok() && i % 1000 == 0 {
                 text.push_str("garbage\n");
             }
