@@ -390,14 +390,16 @@ impl SourceTask {
                         state.finished = true;
                     }
                 }
-                SourceEvent::Pending => {
-                    if let Some(timeout) = self.idle_timeout {
-                        for state in partitions.values_mut() {
-                            state.idle |= state.last_data.elapsed() >= timeout;
-                        }
-                    }
-                }
+                SourceEvent::Pending => {}
                 SourceEvent::Finished => break,
+            }
+            // Checked after every event: a busy partition must not keep a silent one from
+            // being marked idle.
+            if let Some(timeout) = self.idle_timeout {
+                let now = Instant::now();
+                for state in partitions.values_mut() {
+                    state.idle |= now.duration_since(state.last_data) >= timeout;
+                }
             }
             let active = partitions.values().filter(|p| !p.finished && !p.idle);
             match active.map(|p| p.watermark).min() {
@@ -498,4 +500,240 @@ fn run_receiver(
         }
     }
     chain.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::connector::{SourceConnector, SourceReader};
+    use crate::graph::Node;
+    use crate::source::WatermarkSpec;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        )]))
+    }
+
+    fn batch(ts: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(TimestampMillisecondArray::from(ts.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    /// A reader that plays a script of events, then waits (Pending) until `release` says
+    /// so or the job stops, then finishes.
+    struct ScriptedReader {
+        partitions: Vec<usize>,
+        script: Vec<SourceEvent>,
+        release: Arc<AtomicBool>,
+        deadline: Instant,
+    }
+
+    impl SourceReader for ScriptedReader {
+        fn partitions(&self) -> Vec<usize> {
+            self.partitions.clone()
+        }
+        fn next(&mut self, _ctx: &SourceContext) -> Result<SourceEvent> {
+            if !self.script.is_empty() {
+                // Paced, so that a partition that is left out goes idle in between.
+                std::thread::sleep(Duration::from_millis(20));
+                return Ok(self.script.remove(0));
+            }
+            if self.release.load(Ordering::SeqCst) || Instant::now() > self.deadline {
+                return Ok(SourceEvent::Finished);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(SourceEvent::Pending)
+        }
+    }
+
+    type Scripts = Vec<(Vec<usize>, Vec<(usize, Vec<i64>)>)>;
+
+    struct ScriptedSource {
+        scripts: Mutex<Scripts>,
+        release: Arc<AtomicBool>,
+    }
+
+    impl SourceConnector for ScriptedSource {
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+        fn bounded(&self) -> bool {
+            true
+        }
+        fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
+            let (partitions, events) = self.scripts.lock().unwrap()[ctx.instance].clone();
+            let script = events
+                .into_iter()
+                .map(|(partition, ts)| SourceEvent::Batch {
+                    partition,
+                    batch: batch(&ts),
+                })
+                .collect();
+            Ok(Box::new(ScriptedReader {
+                partitions,
+                script,
+                release: Arc::clone(&self.release),
+                deadline: Instant::now() + Duration::from_secs(1),
+            }))
+        }
+    }
+
+    /// Records the watermarks it sees; releases the source once `release_at` is reached.
+    struct Recorder {
+        seen: Arc<Mutex<Vec<i64>>>,
+        release: Arc<AtomicBool>,
+        release_at: i64,
+    }
+
+    impl Operator for Recorder {
+        fn process_batch(
+            &mut self,
+            _batch: StreamBatch,
+            _out: &mut Vec<StreamBatch>,
+        ) -> Result<()> {
+            Ok(())
+        }
+        fn handle_watermark(&mut self, watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {
+            self.seen.lock().unwrap().push(watermark);
+            if watermark >= self.release_at && watermark != i64::MAX {
+                self.release.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    /// Runs scripted source instances into a recorder; returns the watermarks it saw.
+    fn watermarks(
+        scripts: Scripts,
+        idle_timeout: Option<Duration>,
+        edge: Edge,
+        release_at: i64,
+    ) -> Vec<i64> {
+        let release = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let parallelism = scripts.len();
+        let prep = SourcePrep {
+            columns: vec![Arc::new(Column::new("ts", 0))],
+            schema: schema(),
+            watermark: Some(WatermarkSpec {
+                rowtime: 0,
+                expr: Arc::new(Column::new("ts", 0)),
+            }),
+        };
+        let mut graph = Graph::new();
+        let source = graph.add(Node {
+            name: "source".into(),
+            parallelism,
+            kind: NodeKind::Source {
+                table: "t".into(),
+                connector: Arc::new(ScriptedSource {
+                    scripts: Mutex::new(scripts),
+                    release: Arc::clone(&release),
+                }),
+                prep: Arc::new(prep),
+                idle_timeout,
+            },
+            input: None,
+        });
+        let (s, r) = (Arc::clone(&seen), Arc::clone(&release));
+        let recorder_parallelism = if edge == Edge::Forward {
+            parallelism
+        } else {
+            1
+        };
+        graph.add(Node {
+            name: "recorder".into(),
+            parallelism: recorder_parallelism,
+            kind: NodeKind::Operator {
+                factory: Arc::new(move |_: usize, _: usize| {
+                    Ok(Box::new(Recorder {
+                        seen: Arc::clone(&s),
+                        release: Arc::clone(&r),
+                        release_at,
+                    }) as Box<dyn Operator>)
+                }),
+            },
+            input: Some((source, edge)),
+        });
+        let control = JobControl::new(
+            Arc::new(JobMetrics::new()),
+            Arc::new(AtomicBool::new(false)),
+        );
+        run(&graph, &control).unwrap();
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    #[test]
+    fn a_source_watermark_is_the_minimum_over_its_partitions() {
+        let script = vec![(
+            vec![0, 1],
+            vec![
+                (0, vec![100, 300]),
+                (1, vec![50]),
+                (1, vec![200]),
+                (0, vec![400]),
+            ],
+        )];
+        // Partition 1 holds the watermark back until its own rows pass.
+        assert_eq!(
+            watermarks(script, None, Edge::Single, 0),
+            vec![50, 200, i64::MAX]
+        );
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_the_watermark_back() {
+        let batches: Vec<(usize, Vec<i64>)> = (1..=10).map(|i| (0, vec![i * 100])).collect();
+        let script = || vec![(vec![0, 1], batches.clone())];
+        // Without a timeout the silent partition 1 holds everything until the end.
+        assert_eq!(
+            watermarks(script(), None, Edge::Forward, 1000),
+            vec![i64::MAX]
+        );
+        // With one, the watermark follows partition 0 while the source still runs.
+        let seen = watermarks(
+            script(),
+            Some(Duration::from_millis(50)),
+            Edge::Forward,
+            1000,
+        );
+        assert!(seen.len() > 2 && seen.contains(&1000), "{seen:?}");
+        assert_eq!(seen.last(), Some(&i64::MAX));
+    }
+
+    #[test]
+    fn an_operator_watermark_is_the_minimum_over_its_inputs() {
+        let scripts = vec![
+            (vec![0], vec![(0, vec![100]), (0, vec![500])]),
+            (vec![1], vec![(1, vec![300])]),
+        ];
+        // Instance 1 stays at 300 (its reader waits) until the recorder has seen 300.
+        let seen = watermarks(scripts, None, Edge::Hash(vec![0]), 300);
+        // Once both finish, 500 may show (instance 1 ended first) or not: either is right.
+        assert_eq!(seen[..2], [100, 300]);
+        assert!(
+            seen[2..] == [i64::MAX] || seen[2..] == [500, i64::MAX],
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn an_instance_without_partitions_is_idle_from_the_start() {
+        let scripts = vec![(vec![0], vec![(0, vec![100, 250])]), (vec![], vec![])];
+        let seen = watermarks(scripts, None, Edge::Hash(vec![0]), 250);
+        assert_eq!(seen.first(), Some(&250));
+    }
 }
