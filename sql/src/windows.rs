@@ -218,12 +218,9 @@ fn new_call(
             format!("the window size must be positive, not {size_ms} ms"),
         ));
     }
-    if offset_ms.abs() >= size_ms {
-        return Err(file.error_at(
-            size_at,
-            "the window offset must be smaller than the window size",
-        ));
-    }
+    // An offset of a size or more is accepted, as Flink SQL does (its documented vectors
+    // use -16 and +16 minutes on 10-minute windows): alignment only depends on
+    // offset mod size.
     let id = *next_id;
     *next_id += 1;
     Ok(WindowCall {
