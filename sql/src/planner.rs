@@ -223,6 +223,9 @@ fn mentioned_names(message: &str) -> Vec<String> {
         let parts: Vec<&str> = message.split(quote).collect();
         for (i, part) in parts.iter().enumerate() {
             if i % 2 == 1 && !part.is_empty() && part.len() < 64 {
+                // Both the whole quoted text (an option key like 'json.foo') and its last
+                // segment (a qualified column like 't.col').
+                names.push(part.to_string());
                 names.push(part.rsplit('.').next().unwrap_or(part).to_string());
             }
         }
@@ -230,7 +233,27 @@ fn mentioned_names(message: &str) -> Vec<String> {
     names
 }
 
+/// DataFusion lists every signature a function does not match; say it the short way.
+fn signature_mismatch(message: &str) -> Option<String> {
+    let function = message.split("Function '").nth(1)?.split('\'').next()?;
+    if !message.contains("failed to match any signature") && !message.contains("coercion") {
+        return None;
+    }
+    let received = message.split("but received ").nth(1)?;
+    let received = received.split(" (DataType: ").nth(1)?.split(')').next()?;
+    let received = received
+        .parse::<DataType>()
+        .map_or(received.to_string(), |t| flink_name(&t));
+    Some(format!(
+        "{} does not accept an argument of type {received}",
+        function.to_uppercase()
+    ))
+}
+
 fn clean_message(message: &str, windows: &HashMap<String, WindowEntry>) -> String {
+    if let Some(short) = signature_mismatch(message) {
+        return short;
+    }
     let mut m = message.to_string();
     for prefix in [
         "Error during planning: ",
@@ -959,7 +982,7 @@ impl Planner<'_> {
                     format!(
                         "type mismatch: column {} ('{}') of the query is {} but column '{}' of table '{name}' is {}",
                         i + 1,
-                        q.name(),
+                        clean_message(q.name(), &self.windows),
                         flink_name(q.data_type()),
                         s.name(),
                         flink_name(s.data_type())
