@@ -557,6 +557,23 @@ impl Planner<'_> {
         })
     }
 
+    /// A chained projection node computing `exprs` into `schema`.
+    fn add_project(
+        &mut self,
+        name: String,
+        input: &Stream,
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    ) -> NodeId {
+        self.add_node(
+            name,
+            input,
+            Edge::Forward,
+            input.parallelism,
+            move |_, _| Ok(Box::new(Project::new(exprs.clone(), Arc::clone(&schema)))),
+        )
+    }
+
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(create_physical_expr(
             expr,
@@ -590,13 +607,7 @@ impl Planner<'_> {
                         .rowtime
                         .and_then(|r| projection.iter().position(|i| *i == r));
                     let schema = Arc::new(scan.projected_schema.as_arrow().clone());
-                    stream.node = self.add_node(
-                        "project".into(),
-                        &stream,
-                        Edge::Forward,
-                        stream.parallelism,
-                        move |_, _| Ok(Box::new(Project::new(exprs.clone(), Arc::clone(&schema)))),
-                    );
+                    stream.node = self.add_project("project".into(), &stream, exprs, schema);
                 }
                 stream.schema = Arc::clone(&scan.projected_schema);
                 Ok(stream)
@@ -624,13 +635,8 @@ impl Planner<'_> {
                 let schema = Arc::new(p.schema.as_arrow().clone());
                 let names: Vec<String> =
                     p.schema.fields().iter().map(|f| f.name().clone()).collect();
-                stream.node = self.add_node(
-                    format!("project [{}]", names.join(", ")),
-                    &stream,
-                    Edge::Forward,
-                    stream.parallelism,
-                    move |_, _| Ok(Box::new(Project::new(exprs.clone(), Arc::clone(&schema)))),
-                );
+                let name = format!("project [{}]", names.join(", "));
+                stream.node = self.add_project(name, &stream, exprs, schema);
                 stream.schema = Arc::clone(&p.schema);
                 Ok(stream)
             }
@@ -1028,18 +1034,11 @@ impl Planner<'_> {
                 }
             })?;
         options.finish().map_err(option_error)?;
-        let project_schema = Arc::clone(&sink_schema);
-        let projected = self.add_node(
+        let projected = self.add_project(
             format!("cast to {name}"),
             &stream,
-            Edge::Forward,
-            stream.parallelism,
-            move |_, _| {
-                Ok(Box::new(Project::new(
-                    exprs.clone(),
-                    Arc::clone(&project_schema),
-                )))
-            },
+            exprs,
+            Arc::clone(&sink_schema),
         );
         let projected = Stream {
             node: projected,
