@@ -41,8 +41,8 @@ impl DatagenSource {
     pub fn new(spec: TableSpec, options: &mut Options) -> Result<Self> {
         if let Some(meta) = spec.metadata.first() {
             return Err(Error::plan(format!(
-                "table '{}': the datagen connector has no metadata key '{}' (it has none)",
-                spec.name, meta.key
+                "table '{}': the datagen connector offers no metadata, but column '{}' asks for '{}'",
+                spec.name, meta.name, meta.key
             )));
         }
         let config = DatagenConfig::take(&spec.name, &spec.schema, options)?;
@@ -86,7 +86,7 @@ impl SourceConnector for DatagenSource {
                 e.context(format!("table '{}': column '{}'", self.table, field.name()))
             })?;
             if let Generator::Sequence { next, end, .. } = &generator {
-                let len = u64::try_from(end - next).unwrap_or(0);
+                let len = u64::try_from(i128::from(*end) - i128::from(*next)).unwrap_or(0);
                 remaining = Some(remaining.map_or(len, |r| r.min(len)));
             }
             columns.push(Column {
@@ -376,7 +376,8 @@ impl Generator {
                 data_type,
             } => {
                 let first = *next;
-                let count = rows.min(usize::try_from(*end - first).unwrap_or(usize::MAX));
+                let left = i128::from(*end) - i128::from(first);
+                let count = rows.min(usize::try_from(left).unwrap_or(usize::MAX));
                 *next += count as i64;
                 let values = Int64Array::from_iter_values(first..first + count as i64);
                 cast(&values, data_type)?

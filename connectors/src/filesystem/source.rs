@@ -529,6 +529,111 @@ mod tests {
         assert!(batches.iter().all(|b| b.num_rows() <= BATCH_SIZE));
     }
 
+    /// A file of good lines (event_time = row number) with bad lines of every kind mixed
+    /// in; returns the text, the good event times and the line numbers of the bad lines.
+    fn dirty_file(rows: i64) -> (String, Vec<i64>, Vec<u64>) {
+        let bad_kinds = [
+            "garbage",
+            "{\"tx_hash\":\"cut\",\"amount\":",
+            "{\"amount\":1}}",
+            "{\"amount\":\"not a number\"}",
+            "{\"event_time\":1.5e400}",
+            "[1,2,3]",
+        ];
+        let (mut text, mut good, mut bad) = (String::new(), Vec::new(), Vec::new());
+        let mut line = 0;
+        for i in 0..rows {
+            if i % 997 == 3 {
+                line += 1;
+                bad.push(line);
+                text.push_str(bad_kinds[(i as usize / 997) % bad_kinds.len()]);
+                text.push('\n');
+            }
+            if i % 1500 == 0 {
+                line += 1;
+                text.push_str("   \n");
+            }
+            line += 1;
+            good.push(i);
+            text.push_str(&format!(
+                "{{\"tx_hash\":\"h{i}\",\"amount\":null,\"event_time\":{i}}}\n"
+            ));
+        }
+        (text, good, bad)
+    }
+
+    fn event_times(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(2).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_of_bad_line_is_found_among_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tx.json");
+        let (text, good, bad) = dirty_file(30_000);
+        std::fs::write(&file, text).unwrap();
+
+        let source =
+            json_source(&file, &[("json.ignore-parse-errors", "true")], tx_fields()).unwrap();
+        let ctx = context(0, 1);
+        let (batches, _) = read_all(&source, &ctx).unwrap();
+        assert_eq!(event_times(&batches), good);
+        assert_eq!(
+            ctx.metrics.dropped_total(DropReason::Malformed),
+            bad.len() as u64
+        );
+
+        // Without ignoring, the first bad line is named.
+        let err = read_all(
+            &json_source(&file, &[], tx_fields()).unwrap(),
+            &context(0, 1),
+        )
+        .unwrap_err();
+        assert!(
+            err.message().contains(&format!(" line {}: ", bad[0])),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_found_among_explicit_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tx.json");
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for i in 0..20_000 {
+            if i % 3001 == 5 {
+                text.push_str(&format!("{{\"tx_hash\":null,\"event_time\":{i}}}\n"));
+            } else {
+                expected.push(i);
+                text.push_str(&format!(
+                    "{{\"tx_hash\":null,\"amount\":null,\"event_time\":{i}}}\n"
+                ));
+            }
+        }
+        std::fs::write(&file, text).unwrap();
+        let options = [
+            ("json.fail-on-missing-field", "true"),
+            ("json.ignore-parse-errors", "true"),
+        ];
+        let source = json_source(&file, &options, tx_fields()).unwrap();
+        let ctx = context(0, 1);
+        let (batches, _) = read_all(&source, &ctx).unwrap();
+        assert_eq!(event_times(&batches), expected);
+        assert_eq!(ctx.metrics.dropped_total(DropReason::Malformed), 7);
+
+        let strict = json_source(&file, &options[..1], tx_fields()).unwrap();
+        let err = read_all(&strict, &context(0, 1)).unwrap_err();
+        assert!(
+            err.message()
+                .ends_with(" line 6: field 'amount' is missing"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn missing_fields_are_null_or_errors() {
         let dir = tempfile::tempdir().unwrap();
@@ -749,78 +854,6 @@ mod tests {
         assert_eq!(
             err.message(),
             "table 'tx': path '/no/such/place' does not exist"
-        );
-    }
-}
-
-#[cfg(test)]
-mod perf_probe {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::AtomicBool;
-    use std::time::Instant;
-
-    use sluice_engine::metrics::JobMetrics;
-
-    use super::*;
-    use arrow::datatypes::Field;
-
-    #[test]
-    #[ignore]
-    fn probe() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tx.json");
-        let mut text = String::new();
-        for i in 0..1_000_000 {
-            if std::env::var("BADTYPE").is_ok() && i % 1000 == 0 {
-                text.push_str("{\"amount\":\"x\"}\n");
-            }
-            if std::env::var("BAD").is_ok() && i % 1000 == 0 {
-                text.push_str("garbage\n");
-            }
-            text.push_str(&format!("{{\"tx_hash\":\"0xabcdef{i}\",\"fee\":0.{i},\"amount\":{i}.5,\"currency\":\"ETH\",\"event_time\":{}}}\n", 1600000000000i64 + i));
-        }
-        std::fs::write(&file, &text).unwrap();
-        let fields = vec![
-            Field::new("tx_hash", DataType::Utf8, true),
-            Field::new("fee", DataType::Float64, true),
-            Field::new("amount", DataType::Float64, true),
-            Field::new("currency", DataType::Utf8, true),
-            Field::new("event_time", DataType::Int64, true),
-        ];
-        let path = file.display().to_string();
-        let mut values = BTreeMap::new();
-        values.insert("path".to_string(), path);
-        values.insert("format".to_string(), "json".to_string());
-        values.insert("json.ignore-parse-errors".to_string(), "true".to_string());
-        let mut o = Options::new("tx", values);
-        let spec = TableSpec {
-            name: "tx".into(),
-            schema: Arc::new(Schema::new(fields)),
-            metadata: vec![],
-            partition_by: vec![],
-        };
-        let source = FileSource::new(spec, &mut o).unwrap();
-        let ctx = SourceContext {
-            metrics: Arc::new(JobMetrics::new()),
-            stop: Arc::new(AtomicBool::new(false)),
-            instance: 0,
-            parallelism: 1,
-        };
-        let mut reader = source.create_reader(&ctx).unwrap();
-        let start = Instant::now();
-        let mut rows = 0;
-        loop {
-            match reader.next(&ctx).unwrap() {
-                SourceEvent::Batch { batch, .. } => rows += batch.num_rows(),
-                SourceEvent::Finished => break,
-                _ => {}
-            }
-        }
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "{rows} rows, {} MB in {secs:.3}s = {:.0} rows/s",
-            text.len() >> 20,
-            rows as f64 / secs
         );
     }
 }

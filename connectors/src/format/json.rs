@@ -97,9 +97,16 @@ impl RecordDecoder for JsonDecoder {
     }
 
     /// Arrow decodes an absent field and `null` alike; only rows with NULLs can hide a
-    /// missing field, so clean chunks skip the check.
-    fn needs_line_check(&self, batch: &RecordBatch) -> bool {
-        self.fail_on_missing_field && batch.columns().iter().any(|c| has_nulls(c.as_ref()))
+    /// missing field, so clean batches skip the check.
+    fn rows_to_check(&self, batch: &RecordBatch) -> Option<Vec<bool>> {
+        if !self.fail_on_missing_field || !batch.columns().iter().any(|c| has_nulls(c.as_ref())) {
+            return None;
+        }
+        let mut rows = vec![false; batch.num_rows()];
+        for column in batch.columns() {
+            mark_nulls(column.as_ref(), &mut rows);
+        }
+        Some(rows)
     }
 
     /// Arrow counts the record it is in the middle of, so a syntax error is in the last.
@@ -107,7 +114,7 @@ impl RecordDecoder for JsonDecoder {
         Some(self.decoder.len())
     }
 
-    fn check_line(&self, line: &[u8], _batch: &RecordBatch) -> Result<(), String> {
+    fn check_line(&self, line: &[u8]) -> Result<(), String> {
         let value: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
         match &value {
             Value::Object(object) => check_present(object, self.schema.fields(), ""),
@@ -124,6 +131,25 @@ fn has_nulls(array: &dyn Array) -> bool {
                 .columns()
                 .iter()
                 .any(|c| has_nulls(c.as_ref()))
+}
+
+/// Marks the rows where `array`, or a field nested in it, is NULL.
+fn mark_nulls(array: &dyn Array, rows: &mut [bool]) {
+    if let Some(nulls) = array.logical_nulls() {
+        for row in nulls
+            .iter()
+            .enumerate()
+            .filter(|(_, valid)| !valid)
+            .map(|(row, _)| row)
+        {
+            rows[row] = true;
+        }
+    }
+    if let DataType::Struct(_) = array.data_type() {
+        for child in array.as_struct().columns() {
+            mark_nulls(child.as_ref(), rows);
+        }
+    }
 }
 
 /// Fails on the first field of `fields` absent from `object`, looking inside nested rows.
@@ -258,18 +284,14 @@ mod tests {
             ..Default::default()
         };
         let decoder = JsonDecoder::new(schema, 16, &options).unwrap();
-        let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
+        assert_eq!(decoder.check_line(br#"{"a":null,"r":{"b":null}}"#), Ok(()));
+        assert_eq!(decoder.check_line(br#"{"a":1,"r":null}"#), Ok(()));
         assert_eq!(
-            decoder.check_line(br#"{"a":null,"r":{"b":null}}"#, &empty),
-            Ok(())
-        );
-        assert_eq!(decoder.check_line(br#"{"a":1,"r":null}"#, &empty), Ok(()));
-        assert_eq!(
-            decoder.check_line(br#"{"a":1,"r":{}}"#, &empty),
+            decoder.check_line(br#"{"a":1,"r":{}}"#),
             Err("field 'r.b' is missing".to_string())
         );
         assert_eq!(
-            decoder.check_line(br#"{"r":{}}"#, &empty),
+            decoder.check_line(br#"{"r":{}}"#),
             Err("field 'a' is missing".to_string())
         );
     }
