@@ -538,6 +538,7 @@ mod tests {
         script: Vec<SourceEvent>,
         release: Arc<AtomicBool>,
         deadline: Instant,
+        pace: bool,
     }
 
     impl SourceReader for ScriptedReader {
@@ -547,7 +548,9 @@ mod tests {
         fn next(&mut self, _ctx: &SourceContext) -> Result<SourceEvent> {
             if !self.script.is_empty() {
                 // Paced, so that a partition that is left out goes idle in between.
-                std::thread::sleep(Duration::from_millis(20));
+                if self.pace {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return Ok(self.script.remove(0));
             }
             if self.release.load(Ordering::SeqCst) || Instant::now() > self.deadline {
@@ -586,6 +589,7 @@ mod tests {
                 script,
                 release: Arc::clone(&self.release),
                 deadline: Instant::now() + Duration::from_secs(1),
+                pace: true,
             }))
         }
     }
@@ -735,5 +739,108 @@ mod tests {
         let scripts = vec![(vec![0], vec![(0, vec![100, 250])]), (vec![], vec![])];
         let seen = watermarks(scripts, None, Edge::Hash(vec![0]), 250);
         assert_eq!(seen.first(), Some(&250));
+    }
+
+    /// Sleeps on every batch and records how far the source had read ahead.
+    struct SlowSink {
+        metrics: Arc<JobMetrics>,
+        processed: u64,
+        ahead: Arc<Mutex<u64>>,
+    }
+
+    impl Operator for SlowSink {
+        fn process_batch(&mut self, batch: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
+            std::thread::sleep(Duration::from_millis(2));
+            self.processed += batch.num_rows() as u64;
+            let read = self.metrics.records_read();
+            let mut ahead = self.ahead.lock().unwrap();
+            *ahead = (*ahead).max(read - self.processed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_slow_consumer_holds_the_source_back() {
+        let batches: Vec<(usize, Vec<i64>)> = (0..200).map(|i| (0, vec![i; 10])).collect();
+        let mut graph = Graph::new();
+        let prep = SourcePrep {
+            columns: vec![Arc::new(Column::new("ts", 0))],
+            schema: schema(),
+            watermark: None,
+        };
+        let release = Arc::new(AtomicBool::new(true));
+        let source = graph.add(Node {
+            name: "source".into(),
+            parallelism: 1,
+            kind: NodeKind::Source {
+                table: "t".into(),
+                connector: Arc::new(FastSource { batches, release }),
+                prep: Arc::new(prep),
+                idle_timeout: None,
+            },
+            input: None,
+        });
+        let metrics = Arc::new(JobMetrics::new());
+        let ahead = Arc::new(Mutex::new(0));
+        let (m, a) = (Arc::clone(&metrics), Arc::clone(&ahead));
+        graph.add(Node {
+            name: "slow".into(),
+            parallelism: 1,
+            kind: NodeKind::Operator {
+                factory: Arc::new(move |_: usize, _: usize| {
+                    Ok(Box::new(SlowSink {
+                        metrics: Arc::clone(&m),
+                        processed: 0,
+                        ahead: Arc::clone(&a),
+                    }) as Box<dyn Operator>)
+                }),
+            },
+            input: Some((source, Edge::Single)),
+        });
+        run(
+            &graph,
+            &JobControl::new(Arc::clone(&metrics), Arc::new(AtomicBool::new(false))),
+        )
+        .unwrap();
+        assert_eq!(metrics.records_read(), 2000);
+        // The channel holds CHANNEL_CAPACITY batches; one more is in the sender's hand.
+        let bound = (CHANNEL_CAPACITY as u64 + 2) * 10;
+        let ahead = *ahead.lock().unwrap();
+        assert!(
+            ahead <= bound,
+            "the source read {ahead} rows ahead of a slow consumer (bound {bound})"
+        );
+    }
+
+    /// Produces all its batches as fast as it can.
+    struct FastSource {
+        batches: Vec<(usize, Vec<i64>)>,
+        release: Arc<AtomicBool>,
+    }
+
+    impl SourceConnector for FastSource {
+        fn describe(&self) -> String {
+            "fast".into()
+        }
+        fn bounded(&self) -> bool {
+            true
+        }
+        fn create_reader(&self, _ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
+            let script = self
+                .batches
+                .iter()
+                .map(|(p, ts)| SourceEvent::Batch {
+                    partition: *p,
+                    batch: batch(ts),
+                })
+                .collect();
+            Ok(Box::new(ScriptedReader {
+                partitions: vec![0],
+                script,
+                release: Arc::clone(&self.release),
+                deadline: Instant::now(),
+                pace: false,
+            }))
+        }
     }
 }
