@@ -233,6 +233,30 @@ fn mentioned_names(message: &str) -> Vec<String> {
     names
 }
 
+/// The text of the first call of `function` in `tokens`, from its name to the closing
+/// parenthesis.
+fn call_text(tokens: &[TokenWithSpan], function: &str) -> Option<String> {
+    let start = tokens.iter().position(
+        |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(function)),
+    )?;
+    let mut depth = 0;
+    let mut text = String::new();
+    for t in &tokens[start..] {
+        text.push_str(&t.token.to_string());
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// DataFusion lists every signature a function does not match; say it the short way.
 fn signature_mismatch(message: &str) -> Option<String> {
     let function = message.split("Function '").nth(1)?.split('\'').next()?;
@@ -276,7 +300,14 @@ fn clean_message(message: &str, windows: &HashMap<String, WindowEntry>) -> Strin
 
 impl Planner<'_> {
     fn error_in(&self, tokens: &[TokenWithSpan], fallback: Location, error: &Error) -> Error {
-        let message = clean_message(error.message(), &self.windows);
+        let mut message = clean_message(error.message(), &self.windows);
+        if signature_mismatch(error.message()).is_some() {
+            // Name the call itself, arguments included: `SUM(item): SUM does not accept ...`.
+            let function = message.split(' ').next().unwrap_or_default().to_string();
+            if let Some(call) = call_text(tokens, &function) {
+                message = format!("{call}: {message}");
+            }
+        }
         let location = mentioned_names(error.message())
             .iter()
             .filter(|n| !n.starts_with("__window_"))

@@ -605,7 +605,7 @@ pub fn assert_rows(actual: &[Value], expected: Value) {
     };
     let mut expected = expected;
     sort_rows(&mut expected);
-    let mut actual = actual.to_vec();
+    let mut actual: Vec<Value> = actual.iter().cloned().map(normalize).collect();
     sort_rows(&mut actual);
     assert_eq!(
         actual,
