@@ -90,27 +90,47 @@ fn progress_line(m: &JobMetrics, elapsed: Duration) -> String {
     )
 }
 
+/// Peak resident memory of this process in bytes (Linux: VmHWM), if known.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn summary(m: &JobMetrics, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64().max(1e-9);
     let mut s = format!(
-        "sluice: job finished in {:.2} s\n  records read        {}\n  records written     {}\n  dropped late        {}\n  dropped malformed   {}\n  dropped null time   {}\n",
+        "sluice: job finished in {:.2} s\n  records read        {} ({:.0}/s, {:.1} MB/s)\n  records written     {}\n  dropped late        {}\n  dropped malformed   {}\n  dropped null time   {}\n",
         elapsed.as_secs_f64(),
         m.records_read(),
+        m.records_read() as f64 / seconds,
+        m.bytes_read.load(Ordering::Relaxed) as f64 / seconds / 1e6,
         m.records_written(),
         m.dropped_total(DropReason::Late),
         m.dropped_total(DropReason::Malformed),
         m.dropped_total(DropReason::NullEventTime),
     );
+    if let Some(peak) = peak_rss_bytes() {
+        s.push_str(&format!(
+            "  peak memory (RSS)   {:.1} MB\n",
+            peak as f64 / 1e6
+        ));
+    }
     for ((table, reason), n) in m.dropped() {
         s.push_str(&format!("    {table}: {n} dropped ({})\n", reason.as_str()));
     }
     s
 }
 
-fn metrics_json(m: &JobMetrics) -> String {
+fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
     format!(
-        "{{\"records_read\": {}, \"records_written\": {}, \"dropped\": {{\"late\": {}, \"malformed\": {}, \"null_event_time\": {}}}}}\n",
+        "{{\"records_read\": {}, \"bytes_read\": {}, \"records_written\": {}, \"seconds\": {:.3}, \"peak_rss_bytes\": {}, \"dropped\": {{\"late\": {}, \"malformed\": {}, \"null_event_time\": {}}}}}\n",
         m.records_read(),
+        m.bytes_read.load(Ordering::Relaxed),
         m.records_written(),
+        elapsed.as_secs_f64(),
+        peak_rss_bytes().unwrap_or(0),
         m.dropped_total(DropReason::Late),
         m.dropped_total(DropReason::Malformed),
         m.dropped_total(DropReason::NullEventTime),
@@ -157,7 +177,7 @@ fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Res
     }
     eprint!("{}", summary(&metrics, started.elapsed()));
     if let Some(path) = metrics_path {
-        std::fs::write(&path, metrics_json(&metrics))
+        std::fs::write(&path, metrics_json(&metrics, started.elapsed()))
             .map_err(|e| Error::connector(format!("cannot write {}: {e}", path.display())))?;
     }
     result

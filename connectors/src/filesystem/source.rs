@@ -21,10 +21,14 @@ use sluice_engine::{Error, Result};
 
 use super::config::FileSourceConfig;
 use super::partition::values_from_path;
-use crate::format::lines::{error_reason, LineReader, ReadError};
+use crate::format::lines::{error_reason, ReadError};
+use crate::format::parallel::{ParallelLineReader, ParallelOptions};
 
 /// Rows per batch.
 const BATCH_SIZE: usize = 8192;
+
+/// Bytes of a file decoded as one unit by one decoding thread.
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// Where an output column's values come from.
 #[derive(Debug, Clone)]
@@ -209,7 +213,7 @@ struct OpenFile {
     partition: usize,
     path: String,
     name: String,
-    lines: LineReader<File>,
+    lines: ParallelLineReader,
     /// Values of the partition columns, by name, from the file's folders.
     partition_values: Vec<(String, Option<String>)>,
 }
@@ -225,10 +229,16 @@ impl FileReader {
                 path.display()
             ))
         })?;
-        let decoder = table
-            .config
-            .format
-            .record_decoder(table.record_schema.clone(), BATCH_SIZE)?;
+        // One decoder per core: decoding is the work, and the file's rows must stay in order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let decoders = (0..threads)
+            .map(|_| {
+                table
+                    .config
+                    .format
+                    .record_decoder(table.record_schema.clone(), BATCH_SIZE)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(OpenFile {
             partition,
             path: path.display().to_string(),
@@ -236,12 +246,15 @@ impl FileReader {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            lines: LineReader::new(
+            lines: ParallelLineReader::new(
                 file,
-                decoder,
-                table.record_schema.clone(),
-                BATCH_SIZE,
-                table.config.format.ignore_parse_errors(),
+                decoders,
+                ParallelOptions {
+                    schema: table.record_schema.clone(),
+                    batch_size: BATCH_SIZE,
+                    ignore_parse_errors: table.config.format.ignore_parse_errors(),
+                    chunk_bytes: CHUNK_BYTES,
+                },
             ),
             partition_values: values_from_path(&table.config.path, path),
         })

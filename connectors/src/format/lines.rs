@@ -212,6 +212,19 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Numbers lines as if `lines` lines came before the input (a chunk of a larger file).
+    pub fn after_lines(mut self, lines: u64) -> Self {
+        self.lines_before_start = lines;
+        self
+    }
+
+    /// Gives the decoder back, clean, for the next input.
+    pub fn into_decoder(mut self) -> Result<Box<dyn RecordDecoder>, ArrowError> {
+        self.decoder_dirty = true;
+        self.clean_decoder()?;
+        Ok(self.decoder)
+    }
+
     /// Bytes read from the input since the last call.
     pub fn take_bytes_read(&mut self) -> u64 {
         std::mem::take(&mut self.bytes_read)

@@ -7,6 +7,7 @@
 pub mod csv;
 pub mod json;
 pub mod lines;
+pub mod parallel;
 pub mod parquet;
 pub mod text;
 
