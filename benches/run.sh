@@ -127,8 +127,8 @@ SQL
     "$python" - "$input" "$out" <<'PY'
 import duckdb, sys, glob, os
 files = [f for f in glob.glob(os.path.join(sys.argv[2], "*.parquet"))]
-a = duckdb.sql(f"select count(*), sum(fee), sum(event_time), count(distinct tx_hash) from read_parquet({files})").fetchone()
-b = duckdb.sql(f"select count(*), sum(fee), sum(event_time), count(distinct tx_hash) from read_json('{sys.argv[1]}')").fetchone()
+a = duckdb.sql(f"select count(*), sum(fee), sum(event_time), count(distinct tx_hash) from read_parquet({files})").fetchall()[0]
+b = duckdb.sql(f"select count(*), sum(fee), sum(event_time), count(distinct tx_hash) from read_json('{sys.argv[1]}')").fetchall()[0]
 assert a[0] == b[0] and a[2] == b[2] and a[3] == b[3] and abs(a[1] - b[1]) <= 1e-9 * abs(b[1]), (a, b)
 print(f"  output checked against DuckDB: {a[0]} rows, same sums and distinct hashes")
 PY
