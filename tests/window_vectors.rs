@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    assert_rows, at, bid_job, bid_job_with, data_files, run_json_job, ten_minute_sums, tumble_sum,
-    window_sum, JsonJob, BID_ROWS, BID_WATERMARK, SUM_SINK,
+    assert_rows, at, bid_job, bid_job_with, data_files, read_json_rows, run_json_job,
+    ten_minute_sums, tumble_sum, window_sum, JsonJob, BID_ROWS, BID_WATERMARK, SUM_SINK,
 };
 use serde_json::json;
 
@@ -311,4 +311,34 @@ fn stateless_select_where_passes_matching_rows_through() {
         ]),
     );
     assert_counts(&run, 6, 3);
+}
+
+#[test]
+fn two_inserts_share_one_source_and_run_as_one_job() {
+    let second = "CREATE TABLE per_supplier (supplier STRING, window_start TIMESTAMP(3), n BIGINT)
+WITH ('connector' = 'filesystem', 'path' = '{output}_suppliers', 'format' = 'json');
+INSERT INTO per_supplier
+SELECT supplier, window_start, COUNT(*)
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end, supplier;";
+    let statements = format!("{}\n{second}", tumble_sum("INTERVAL '10' MINUTES"));
+    let run = run_json_job(
+        BID_ROWS,
+        &bid_job(SUM_SINK, &statements),
+        &[("parallelism.default", "2")],
+    );
+    assert_rows(&run.rows, ten_minute_sums());
+    let suppliers = read_json_rows(&run.dir.path().join("out_suppliers"));
+    assert_rows(
+        &suppliers,
+        json!([
+            {"supplier": "s1", "window_start": at("08:00"), "n": 2},
+            {"supplier": "s2", "window_start": at("08:00"), "n": 1},
+            {"supplier": "s1", "window_start": at("08:10"), "n": 1},
+            {"supplier": "s2", "window_start": at("08:10"), "n": 2},
+        ]),
+    );
+    // The source is read once for both statements: 6 rows in, 2 + 4 rows out.
+    assert_eq!(run.metrics.records_read, 6, "records_read");
+    assert_eq!(run.metrics.records_written, 6, "records_written");
 }
