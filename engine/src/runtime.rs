@@ -634,6 +634,7 @@ mod tests {
             watermark: Some(WatermarkSpec {
                 rowtime: 0,
                 expr: Arc::new(Column::new("ts", 0)),
+                fixed_delay_ms: None,
             }),
         };
         let mut graph = Graph::new();

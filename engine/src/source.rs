@@ -24,6 +24,10 @@ pub struct WatermarkSpec {
     pub rowtime: usize,
     /// The watermark expression, over the table schema; yields a timestamp.
     pub expr: Arc<dyn PhysicalExpr>,
+    /// Set when the expression is `rowtime - <fixed interval>`: the watermark is then
+    /// computed as an integer subtraction on the rowtime's milliseconds, instead of
+    /// Arrow's calendar-aware interval arithmetic (which goes through time zones per row).
+    pub fixed_delay_ms: Option<i64>,
 }
 
 /// Turns source batches into table rows with per-row watermarks.
@@ -49,8 +53,17 @@ impl SourcePrep {
         let Some(spec) = &self.watermark else {
             return Ok(StreamBatch::new(table_batch));
         };
-        let values = spec.expr.evaluate(&table_batch)?.into_array(rows)?;
-        let values = cast(&values, &DataType::Int64)?;
+        let values = match spec.fixed_delay_ms {
+            Some(delay) => {
+                let rowtime = cast(table_batch.column(spec.rowtime), &DataType::Int64)?;
+                let rowtime = rowtime.as_primitive::<Int64Type>();
+                Arc::new(rowtime.unary::<_, Int64Type>(|t| t.saturating_sub(delay))) as _
+            }
+            None => {
+                let values = spec.expr.evaluate(&table_batch)?.into_array(rows)?;
+                cast(&values, &DataType::Int64)?
+            }
+        };
         let values = values.as_primitive::<Int64Type>();
         let mut current = *watermark;
         let mut before = Vec::with_capacity(rows);

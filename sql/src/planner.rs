@@ -189,6 +189,23 @@ struct Planner<'a> {
     inserts: usize,
 }
 
+/// The delay of a watermark written `rowtime - INTERVAL 'n' UNIT` (or just `rowtime`), in
+/// milliseconds; `None` for any other expression.
+fn fixed_delay(expr: &datafusion::sql::sqlparser::ast::Expr, rowtime: &str) -> Option<i64> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr as Ast};
+    let is_rowtime = |e: &Ast| matches!(e, Ast::Identifier(i) if i.value == rowtime);
+    match expr {
+        e if is_rowtime(e) => Some(0),
+        Ast::Nested(e) => fixed_delay(e, rowtime),
+        Ast::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if is_rowtime(left) => crate::windows::interval_ms(right).ok(),
+        _ => None,
+    }
+}
+
 /// The location of the first token in `tokens` that is the word `name`.
 fn find_word(tokens: &[TokenWithSpan], name: &str) -> Option<Location> {
     let exact = tokens
@@ -418,7 +435,16 @@ impl Planner<'_> {
                 }
                 let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
                 let expr = cast(expr, &schema, millis)?;
-                Some(WatermarkSpec { rowtime, expr })
+                let millis = matches!(
+                    schema.field(rowtime).data_type(),
+                    DataType::Timestamp(TimeUnit::Millisecond, _)
+                );
+                let fixed_delay_ms = fixed_delay(&w.expr, &w.column).filter(|_| millis);
+                Some(WatermarkSpec {
+                    rowtime,
+                    expr,
+                    fixed_delay_ms,
+                })
             }
         };
         let prep = Arc::new(SourcePrep {
@@ -1088,5 +1114,34 @@ impl Planner<'_> {
             },
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::fixed_delay;
+
+    fn delay(sql: &str) -> Option<i64> {
+        let expr = Parser::new(&GenericDialect {})
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_expr()
+            .unwrap();
+        fixed_delay(&expr, "ts")
+    }
+
+    #[test]
+    fn fixed_watermark_delays_are_recognised() {
+        assert_eq!(delay("ts - INTERVAL '5' SECOND"), Some(5_000));
+        assert_eq!(delay("ts - INTERVAL '1' MINUTE"), Some(60_000));
+        assert_eq!(delay("(ts - INTERVAL '0.5' SECOND)"), Some(500));
+        assert_eq!(delay("ts"), Some(0));
+        // Anything else is evaluated as written.
+        assert_eq!(delay("other - INTERVAL '5' SECOND"), None);
+        assert_eq!(delay("ts - INTERVAL '1' MONTH"), None);
+        assert_eq!(delay("ts + INTERVAL '5' SECOND"), None);
     }
 }
