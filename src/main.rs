@@ -98,10 +98,11 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn summary(m: &JobMetrics, elapsed: Duration) -> String {
+fn summary(m: &JobMetrics, elapsed: Duration, failed: bool) -> String {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let mut s = format!(
-        "sluice: job finished in {:.2} s\n  records read        {} ({:.0}/s, {:.1} MB/s)\n  records written     {}\n  dropped late        {}\n  dropped malformed   {}\n  dropped null time   {}\n",
+        "sluice: job {} after {:.2} s\n  records read        {} ({:.0}/s, {:.1} MB/s)\n  records written     {}\n  dropped late        {}\n  dropped malformed   {}\n  dropped null time   {}\n",
+        if failed { "failed" } else { "finished" },
         elapsed.as_secs_f64(),
         m.records_read(),
         m.records_read() as f64 / seconds,
@@ -175,7 +176,7 @@ fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Res
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    eprint!("{}", summary(&metrics, started.elapsed()));
+    eprint!("{}", summary(&metrics, started.elapsed(), result.is_err()));
     if let Some(path) = metrics_path {
         std::fs::write(&path, metrics_json(&metrics, started.elapsed()))
             .map_err(|e| Error::connector(format!("cannot write {}: {e}", path.display())))?;
