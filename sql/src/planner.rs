@@ -206,6 +206,32 @@ fn fixed_delay(expr: &datafusion::sql::sqlparser::ast::Expr, rowtime: &str) -> O
     }
 }
 
+/// Points a connector's complaint about a table at the option it is about: `'connector'`
+/// for an unknown connector, the option the message names, or else the table.
+fn option_error(file: &SourceFile, def: &TableDef, e: Error) -> Error {
+    let key = if e.message().contains("unknown connector") {
+        Some("connector".to_string())
+    } else {
+        mentioned_names(e.message())
+            .into_iter()
+            .find(|n| def.options.iter().any(|(k, _, _)| k == n))
+    };
+    file.error_at(
+        key.map_or(def.location, |k| def.option_location(&k)),
+        e.message(),
+    )
+}
+
+/// Takes the `'connector'` option of a table, which every table needs.
+fn take_connector(file: &SourceFile, def: &TableDef, options: &mut Options) -> Result<String> {
+    options.take(&["connector"]).ok_or_else(|| {
+        file.error_at(
+            def.location,
+            format!("table '{}' has no 'connector' option", def.name),
+        )
+    })
+}
+
 /// The location of the first token in `tokens` that is the word `name`.
 fn find_word(tokens: &[TokenWithSpan], name: &str) -> Option<Location> {
     let exact = tokens
@@ -735,21 +761,8 @@ impl Planner<'_> {
         let entry = &self.tables[name];
         let def = &entry.def;
         let mut options = Options::new(name, def.options_map());
-        let connector_name = options.take(&["connector"]).ok_or_else(|| {
-            file.error_at(
-                def.location,
-                format!("table '{name}' has no 'connector' option"),
-            )
-        })?;
-        let option_error = |e: Error| {
-            let key = mentioned_names(e.message())
-                .into_iter()
-                .find(|n| def.options.iter().any(|(k, _, _)| k == n));
-            file.error_at(
-                key.map_or(def.location, |k| def.option_location(&k)),
-                e.message(),
-            )
-        };
+        let connector_name = take_connector(file, def, &mut options)?;
+        let option_error = |e: Error| option_error(file, def, e);
         let idle_timeout = match options
             .take_parsed("scan.watermark.idle-timeout", parse_duration)
             .map_err(option_error)?
@@ -775,13 +788,7 @@ impl Planner<'_> {
             partition_by: def.partition_by.clone(),
         };
         let connector = sluice_connectors::create_source(&connector_name, spec, &mut options)
-            .map_err(|e| {
-                if e.message().contains("unknown connector") {
-                    file.error_at(def.option_location("connector"), e.message())
-                } else {
-                    option_error(e)
-                }
-            })?;
+            .map_err(option_error)?;
         options.finish().map_err(option_error)?;
         let rowtime = entry.prep.watermark.as_ref().map(|w| w.rowtime);
         let node = self.graph.add(Node {
@@ -1061,21 +1068,8 @@ impl Planner<'_> {
         }
         let sink_schema = Arc::new(Schema::new(sink_fields));
         let mut options = Options::new(name, def.options_map());
-        let option_error = |e: Error| {
-            let key = mentioned_names(e.message())
-                .into_iter()
-                .find(|n| def.options.iter().any(|(k, _, _)| k == n));
-            file.error_at(
-                key.map_or(def.location, |k| def.option_location(&k)),
-                e.message(),
-            )
-        };
-        let connector_name = options.take(&["connector"]).ok_or_else(|| {
-            file.error_at(
-                def.location,
-                format!("table '{name}' has no 'connector' option"),
-            )
-        })?;
+        let option_error = |e: Error| option_error(file, def, e);
+        let connector_name = take_connector(file, def, &mut options)?;
         let spec = TableSpec {
             name: name.to_string(),
             schema: Arc::clone(&sink_schema),
@@ -1083,13 +1077,7 @@ impl Planner<'_> {
             partition_by: def.partition_by.clone(),
         };
         let connector = sluice_connectors::create_sink(&connector_name, spec, &mut options)
-            .map_err(|e| {
-                if e.message().contains("unknown connector") {
-                    file.error_at(def.option_location("connector"), e.message())
-                } else {
-                    option_error(e)
-                }
-            })?;
+            .map_err(option_error)?;
         options.finish().map_err(option_error)?;
         let projected = self.add_project(
             format!("cast to {name}"),
