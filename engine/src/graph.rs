@@ -81,28 +81,42 @@ impl Graph {
         !matches!(self.nodes[id].input, Some((_, Edge::Forward)))
     }
 
-    /// The human-readable plan printed by `sluice explain`.
+    /// The human-readable plan printed by `sluice explain`: one block per task, each node
+    /// under the task it runs in, with its input edge.
     pub fn explain(&self) -> String {
         let mut s = String::new();
-        for (id, node) in self.nodes.iter().enumerate() {
-            if self.starts_task(id) {
-                let _ = writeln!(s, "task (parallelism {}):", node.parallelism);
-            }
-            let _ = write!(s, "  [{id}] {}", node.name);
-            match &node.input {
-                None => {}
-                Some((from, Edge::Forward)) => {
-                    let _ = write!(s, "  <- [{from}] forward (chained)");
-                }
-                Some((from, Edge::Hash(cols))) => {
-                    let _ = write!(s, "  <- [{from}] hash by columns {cols:?}");
-                }
-                Some((from, Edge::Single)) => {
-                    let _ = write!(s, "  <- [{from}] single (all to one instance)");
-                }
-            }
-            let _ = writeln!(s, "  parallelism={}", node.parallelism);
+        for (root, node) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| self.starts_task(*id))
+        {
+            let _ = writeln!(s, "task (parallelism {}):", node.parallelism);
+            self.explain_chain(root, 1, &mut s);
         }
         s
+    }
+
+    fn explain_chain(&self, id: NodeId, depth: usize, s: &mut String) {
+        let node = &self.nodes[id];
+        let _ = write!(s, "{}[{id}] {}", "  ".repeat(depth), node.name);
+        match &node.input {
+            None => {}
+            Some((from, Edge::Forward)) => {
+                let _ = write!(s, "  <- [{from}] forward (chained)");
+            }
+            Some((from, Edge::Hash(cols))) => {
+                let _ = write!(s, "  <- [{from}] hash by columns {cols:?}");
+            }
+            Some((from, Edge::Single)) => {
+                let _ = write!(s, "  <- [{from}] single (all to one instance)");
+            }
+        }
+        let _ = writeln!(s);
+        for (consumer, edge) in self.consumers(id) {
+            if *edge == Edge::Forward {
+                self.explain_chain(consumer, depth + 1, s);
+            }
+        }
     }
 }

@@ -206,6 +206,40 @@ fn fixed_delay(expr: &datafusion::sql::sqlparser::ast::Expr, rowtime: &str) -> O
     }
 }
 
+/// Drops the generated window tables' qualifiers (`__window_3.price` → `price`) from an
+/// expression's text, for `explain`.
+fn without_window_tables(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("__window_") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "__window_".len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        rest = after[digits..]
+            .strip_prefix('.')
+            .unwrap_or(&after[digits..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Milliseconds as the largest whole unit: `10 min`, `5 s`, `250 ms`.
+fn duration_text(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+    ];
+    UNITS
+        .iter()
+        .find(|(unit, _)| ms != 0 && ms % unit == 0)
+        .map_or_else(
+            || format!("{ms} ms"),
+            |(unit, name)| format!("{} {name}", ms / unit),
+        )
+}
+
 /// Points a connector's complaint about a table at the option it is about: `'connector'`
 /// for an unknown connector, the option the message names, or else the table.
 fn option_error(file: &SourceFile, def: &TableDef, e: Error) -> Error {
@@ -726,7 +760,7 @@ impl Planner<'_> {
             LogicalPlan::Filter(f) => {
                 let mut stream = self.lower(&f.input)?;
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
-                let text = f.predicate.to_string();
+                let text = without_window_tables(&f.predicate.to_string());
                 stream.node = self.add_node(
                     format!("filter {text}"),
                     &stream,
@@ -858,8 +892,10 @@ impl Planner<'_> {
         let out_schema = Arc::clone(&schema);
         let node = self.add_node(
             format!(
-                "window TUMBLE(size {} ms, offset {} ms) on {}",
-                call.size_ms, call.offset_ms, call.descriptor
+                "window TUMBLE(size {}, offset {}) on {}",
+                duration_text(call.size_ms),
+                duration_text(call.offset_ms),
+                call.descriptor
             ),
             &input,
             Edge::Forward,
@@ -956,7 +992,7 @@ impl Planner<'_> {
         let agg_names: Vec<String> = a
             .aggr_expr
             .iter()
-            .map(|e| e.schema_name().to_string())
+            .map(|e| without_window_tables(&e.schema_name().to_string()))
             .collect();
         let spec = Arc::new(WindowAggregateSpec {
             window,
@@ -1119,6 +1155,18 @@ mod tests {
             .parse_expr()
             .unwrap();
         fixed_delay(&expr, "ts")
+    }
+
+    #[test]
+    fn explain_texts() {
+        assert_eq!(
+            super::without_window_tables("sum(__window_12.price) > 2"),
+            "sum(price) > 2"
+        );
+        assert_eq!(super::duration_text(600_000), "10 min");
+        assert_eq!(super::duration_text(-60_000), "-1 min");
+        assert_eq!(super::duration_text(1_500), "1500 ms");
+        assert_eq!(super::duration_text(0), "0 ms");
     }
 
     #[test]
