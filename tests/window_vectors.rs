@@ -342,3 +342,14 @@ GROUP BY window_start, window_end, supplier;";
     assert_eq!(run.metrics.records_read, 6, "records_read");
     assert_eq!(run.metrics.records_written, 6, "records_written");
 }
+
+#[test]
+fn a_column_selected_twice_is_renamed_as_flink_does() {
+    let sink = "a TIMESTAMP(3), b TIMESTAMP(3), item STRING";
+    let query = "INSERT INTO sink SELECT bidtime, bidtime, item FROM bid WHERE item = 'C';";
+    let run = run_json_job(BID_ROWS, &bid_job(sink, query), &[]);
+    assert_rows(
+        &run.rows,
+        json!([{"a": at("08:05"), "b": at("08:05"), "item": "C"}]),
+    );
+}

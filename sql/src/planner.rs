@@ -206,6 +206,39 @@ fn fixed_delay(expr: &datafusion::sql::sqlparser::ast::Expr, rowtime: &str) -> O
     }
 }
 
+/// Gives a repeated column of the top-level SELECT list a new name, as Flink does
+/// (`SELECT a, a` yields `a` and `a0`); DataFusion would reject the duplicate name.
+fn rename_repeated_columns(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
+    let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for item in select.projection.iter_mut() {
+        let (expr, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e.clone(), e.to_string()),
+            SelectItem::ExprWithAlias { alias, .. } => {
+                seen.insert(alias.value.clone());
+                continue;
+            }
+            _ => continue,
+        };
+        if seen.insert(name.clone()) {
+            continue;
+        }
+        let base = name.rsplit('.').next().unwrap_or(&name).to_string();
+        let alias = (0..)
+            .map(|i| format!("{base}{i}"))
+            .find(|a| !seen.contains(a))
+            .unwrap_or(base);
+        seen.insert(alias.clone());
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: Ident::new(alias),
+        };
+    }
+}
+
 /// Drops the generated window tables' qualifiers (`__window_3.price` → `price`) from an
 /// expression's text, for `explain`.
 fn without_window_tables(text: &str) -> String {
@@ -529,6 +562,7 @@ impl Planner<'_> {
     fn plan_query(&mut self, query: &mut QueryDef) -> Result<LogicalPlan> {
         let legacy = rewrite_legacy(self.file, &mut query.query, &mut self.window_ids)?;
         query.windows.extend(legacy);
+        rename_repeated_columns(&mut query.query);
         for call in query.windows.clone() {
             self.register_window(call)?;
         }
