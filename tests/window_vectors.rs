@@ -353,3 +353,13 @@ fn a_column_selected_twice_is_renamed_as_flink_does() {
         json!([{"a": at("08:05"), "b": at("08:05"), "item": "C"}]),
     );
 }
+
+#[test]
+fn comments_may_hold_semicolons_anywhere_in_a_job() {
+    let job = format!(
+        "/* a block comment; over\n   two lines; */\n-- a line comment; with a semicolon\n{}",
+        bid_job(SUM_SINK, &tumble_sum("INTERVAL '10' MINUTES /* size; */"))
+    );
+    let run = run_json_job(BID_ROWS, &job, &[]);
+    assert_rows(&run.rows, ten_minute_sums());
+}
