@@ -349,22 +349,17 @@ fn call_text(tokens: &[TokenWithSpan], function: &str) -> Option<String> {
     let start = tokens.iter().position(
         |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(function)),
     )?;
-    let mut depth = 0;
-    let mut text = String::new();
-    for t in &tokens[start..] {
-        text.push_str(&t.token.to_string());
-        match t.token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(text);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    let open = start
+        + tokens[start..]
+            .iter()
+            .position(|t| t.token == Token::LParen)?;
+    let close = crate::windows::matching_paren(tokens, open)?;
+    Some(
+        tokens[start..=close]
+            .iter()
+            .map(|t| t.token.to_string())
+            .collect(),
+    )
 }
 
 /// DataFusion lists every signature a function does not match; say it the short way.

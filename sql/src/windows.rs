@@ -113,7 +113,8 @@ pub fn extract_windows(
     Ok((tokens, calls))
 }
 
-fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+/// Index of the `)` that closes the `(` at `open`.
+pub(crate) fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (i, t) in tokens.iter().enumerate().skip(open) {
         match t.token {
