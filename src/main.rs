@@ -121,21 +121,51 @@ fn summary(m: &JobMetrics, elapsed: Duration, failed: bool) -> String {
     for ((table, reason), n) in m.dropped() {
         s.push_str(&format!("    {table}: {n} dropped ({})\n", reason.as_str()));
     }
+    for p in m.partitions() {
+        s.push_str(&format!(
+            "  {} {}: {} records, {} bytes, {} ms behind latest, {} throttled, {} retried\n",
+            p.table,
+            p.partition,
+            p.records,
+            p.bytes,
+            p.millis_behind_latest,
+            p.throttles,
+            p.retries
+        ));
+    }
     s
 }
 
 fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
-    format!(
-        "{{\"records_read\": {}, \"bytes_read\": {}, \"records_written\": {}, \"seconds\": {:.3}, \"peak_rss_bytes\": {}, \"dropped\": {{\"late\": {}, \"malformed\": {}, \"null_event_time\": {}}}}}\n",
-        m.records_read(),
-        m.bytes_read.load(Ordering::Relaxed),
-        m.records_written(),
-        elapsed.as_secs_f64(),
-        peak_rss_bytes().unwrap_or(0),
-        m.dropped_total(DropReason::Late),
-        m.dropped_total(DropReason::Malformed),
-        m.dropped_total(DropReason::NullEventTime),
-    )
+    let partitions: Vec<serde_json::Value> = m
+        .partitions()
+        .into_iter()
+        .map(|p| {
+            serde_json::json!({
+                "table": p.table,
+                "partition": p.partition,
+                "records": p.records,
+                "bytes": p.bytes,
+                "millis_behind_latest": p.millis_behind_latest,
+                "throttles": p.throttles,
+                "retries": p.retries,
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "records_read": m.records_read(),
+        "bytes_read": m.bytes_read.load(Ordering::Relaxed),
+        "records_written": m.records_written(),
+        "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "peak_rss_bytes": peak_rss_bytes().unwrap_or(0),
+        "dropped": {
+            "late": m.dropped_total(DropReason::Late),
+            "malformed": m.dropped_total(DropReason::Malformed),
+            "null_event_time": m.dropped_total(DropReason::NullEventTime),
+        },
+        "partitions": partitions,
+    });
+    format!("{json}\n")
 }
 
 fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Result<()> {

@@ -60,6 +60,11 @@ impl Options {
         &self.table
     }
 
+    /// Looks at an option without taking it.
+    pub fn peek(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
     /// Takes an option (the first of the given spellings that is present).
     pub fn take(&mut self, keys: &[&str]) -> Option<String> {
         keys.iter().find_map(|k| self.values.remove(*k))
@@ -135,6 +140,10 @@ pub enum SourceEvent {
         partition: usize,
         batch: RecordBatch,
     },
+    /// The reader took on a partition it did not have before (a shard that was discovered
+    /// while the job runs, such as the child of a split). Its watermark starts where the
+    /// reader's watermark is, so it holds nothing back that was already released.
+    PartitionAdded(usize),
     /// The partition has no more records, ever.
     PartitionFinished(usize),
     /// Nothing is available right now (unbounded sources); call again soon.
@@ -151,9 +160,30 @@ pub struct SourceContext {
     /// Index of this parallel instance and the number of instances.
     pub instance: usize,
     pub parallelism: usize,
+    /// The positions of every instance of this source from the checkpoint the job resumes
+    /// from, as their readers returned them from [`SourceReader::snapshot`]; empty on a
+    /// fresh start. Each reader picks out the partitions it owns now, so a restore works
+    /// at any parallelism.
+    pub restored: Arc<Vec<Vec<u8>>>,
 }
 
 impl SourceContext {
+    /// The context of a fresh start (nothing restored).
+    pub fn new(
+        metrics: Arc<JobMetrics>,
+        stop: Arc<AtomicBool>,
+        instance: usize,
+        parallelism: usize,
+    ) -> Self {
+        Self {
+            metrics,
+            stop,
+            instance,
+            parallelism,
+            restored: Arc::new(Vec::new()),
+        }
+    }
+
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -178,6 +208,11 @@ pub trait SourceReader: Send {
     /// The next event. Blocks at most briefly (say 100 ms) when nothing is available, and
     /// then returns `Pending`.
     fn next(&mut self, ctx: &SourceContext) -> Result<SourceEvent>;
+    /// The reader's position: enough to resume after the last record `next` returned, and
+    /// not one record earlier or later. `None` for sources that cannot resume.
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// A configured sink table.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Why a record was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +42,34 @@ pub struct JobMetrics {
     dropped: Mutex<BTreeMap<(String, DropReason), u64>>,
     /// Per window-operator instance watermarks, for progress display.
     watermarks: Mutex<BTreeMap<String, i64>>,
+    /// Per source partition (Kinesis shard) counters, by (table, partition name).
+    partitions: Mutex<BTreeMap<(String, String), Arc<PartitionMetrics>>>,
+}
+
+/// Counters of one source partition (a Kinesis shard), updated by its reader.
+#[derive(Debug, Default)]
+pub struct PartitionMetrics {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    /// How far the reader is behind the newest record of the partition, as the service
+    /// last reported it (Kinesis `MillisBehindLatest`).
+    pub millis_behind_latest: AtomicU64,
+    /// Calls the service refused for exceeding its rate limits.
+    pub throttles: AtomicU64,
+    /// Calls retried for any reason (throttles included).
+    pub retries: AtomicU64,
+}
+
+/// A snapshot of one partition's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFigures {
+    pub table: String,
+    pub partition: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub millis_behind_latest: u64,
+    pub throttles: u64,
+    pub retries: u64,
 }
 
 impl JobMetrics {
@@ -94,6 +122,31 @@ impl JobMetrics {
     pub fn watermark(&self) -> Option<i64> {
         let w = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
         w.values().copied().min()
+    }
+
+    /// The counters of partition `partition` of source table `table`, created on first use.
+    pub fn partition(&self, table: &str, partition: &str) -> Arc<PartitionMetrics> {
+        let mut p = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            p.entry((table.to_string(), partition.to_string()))
+                .or_default(),
+        )
+    }
+
+    /// Every partition's counters, ordered by table and partition.
+    pub fn partitions(&self) -> Vec<PartitionFigures> {
+        let p = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        p.iter()
+            .map(|((table, partition), m)| PartitionFigures {
+                table: table.clone(),
+                partition: partition.clone(),
+                records: m.records.load(Ordering::Relaxed),
+                bytes: m.bytes.load(Ordering::Relaxed),
+                millis_behind_latest: m.millis_behind_latest.load(Ordering::Relaxed),
+                throttles: m.throttles.load(Ordering::Relaxed),
+                retries: m.retries.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     pub fn records_read(&self) -> u64 {

@@ -257,12 +257,12 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
                     },
                     _,
                 ) => {
-                    let ctx = SourceContext {
-                        metrics: Arc::clone(&task_control.metrics),
-                        stop: Arc::clone(&task_control.stop),
+                    let ctx = SourceContext::new(
+                        Arc::clone(&task_control.metrics),
+                        Arc::clone(&task_control.stop),
                         instance,
-                        parallelism: node.parallelism,
-                    };
+                        node.parallelism,
+                    );
                     let reader = connector.create_reader(&ctx)?;
                     let source = SourceTask {
                         prep: Arc::clone(prep),
@@ -385,6 +385,14 @@ impl SourceTask {
                     idle = false;
                     self.fanout.push_batches(vec![rows])?;
                 }
+                SourceEvent::PartitionAdded(p) => {
+                    partitions.entry(p).or_insert(PartitionState {
+                        watermark: emitted,
+                        finished: false,
+                        idle: false,
+                        last_data: Instant::now(),
+                    });
+                }
                 SourceEvent::PartitionFinished(p) => {
                     if let Some(state) = partitions.get_mut(&p) {
                         state.finished = true;
@@ -408,7 +416,9 @@ impl SourceTask {
                     control.metrics.set_watermark(&self.name, watermark);
                     self.fanout.push_watermark(watermark)?;
                 }
-                None if !idle && partitions.values().any(|p| !p.finished) => {
+                // Every partition is idle or finished (a reader whose shards all closed while
+                // their children went to other instances): hold nothing back.
+                None if !idle => {
                     idle = true;
                     self.fanout.push_idle()?;
                 }

@@ -555,12 +555,12 @@ mod tests {
     }
 
     fn context(instance: usize, parallelism: usize) -> SourceContext {
-        SourceContext {
-            metrics: Arc::new(JobMetrics::new()),
-            stop: Arc::new(AtomicBool::new(false)),
+        SourceContext::new(
+            Arc::new(JobMetrics::new()),
+            Arc::new(AtomicBool::new(false)),
             instance,
             parallelism,
-        }
+        )
     }
 
     fn drain(source: &DatagenSource, ctx: &SourceContext) -> Vec<RecordBatch> {
@@ -578,7 +578,7 @@ mod tests {
                     assert_eq!(p, ctx.instance);
                     finished_partition = true;
                 }
-                SourceEvent::Pending => {}
+                SourceEvent::Pending | SourceEvent::PartitionAdded(_) => {}
                 SourceEvent::Finished => break,
             }
         }

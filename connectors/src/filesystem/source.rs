@@ -395,12 +395,12 @@ mod tests {
     }
 
     fn context(instance: usize, parallelism: usize) -> SourceContext {
-        SourceContext {
-            metrics: Arc::new(JobMetrics::new()),
-            stop: Arc::new(AtomicBool::new(false)),
+        SourceContext::new(
+            Arc::new(JobMetrics::new()),
+            Arc::new(AtomicBool::new(false)),
             instance,
             parallelism,
-        }
+        )
     }
 
     /// Reads everything one instance produces: its batches and the events in order.
@@ -418,6 +418,7 @@ mod tests {
                     batches.push(batch);
                 }
                 SourceEvent::PartitionFinished(p) => events.push(format!("finished {p}")),
+                SourceEvent::PartitionAdded(p) => events.push(format!("added {p}")),
                 SourceEvent::Pending => events.push("pending".into()),
                 SourceEvent::Finished => return Ok((batches, events)),
             }
