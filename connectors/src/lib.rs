@@ -12,21 +12,24 @@
 //! | `datagen`    | yes    |      |
 //! | `print`      |        | yes  |
 //! | `blackhole`  |        | yes  |
+//! | `kinesis`    | yes    | yes  |
 
 use std::sync::Arc;
 
 use sluice_engine::connector::{Options, SinkConnector, SourceConnector, TableSpec};
 use sluice_engine::{Error, Result};
 
+pub mod aws;
 pub mod blackhole;
 pub mod datagen;
 pub mod filesystem;
 pub mod format;
+pub mod kinesis;
 pub mod option_values;
 pub mod print;
 
 /// The connectors this crate knows, for messages.
-const KNOWN: &str = "filesystem, datagen, print, blackhole";
+const KNOWN: &str = "filesystem, kinesis, datagen, print, blackhole";
 
 /// Creates the source connector `connector` for table `spec`, taking the options it
 /// understands from `options` (the caller rejects whatever is left).
@@ -38,6 +41,7 @@ pub fn create_source(
     match connector {
         "filesystem" => Ok(Arc::new(filesystem::FileSource::new(spec, options)?)),
         "datagen" => Ok(Arc::new(datagen::DatagenSource::new(spec, options)?)),
+        "kinesis" => Ok(Arc::new(kinesis::KinesisSource::new(spec, options)?)),
         "print" | "blackhole" => Err(wrong_role(&spec.name, connector, "sink", "read from")),
         other => Err(unknown(&spec.name, other)),
     }
@@ -54,6 +58,7 @@ pub fn create_sink(
         "filesystem" => Ok(Arc::new(filesystem::FileSink::new(spec, options)?)),
         "print" => Ok(Arc::new(print::PrintSink::new(spec, options)?)),
         "blackhole" => Ok(Arc::new(blackhole::BlackholeSink)),
+        "kinesis" => Ok(Arc::new(kinesis::KinesisSink::new(spec, options)?)),
         "datagen" => Err(wrong_role(&spec.name, connector, "source", "written to")),
         other => Err(unknown(&spec.name, other)),
     }
@@ -99,7 +104,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.message(),
-            "table 't': unknown connector 'kafka' (known: filesystem, datagen, print, blackhole)"
+            "table 't': unknown connector 'kafka' (known: filesystem, kinesis, datagen, print, blackhole)"
         );
         assert!(create_sink("kafka", spec(), &mut options()).is_err());
         let err = create_source("print", spec(), &mut options())

@@ -1,0 +1,191 @@
+//! What every AWS connector shares: the `aws.*` options, the SDK configuration, one async
+//! runtime for all network calls, and how a failed call is classified and retried.
+//!
+//! Credentials come only from the SDK's standard chain (environment, profile, web identity,
+//! instance role); nothing here reads, stores or prints them. The SDK's own retries are
+//! turned off: every call goes through [`retry`], which retries what can succeed later
+//! (throttling, 5xx, a dropped connection, a timeout) forever with exponential backoff and
+//! jitter, counts each retry, and returns at once what cannot (a missing stream, denied
+//! access).
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use backon::{ExponentialBuilder, Retryable};
+use sluice_engine::connector::Options;
+use sluice_engine::metrics::PartitionMetrics;
+use sluice_engine::{Error, Result};
+
+/// The `aws.*` options of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsOptions {
+    /// `aws.region`; when absent, the SDK's chain (`AWS_REGION`, profile) decides.
+    pub region: Option<String>,
+    /// `aws.endpoint`: a service endpoint override (a local emulator); `AWS_ENDPOINT_URL`
+    /// is honoured by the SDK when this is absent.
+    pub endpoint: Option<String>,
+}
+
+impl AwsOptions {
+    pub fn take(options: &mut Options) -> Result<Self> {
+        let provider = options
+            .take(&["aws.credentials.provider"])
+            .unwrap_or_else(|| "AUTO".into());
+        if !provider.eq_ignore_ascii_case("AUTO") {
+            return Err(Error::plan(format!(
+                "table '{}': option 'aws.credentials.provider' = '{}' is not supported: Sluice \
+                 takes credentials only from the standard AWS chain (AUTO)",
+                options.table(),
+                provider
+            )));
+        }
+        Ok(Self {
+            region: options.take(&["aws.region"]),
+            endpoint: options.take(&["aws.endpoint"]),
+        })
+    }
+}
+
+/// The runtime every AWS call runs on, shared by all connectors of the process. Readers
+/// and writers run on the engine's own threads and reach it through its handle.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sluice-aws")
+            .enable_all()
+            .build()
+            .expect("the AWS runtime can start")
+    })
+}
+
+/// How long one attempt of a call may take before it counts as failed (and is retried).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SDK configuration for a table: region and endpoint from its options, everything else
+/// (credentials above all) from the standard chain.
+pub async fn sdk_config(table: &str, options: &AwsOptions) -> Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        );
+    if let Some(region) = &options.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &options.endpoint {
+        loader = loader.endpoint_url(endpoint.clone());
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(Error::plan(format!(
+            "table '{table}': no AWS region: set the option 'aws.region' or AWS_REGION"
+        )));
+    }
+    Ok(config)
+}
+
+/// What went wrong in a call, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The service asked us to slow down.
+    Throttled(String),
+    /// Worth trying again: a 5xx, a dropped connection, a timeout.
+    Transient(String),
+    /// The shard iterator is older than 5 minutes.
+    ExpiredIterator,
+    /// The named resource does not exist.
+    NotFound(String),
+    /// Trying again cannot help (denied access, an invalid request).
+    Fatal(String),
+}
+
+impl Failure {
+    pub fn retryable(&self) -> bool {
+        matches!(self, Failure::Throttled(_) | Failure::Transient(_))
+    }
+
+    /// Classifies an SDK error by its error code and HTTP status.
+    pub fn of<E, R>(error: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let text = DisplayErrorContext(error).to_string();
+        match error {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => Failure::Transient(text),
+            SdkError::ServiceError(service) => {
+                let message = service.err().message().unwrap_or_default().to_string();
+                match service.err().code().unwrap_or_default() {
+                    "ProvisionedThroughputExceededException"
+                    | "LimitExceededException"
+                    | "ThrottlingException"
+                    | "KMSThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "SlowDown" => Failure::Throttled(message),
+                    "ExpiredIteratorException" => Failure::ExpiredIterator,
+                    "ResourceNotFoundException" | "NoSuchBucket" => Failure::NotFound(message),
+                    "InternalFailure" | "ServiceUnavailable" | "InternalError" => {
+                        Failure::Transient(message)
+                    }
+                    "" => Failure::Transient(text),
+                    code => Failure::Fatal(format!("{code}: {message}")),
+                }
+            }
+            _ => Failure::Fatal(text),
+        }
+    }
+
+    /// The failure as one line, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Throttled(m) => format!("throttled: {m}"),
+            Failure::Transient(m) | Failure::NotFound(m) | Failure::Fatal(m) => m.clone(),
+            Failure::ExpiredIterator => "the shard iterator expired".into(),
+        }
+    }
+}
+
+/// The backoff between retries: 100 ms doubling to 5 s, with full jitter, without end.
+pub fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
+/// Runs `call` until it succeeds or fails in a way retrying cannot mend, counting retries
+/// (and throttles) in `metrics`.
+pub async fn retry<T, F, Fut>(
+    metrics: Option<&Arc<PartitionMetrics>>,
+    call: F,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    call.retry(backoff())
+        .when(Failure::retryable)
+        .notify(|failure, _| {
+            if let Some(m) = metrics {
+                m.retries.fetch_add(1, Ordering::Relaxed);
+                if let Failure::Throttled(_) = failure {
+                    m.throttles.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .await
+}
