@@ -153,3 +153,120 @@ fn tx_metrics_file_matches_duckdb_over_gen_tx_output() {
     .run();
     assert_eq!(metrics.records_written, summary.actual_rows);
 }
+
+#[test]
+fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
+    use common::aws::{kinesis_tool, moto};
+
+    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
+    assert!(
+        gen_tx.exists(),
+        "the benchmark generator {} is missing",
+        gen_tx.display()
+    );
+    let endpoint = &moto().endpoint;
+    let dir = JobDir::new();
+    let generated = 20_000u64;
+    // The producer as jobs/README.md runs it, and the same transactions into a file for
+    // DuckDB (the producer runs gen_tx.py with the same defaults).
+    run_python_file(
+        &Path::new(REPO).join("jobs/kinesis_producer.py"),
+        &[
+            "--stream",
+            "tx",
+            "--create-shards",
+            "4",
+            "--count",
+            &generated.to_string(),
+            "--endpoint",
+            endpoint,
+        ],
+    );
+    kinesis_tool(
+        endpoint,
+        &["create", "--stream", "tx_metrics", "--shards", "2"],
+    );
+    let events = dir.path().join("tx.jsonl");
+    run_python_file(
+        &gen_tx,
+        &[
+            &format!("--events={generated}"),
+            &events.display().to_string(),
+        ],
+    );
+
+    let name = "tx_metrics_kinesis.sql";
+    let text = fs::read_to_string(Path::new(REPO).join("jobs").join(name)).expect("read the job");
+    fs::write(dir.path().join(name), &text).expect("copy the job");
+    let outcome = sluice_run(Path::new(name))
+        .current_dir(dir.path())
+        .aws(endpoint)
+        .metrics_json(&dir.path().join("metrics.json"))
+        .output();
+    outcome.assert_success();
+    let metrics = outcome.metrics();
+    assert_eq!(metrics.records_read, generated);
+    assert_eq!(metrics.dropped(), 0);
+    let output = dir.path().join("out/tx_metrics_kinesis");
+    assert_no_hidden_files(&output);
+    let summary = TumbleCheck {
+        events: &events,
+        output: &output,
+        key: "currency",
+        ts: "event_time",
+        value: "fee",
+        size_ms: 60_000,
+        aggregates: &[
+            ("count", "tx_count"),
+            ("sum", "total_fee"),
+            ("avg", "avg_fee"),
+        ],
+        late_delay_ms: None,
+    }
+    .run();
+    // The same rows went to the tx_metrics stream, each once, keyed by currency.
+    let read = dir.path().join("tx_metrics.jsonl");
+    kinesis_tool(
+        endpoint,
+        &[
+            "read",
+            "--stream",
+            "tx_metrics",
+            "--out",
+            &read.display().to_string(),
+        ],
+    );
+    let records: Vec<serde_json::Value> = fs::read_to_string(&read)
+        .expect("read the stream dump")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(records.len() as u64, summary.actual_rows);
+    let from_stream: std::collections::BTreeSet<String> = records
+        .iter()
+        .map(|r| {
+            let row: serde_json::Value =
+                serde_json::from_str(r["data"].as_str().expect("utf-8 data")).expect("JSON");
+            assert_eq!(r["key"], row["currency"]);
+            format!(
+                "{} {} {}",
+                row["window_start"], row["currency"], row["tx_count"]
+            )
+        })
+        .collect();
+    let from_parquet: std::collections::BTreeSet<String> = duckdb_query(
+        &[("m", &output)],
+        "SELECT strftime(window_start, '%Y-%m-%d %H:%M:%S.%g') AS s, currency, tx_count FROM m",
+    )
+    .iter()
+    .map(|r| {
+        format!(
+            "\"{}\" {} {}",
+            r["s"].as_str().unwrap(),
+            r["currency"],
+            r["tx_count"]
+        )
+    })
+    .collect();
+    assert_eq!(from_stream, from_parquet);
+}

@@ -5,6 +5,8 @@
 //! Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -246,6 +248,53 @@ impl Sluice {
         self.arg("--metrics-json").arg(path)
     }
 
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Starts the run in the background, for tests that watch it while it runs.
+    pub fn spawn(mut self) -> Running {
+        let described = format!("{:?}", self.cmd);
+        let mut child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines =
+            |pipe: Box<dyn Read + Send>, err: bool, tx: std::sync::mpsc::Sender<(bool, String)>| {
+                thread::spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(pipe).lines() {
+                        match line {
+                            Ok(l) => {
+                                if tx.send((err, l)).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                })
+            };
+        lines(
+            Box::new(child.stdout.take().expect("stdout")),
+            false,
+            tx.clone(),
+        );
+        lines(Box::new(child.stderr.take().expect("stderr")), true, tx);
+        Running {
+            command: described,
+            child,
+            lines: rx,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            metrics_json: self.metrics_json,
+        }
+    }
+
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.cmd.current_dir(dir);
         self
@@ -281,6 +330,106 @@ impl Sluice {
             stderr: stderr.join().expect("read stderr"),
             metrics_json: self.metrics_json,
         }
+    }
+}
+
+/// A `sluice` run in the background.
+pub struct Running {
+    command: String,
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(bool, String)>,
+    /// Lines seen so far.
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+    metrics_json: Option<PathBuf>,
+}
+
+impl Running {
+    /// Collects output lines until `done` says so (it sees stdout and stderr so far), or
+    /// panics after `timeout` with what was seen.
+    pub fn wait_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&[String], &[String]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.stdout, &self.stderr) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                Ok((false, l)) => self.stdout.push(l),
+                Ok((true, l)) => self.stderr.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    if done(&self.stdout, &self.stderr) {
+                        return;
+                    }
+                    panic!(
+                        "{} ended before {what}:\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                        self.command,
+                        self.stdout.join("\n"),
+                        self.stderr.join("\n")
+                    );
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not reach {what} within {timeout:?}:\n--- stdout ({} lines) ---\n{}\n--- stderr ---\n{}",
+                    self.command,
+                    self.stdout.len(),
+                    self.stdout.iter().rev().take(20).cloned().collect::<Vec<_>>().join("\n"),
+                    self.stderr.join("\n")
+                );
+            }
+        }
+    }
+
+    /// Sends Ctrl-C (SIGINT) and waits for the run to end.
+    pub fn interrupt(self) -> Outcome {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.finish()
+    }
+
+    /// Waits for the run to end by itself.
+    pub fn finish(mut self) -> Outcome {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for sluice") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} did not finish within {RUN_TIMEOUT:?}", self.command);
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        for (err, line) in self.lines.iter() {
+            if err {
+                self.stderr.push(line);
+            } else {
+                self.stdout.push(line);
+            }
+        }
+        Outcome {
+            command: std::mem::take(&mut self.command),
+            status,
+            stdout: self.stdout.join("\n") + "\n",
+            stderr: self.stderr.join("\n") + "\n",
+            metrics_json: self.metrics_json.take(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
