@@ -213,6 +213,8 @@ fn faults_on_every_call_do_not_change_the_result() {
             "0.05",
             "--drop",
             "0.05",
+            "--expire",
+            "0.05",
         ],
     );
     let metrics = window_job_matches_duckdb(
@@ -587,6 +589,27 @@ fn a_record_over_one_mib_is_refused_or_dead_lettered() {
 }
 
 #[test]
+fn denied_access_is_a_clear_error() {
+    let proxy = FaultProxy::start(&moto().endpoint, &["--deny", "--only", "ListShards"]);
+    let stream = unique_stream("denied");
+    create_stream(&moto().endpoint, &stream, 1);
+    let dir = JobDir::new();
+    let job = print_job(dir.path(), &stream, "");
+    let outcome = sluice_run(&job).aws(&proxy.endpoint).output();
+    outcome.assert_failure();
+    let line = outcome.error_line();
+    assert!(
+        line.starts_with(&format!(
+            "error: table 'r': access to Kinesis stream '{stream}' was denied (ListShards): \
+             AccessDeniedException"
+        )),
+        "{line}"
+    );
+    // Credentials never show up in what the user sees.
+    assert!(!outcome.stderr.contains("testing"), "{}", outcome.stderr);
+}
+
+#[test]
 fn a_missing_stream_is_a_clear_error_not_a_hang() {
     let endpoint = &moto().endpoint;
     let dir = JobDir::new();
@@ -623,4 +646,47 @@ fn the_test_server_reshards_as_aws_documents() {
         &["--endpoint", &moto().endpoint],
     );
     assert!(!out.contains("FAIL"), "{out}");
+}
+
+/// Each shard has its own watermark and the instance takes the minimum: a shard read ahead
+/// of another does not make the other's rows late (Flink's per-instance Kinesis watermark
+/// would). One instance reads two shards, each in event-time order, each in one response.
+#[test]
+fn a_shard_read_ahead_does_not_make_another_shard_late() {
+    let endpoint = &moto().endpoint;
+    let stream = unique_stream("watermarks");
+    create_stream(endpoint, &stream, 2);
+    let dir = JobDir::new();
+    let lines: String = (0..4_000u64)
+        .map(|i| format!("{{\"k\": \"key-{}\", \"ms\": {}}}\n", i % 8, i * 10))
+        .collect();
+    let file = dir.write("records.jsonl", &lines);
+    put(endpoint, &stream, &file, "k");
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'parallelism.default' = '1';
+CREATE TABLE r (k STRING, ms BIGINT, t AS TO_TIMESTAMP_LTZ(ms, 3),
+  WATERMARK FOR t AS t)
+WITH ({}, 'source.init.position' = 'TRIM_HORIZON', 'scan.bounded' = 'latest');
+CREATE TABLE out (window_start TIMESTAMP(3), n BIGINT)
+WITH ('connector' = 'filesystem', 'path' = '{{output}}', 'format' = 'json');
+INSERT INTO out SELECT window_start, COUNT(*)
+FROM TABLE(TUMBLE(TABLE r, DESCRIPTOR(t), INTERVAL '10' SECOND))
+GROUP BY window_start, window_end;",
+            source_options(&stream, "")
+        ),
+        &[("{output}", &dir.output())],
+    );
+    let outcome = sluice_run(&job)
+        .aws(endpoint)
+        .metrics_json(&dir.path().join("metrics.json"))
+        .output();
+    outcome.assert_success();
+    assert_eq!(outcome.metrics().late, 0);
+    let counts: Vec<f64> = read_json_rows(&dir.output())
+        .iter()
+        .map(|r| r["n"].as_f64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![1000.0; 4]);
 }

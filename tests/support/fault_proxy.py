@@ -8,12 +8,15 @@ carries an X-Amz-Target header such as `Kinesis_20131202.GetRecords`), draws one
   u < throttle                       -> 400 ProvisionedThroughputExceededException, not forwarded
   u < throttle + error500            -> 500 InternalFailure, not forwarded
   u < throttle + error500 + drop     -> the client connection is closed with no response
+  u < ... + drop + expire            -> (GetRecords only) 400 ExpiredIteratorException, not
+                                        forwarded: the reader must get a new iterator
   otherwise                          -> forwarded; for PutRecords each record independently fails
                                         with probability --partial: it is removed from the request
                                         (moto never sees it) and a failure entry is spliced back
                                         into the response's Records at its position, with
                                         FailedRecordCount raised to match.
 
+--deny answers every faulted request with 400 AccessDeniedException (access tests).
 --only OP1,OP2 limits the faults to those operations; requests without X-Amz-Target (moto's
 /moto-api, ...) are never faulted. Client connections are kept alive (HTTP/1.1); each forwarded
 request opens its own upstream connection, since moto answers every request with
@@ -26,8 +29,8 @@ connections. SIGTERM or SIGINT prints the injected fault counts to stderr as one
 `fault_proxy stats: {json}`, and exits 0.
 
   fault_proxy.py --upstream http://127.0.0.1:PORT --port 0 --ready-file F [--seed N]
-                 [--throttle P] [--error500 P] [--drop P] [--partial P] [--only OPS]
-                 [--no-serialize] [--verbose]
+                 [--throttle P] [--error500 P] [--drop P] [--expire P] [--partial P]
+                 [--deny] [--only OPS] [--no-serialize] [--verbose]
 """
 import argparse
 import http.client
@@ -49,6 +52,10 @@ AMZ_JSON = "application/x-amz-json-1.1"
 THROTTLE_BODY = {"__type": "ProvisionedThroughputExceededException",
                  "message": "Rate exceeded for shard"}
 ERROR500_BODY = {"__type": "InternalFailure", "message": "injected"}
+EXPIRED_BODY = {"__type": "ExpiredIteratorException",
+                "message": "Iterator expired. The iterator was created at time (injected)"}
+DENY_BODY = {"__type": "AccessDeniedException",
+             "message": "User is not authorized to perform this action (injected)"}
 PARTIAL_ENTRY = {"ErrorCode": "ProvisionedThroughputExceededException",
                  "ErrorMessage": "injected"}
 
@@ -62,7 +69,7 @@ class Faults:
         self.lock = threading.Lock()
         self.only = set(filter(None, (args.only or "").split(","))) or None
         self.counts = {"requests": 0, "forwarded": 0, "throttle": 0, "error500": 0, "drop": 0,
-                       "partial_requests": 0, "partial_records": 0}
+                       "expire": 0, "deny": 0, "partial_requests": 0, "partial_records": 0}
 
     def faulted(self, op):
         return op is not None and (self.only is None or op in self.only)
@@ -181,6 +188,9 @@ class Handler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target")
         op = target.rsplit(".", 1)[-1] if target else None
         faults.count("requests")
+        if faults.faulted(op) and args.deny:
+            faults.count("deny")
+            return self.reply_json(400, DENY_BODY, DENY_BODY["__type"])
         if faults.faulted(op):
             u = faults.draw()
             if u < args.throttle:
@@ -192,6 +202,9 @@ class Handler(BaseHTTPRequestHandler):
             if u < args.throttle + args.error500 + args.drop:
                 faults.count("drop")
                 return self.drop()
+            if op == "GetRecords" and u < args.throttle + args.error500 + args.drop + args.expire:
+                faults.count("expire")
+                return self.reply_json(400, EXPIRED_BODY, EXPIRED_BODY["__type"])
         try:
             result = None
             if faults.faulted(op) and op == "PutRecords" and args.partial > 0:
@@ -222,14 +235,17 @@ def main():
     p.add_argument("--throttle", type=float, default=0.0)
     p.add_argument("--error500", type=float, default=0.0)
     p.add_argument("--drop", type=float, default=0.0)
+    p.add_argument("--expire", type=float, default=0.0,
+                   help="GetRecords answered with ExpiredIteratorException")
+    p.add_argument("--deny", action="store_true", help="every faulted call: AccessDeniedException")
     p.add_argument("--partial", type=float, default=0.0, help="per-record PutRecords failure")
     p.add_argument("--only", help="comma-separated operations to fault, e.g. GetRecords,ListShards")
     p.add_argument("--no-serialize", action="store_true",
                    help="forward requests concurrently (moto's Kinesis is not thread-safe)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
-    if args.throttle + args.error500 + args.drop > 1:
-        p.error("throttle + error500 + drop must not exceed 1")
+    if args.throttle + args.error500 + args.drop + args.expire > 1:
+        p.error("throttle + error500 + drop + expire must not exceed 1")
 
     server = Server((args.host, args.port), Handler)
     server.args = args
