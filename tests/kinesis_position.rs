@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -37,18 +37,17 @@ fn reader(stream: &str, restored: Vec<Vec<u8>>) -> Box<dyn SourceReader> {
         metadata: vec![],
         partition_by: vec![],
     };
-    let values: BTreeMap<String, String> = [
-        ("stream", stream),
-        ("format", "json"),
-        ("source.init.position", "TRIM_HORIZON"),
-        ("scan.bounded", "latest"),
-        ("source.shard.get-records.max-record-count", "40"),
-        ("source.shard.discovery.interval", "200 ms"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut options = Options::new("r", values);
+    let mut options = Options::from_pairs(
+        "r",
+        &[
+            ("stream", stream),
+            ("format", "json"),
+            ("source.init.position", "TRIM_HORIZON"),
+            ("scan.bounded", "latest"),
+            ("source.shard.get-records.max-record-count", "40"),
+            ("source.shard.discovery.interval", "200 ms"),
+        ],
+    );
     let source = sluice_connectors::create_source("kinesis", spec, &mut options).unwrap();
     options.finish().unwrap();
     let mut ctx = context();

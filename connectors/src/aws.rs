@@ -168,8 +168,11 @@ pub fn backoff() -> ExponentialBuilder {
 }
 
 /// Runs `call` until it succeeds or fails in a way retrying cannot mend, counting retries
-/// (and throttles) in `metrics`.
+/// (and throttles) in `metrics`. A call still failing after 10, 100, 1000... attempts is
+/// said on stderr under `what` ("table 'tx': shard s-1: GetRecords"), so a job that waits on
+/// a throttled or unreachable service says so.
 pub async fn retry<T, F, Fut>(
+    what: &str,
     metrics: Option<&Arc<PartitionMetrics>>,
     call: F,
 ) -> Result<T, Failure>
@@ -177,15 +180,58 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
+    let mut retries = 0u64;
     call.retry(backoff())
         .when(Failure::retryable)
         .notify(|failure, _| {
+            retries += 1;
             if let Some(m) = metrics {
                 m.retries.fetch_add(1, Ordering::Relaxed);
                 if let Failure::Throttled(_) = failure {
                     m.throttles.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            if retries >= 10 && is_power_of_ten(retries) {
+                eprintln!(
+                    "sluice: {what}: still retrying after {retries} failed attempts (last: {})",
+                    failure.describe()
+                );
+            }
         })
         .await
+}
+
+fn is_power_of_ten(n: u64) -> bool {
+    let digits = n.to_string();
+    digits.starts_with('1') && digits[1..].bytes().all(|b| b == b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_until_success_and_stops_at_fatal_failures() {
+        let metrics = Arc::new(PartitionMetrics::default());
+        let mut calls = 0;
+        let result = runtime().block_on(retry("test", Some(&metrics), || {
+            calls += 1;
+            let n = calls;
+            async move {
+                match n {
+                    1 => Err(Failure::Throttled("slow down".into())),
+                    2 => Err(Failure::Transient("500".into())),
+                    _ => Ok(n),
+                }
+            }
+        }));
+        assert_eq!(result, Ok(3));
+        assert_eq!(metrics.retries.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.throttles.load(Ordering::Relaxed), 1);
+        let result: Result<(), Failure> = runtime().block_on(retry("test", None, || async {
+            Err(Failure::NotFound("no stream".into()))
+        }));
+        assert_eq!(result, Err(Failure::NotFound("no stream".into())));
+        assert!(is_power_of_ten(1000) && !is_power_of_ten(20) && !is_power_of_ten(0));
+    }
 }

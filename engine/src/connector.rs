@@ -55,6 +55,15 @@ impl Options {
         }
     }
 
+    /// Options from `(key, value)` pairs, as a job file's `WITH (...)` lists them.
+    pub fn from_pairs(table: impl Into<String>, pairs: &[(&str, &str)]) -> Self {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::new(table, values)
+    }
+
     /// The table these options belong to.
     pub fn table(&self) -> &str {
         &self.table

@@ -255,13 +255,7 @@ impl Sluice {
 
     /// Starts the run in the background, for tests that watch it while it runs.
     pub fn spawn(mut self) -> Running {
-        let described = format!("{:?}", self.cmd);
-        let mut child = self
-            .cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+        let (described, mut child) = self.start();
         let (tx, rx) = std::sync::mpsc::channel();
         let lines =
             |pipe: Box<dyn Read + Send>, err: bool, tx: std::sync::mpsc::Sender<(bool, String)>| {
@@ -295,6 +289,18 @@ impl Sluice {
         }
     }
 
+    /// Starts the command with piped output; returns it described, for messages.
+    fn start(&mut self) -> (String, std::process::Child) {
+        let described = format!("{:?}", self.cmd);
+        let child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+        (described, child)
+    }
+
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.cmd.current_dir(dir);
         self
@@ -302,13 +308,7 @@ impl Sluice {
 
     /// Runs to the end (or fails the test after [`RUN_TIMEOUT`]).
     pub fn output(mut self) -> Outcome {
-        let described = format!("{:?}", self.cmd);
-        let mut child = self
-            .cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+        let (described, mut child) = self.start();
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
         let deadline = Instant::now() + RUN_TIMEOUT;

@@ -97,16 +97,10 @@ impl FileSinkConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn options(pairs: &[(&str, &str)]) -> Options {
-        let values: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Options::new("t", values)
+        Options::from_pairs("t", pairs)
     }
 
     #[test]

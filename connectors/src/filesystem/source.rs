@@ -357,7 +357,6 @@ impl SourceReader for FileReader {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::atomic::AtomicBool;
 
     use arrow::array::{Array, AsArray};
@@ -385,13 +384,7 @@ mod tests {
     }
 
     fn options(pairs: &[(&str, &str)]) -> Options {
-        Options::new(
-            "tx",
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        )
+        Options::from_pairs("tx", pairs)
     }
 
     fn context(instance: usize, parallelism: usize) -> SourceContext {

@@ -349,16 +349,10 @@ impl KinesisSinkConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn options(pairs: &[(&str, &str)]) -> Options {
-        let values: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Options::new("tx", values)
+        Options::from_pairs("tx", pairs)
     }
 
     #[test]

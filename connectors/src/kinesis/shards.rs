@@ -297,7 +297,8 @@ impl Coordinator {
         let mut shards = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = retry(None, || {
+            let what = format!("table '{}': ListShards", self.table);
+            let page = retry(&what, None, || {
                 // One page holds up to 10,000 shards; later pages take only the token.
                 let mut call = self.client.list_shards().max_results(10_000);
                 call = match (&token, &self.stream) {

@@ -136,7 +136,8 @@ impl SinkConnector for KinesisSink {
 /// Fails when the stream is missing, before any row is encoded.
 async fn check_stream(client: &Client, table: &SinkTable) -> Result<()> {
     let stream = &table.config.stream;
-    retry(None, || {
+    let what = format!("table '{}': DescribeStreamSummary", table.name);
+    retry(&what, None, || {
         let call = client.describe_stream_summary();
         let call = match stream {
             StreamRef::Name(n) => call.stream_name(n),
@@ -602,7 +603,8 @@ async fn put_records(
                 .map_err(|err| Error::internal(format!("PutRecords entry: {err}")))
         })
         .collect::<Result<_>>()?;
-    let output = retry(Some(&metrics), || {
+    let what = format!("table '{}': PutRecords", table.name);
+    let output = retry(&what, Some(&metrics), || {
         let call = client.put_records().set_records(Some(request.clone()));
         let call = match stream {
             StreamRef::Name(n) => call.stream_name(n),

@@ -352,7 +352,7 @@ impl ShardTask {
                 tokio::time::sleep_until(at + MIN_CALL_GAP).await;
             }
             last_call = Some(Instant::now());
-            let call = retry(Some(&self.metrics), || {
+            let call = retry(&self.what("GetRecords"), Some(&self.metrics), || {
                 let call = self
                     .client
                     .get_records()
@@ -460,7 +460,7 @@ impl ShardTask {
     /// A shard iterator at `position`; `None` when the shard has nothing there to read.
     async fn iterator(&self, position: &Position) -> Result<Option<String>> {
         let stream = &self.table.config.stream;
-        let output = retry(Some(&self.metrics), || {
+        let output = retry(&self.what("GetShardIterator"), Some(&self.metrics), || {
             let mut call = self.client.get_shard_iterator().shard_id(&self.shard_id);
             call = match stream {
                 StreamRef::Name(n) => call.stream_name(n),
@@ -483,6 +483,14 @@ impl ShardTask {
         .await
         .map_err(|f| self.shard_error("GetShardIterator", &f))?;
         Ok(output.shard_iterator().map(str::to_string))
+    }
+
+    /// A call on this shard, for messages.
+    fn what(&self, call: &str) -> String {
+        format!(
+            "table '{}': shard {}: {call}",
+            self.table.name, self.shard_id
+        )
     }
 
     fn shard_error(&self, call: &str, failure: &Failure) -> Error {
