@@ -312,12 +312,32 @@ fn start_positions_latest_trim_horizon_and_at_timestamp() {
     running.wait_until(Duration::from_secs(60), "50 printed rows", |out, _| {
         printed_ids(out).len() >= 50
     });
+    // A shard split while the job runs: its children start at TRIM_HORIZON, not at the
+    // table's LATEST, so what is written to them before they are found is read too.
+    let shards: Value =
+        serde_json::from_str(&kinesis_tool(endpoint, &["shards", "--stream", &stream])).unwrap();
+    let first_shard = shards[0]["ShardId"].as_str().unwrap().to_string();
+    kinesis_tool(
+        endpoint,
+        &["split", "--stream", &stream, "--shard", &first_shard],
+    );
+    let fourth = dir.path().join("fourth.jsonl");
+    numbered_records(&fourth, 250, 50, 7);
+    put(endpoint, &stream, &fourth, "k");
+    running.wait_until(Duration::from_secs(60), "100 printed rows", |out, _| {
+        printed_ids(out).len() >= 100
+    });
     let outcome = running.interrupt();
     outcome.assert_success();
     let lines: Vec<String> = outcome.stdout.lines().map(str::to_string).collect();
     let mut ids = printed_ids(&lines);
     ids.sort_unstable();
-    assert_eq!(ids, (200..250).collect::<Vec<_>>());
+    assert_eq!(ids, (200..300).collect::<Vec<_>>());
+    assert!(
+        outcome.stderr.contains("from TRIM_HORIZON"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[test]

@@ -230,15 +230,11 @@ impl Coordinator {
             if state.shards.contains_key(shard.shard_id()) {
                 continue;
             }
-            let start = match &self.restored {
-                Some(r) => r
-                    .shards
-                    .get(shard.shard_id())
-                    .cloned()
-                    .unwrap_or(Position::TrimHorizon),
-                None if first => self.initial.clone(),
-                None => Position::TrimHorizon,
-            };
+            let start = start_position(
+                shard.shard_id(),
+                self.restored.as_ref(),
+                first.then_some(&self.initial),
+            );
             let parents = shard
                 .parent_shard_id()
                 .into_iter()
@@ -324,6 +320,26 @@ impl Coordinator {
     }
 }
 
+/// Where a newly listed shard starts: where the checkpoint left it (a shard the checkpoint
+/// does not know came later: TRIM_HORIZON); on a fresh start, at the table's position if it
+/// is in the first listing (`initial` given), else at TRIM_HORIZON: a shard that appears
+/// while the job runs (a child of a split or merge) holds only records the job has not seen.
+fn start_position(
+    shard: &str,
+    restored: Option<&Snapshot>,
+    initial: Option<&Position>,
+) -> Position {
+    match (restored, initial) {
+        (Some(r), _) => r
+            .shards
+            .get(shard)
+            .cloned()
+            .unwrap_or(Position::TrimHorizon),
+        (None, Some(initial)) => initial.clone(),
+        (None, None) => Position::TrimHorizon,
+    }
+}
+
 /// The one sentence a failed call on `stream` stops the job with.
 pub fn stream_error(table: &str, stream: &StreamRef, call: &str, failure: &Failure) -> Error {
     let name = stream.name();
@@ -377,6 +393,24 @@ async fn discovery_loop(coordinator: Weak<Coordinator>, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_found_later_start_at_trim_horizon() {
+        let latest = Position::Latest;
+        assert_eq!(start_position("s0", None, Some(&latest)), Position::Latest);
+        assert_eq!(start_position("s3", None, None), Position::TrimHorizon);
+        let restored = Snapshot {
+            shards: [("s0".to_string(), Position::After("7".into()))].into(),
+        };
+        assert_eq!(
+            start_position("s0", Some(&restored), Some(&latest)),
+            Position::After("7".into())
+        );
+        assert_eq!(
+            start_position("s1", Some(&restored), Some(&latest)),
+            Position::TrimHorizon
+        );
+    }
 
     #[test]
     fn snapshots_merge_to_the_furthest_position() {
