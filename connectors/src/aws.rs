@@ -136,7 +136,9 @@ impl Failure {
                     | "RequestLimitExceeded"
                     | "SlowDown" => Failure::Throttled(message),
                     "ExpiredIteratorException" => Failure::ExpiredIterator,
-                    "ResourceNotFoundException" | "NoSuchBucket" => Failure::NotFound(message),
+                    "ResourceNotFoundException" | "NoSuchBucket" | "NotFound" => {
+                        Failure::NotFound(message)
+                    }
                     "InternalFailure" | "ServiceUnavailable" | "InternalError" => {
                         Failure::Transient(message)
                     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sluice_engine::connector::Options;
 use sluice_engine::Result;
 
+use super::s3::S3Location;
 use crate::format::Format;
 use crate::option_values::{parse_duration, parse_memory_size};
 
@@ -52,8 +53,11 @@ impl Default for RollingPolicy {
 /// Options of a filesystem sink table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileSinkConfig {
-    /// `path` (required): the folder files are written to (created if missing).
+    /// `path` (required): the folder files are written to (created if missing), or an
+    /// `s3://bucket/prefix` location.
     pub path: PathBuf,
+    /// The bucket and prefix when `path` is an `s3://` URL.
+    pub s3: Option<S3Location>,
     /// `format` (required): `parquet`, `json` or `csv`, with its options.
     pub format: Format,
     pub rolling: RollingPolicy,
@@ -70,7 +74,9 @@ const ACCEPTED_NOT_YET_USED: [&str; 4] = [
 
 impl FileSinkConfig {
     pub fn take(options: &mut Options) -> Result<Self> {
-        let path = PathBuf::from(options.take_required("path")?);
+        let path_text = options.take_required("path")?;
+        let s3 = S3Location::take(&path_text, options)?;
+        let path = PathBuf::from(path_text);
         let format = Format::take(options, &["parquet", "json", "csv"])?;
         let defaults = RollingPolicy::default();
         let rolling = RollingPolicy {
@@ -89,6 +95,7 @@ impl FileSinkConfig {
         }
         Ok(Self {
             path,
+            s3,
             format,
             rolling,
         })

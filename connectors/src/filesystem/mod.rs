@@ -1,12 +1,15 @@
-//! The `filesystem` connector: local files as a bounded source and a partitioned sink.
+//! The `filesystem` connector: local files as a bounded source and a partitioned sink, which
+//! also writes to `s3://` paths.
 //!
 //! Source options: `path`, `format` (`json`, `csv`) and the format's options; metadata keys
-//! `file.path` and `file.name`. Sink options: `path`, `format` (`parquet`, `json`, `csv`),
-//! the format's options and the `sink.rolling-policy.*` options (see [`config`]).
+//! `file.path` and `file.name`. Sink options: `path` (a folder or `s3://bucket/prefix`),
+//! `format` (`parquet`, `json`, `csv`), the format's options, the `sink.rolling-policy.*`
+//! options, and for S3 `aws.region`, `aws.endpoint`, `s3.path-style-access` (see [`config`]).
 
 pub mod config;
 mod part_file;
 mod partition;
+pub mod s3;
 mod sink;
 mod source;
 

@@ -1,14 +1,15 @@
 //! A part file: one output file of the filesystem sink, from opening to commit.
 //!
-//! A part file is written under a hidden in-progress name
+//! A local part file is written under a hidden in-progress name
 //! (`.part-<uuid>-<instance>-<n>.<ext>.inprogress`) that readers skip, and renamed to its
 //! final name (`part-<uuid>-<instance>-<n>.<ext>`) when it is closed, so a reader never sees
 //! a half-written file. A part file dropped without being closed (the job failed) deletes its
-//! in-progress file.
+//! in-progress file. On S3 a part file is a multipart upload (see [`super::s3`]): closing it
+//! leaves the upload pending, and the object appears only when the sink commits it.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use sluice_engine::{Error, Result};
 
+use super::s3::{PendingUpload, S3Target, S3Upload};
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
 use crate::format::parquet::to_parquet_batch;
@@ -55,20 +57,57 @@ impl FileEncoding {
     }
 }
 
+/// Where the part files of a table go.
+#[derive(Clone)]
+pub enum Storage {
+    /// A local folder.
+    Local(PathBuf),
+    /// An S3 bucket and prefix.
+    S3(Arc<S3Target>),
+}
+
+/// The bytes of a part file: a local file, or an S3 upload.
+type Output = Box<dyn Write + Send>;
+
 enum Writer {
-    Parquet(Box<ArrowWriter<File>>),
+    Parquet(Box<ArrowWriter<Output>>),
     /// JSON and CSV: rows are encoded into `buffer`, then written to the file in one call.
     Lines {
-        file: File,
+        file: Output,
         buffer: Vec<u8>,
         written: u64,
     },
 }
 
+/// Where an open part file is, and where it goes on commit.
+enum Place {
+    Local {
+        in_progress: PathBuf,
+        target: PathBuf,
+    },
+    S3(S3Upload),
+}
+
+impl Place {
+    fn describe(&self) -> String {
+        match self {
+            Place::Local { in_progress, .. } => in_progress.display().to_string(),
+            Place::S3(upload) => upload.key(),
+        }
+    }
+}
+
+/// A closed part file.
+pub enum Closed {
+    /// Renamed into view already (local files).
+    Visible,
+    /// Uploaded, but not visible until committed (S3).
+    Pending(PendingUpload),
+}
+
 /// An open part file.
 pub struct PartFile {
-    in_progress: PathBuf,
-    target: PathBuf,
+    place: Place,
     /// `None` once closed.
     writer: Option<Writer>,
     pub opened_at: Instant,
@@ -76,25 +115,46 @@ pub struct PartFile {
 }
 
 impl PartFile {
-    /// Creates `<folder>/.<name>.inprogress`, to become `<folder>/<name>` on close.
-    pub fn create(folder: &Path, name: &str, encoding: &FileEncoding) -> Result<Self> {
-        std::fs::create_dir_all(folder).map_err(|e| {
-            Error::connector(format!("cannot create folder {}: {e}", folder.display()))
-        })?;
-        let in_progress = folder.join(format!(".{name}.inprogress"));
-        let target = folder.join(name);
-        let file = File::create(&in_progress).map_err(|e| {
-            Error::connector(format!("cannot create file {}: {e}", in_progress.display()))
-        })?;
+    /// Creates part file `name` in partition folder `folder` (`""` or `a=1/b=2`): locally
+    /// `<root>/<folder>/.<name>.inprogress`, to become `<root>/<folder>/<name>` on close; on
+    /// S3 an upload to `<prefix>/<folder>/<name>`.
+    pub fn create(
+        storage: &Storage,
+        folder: &str,
+        name: &str,
+        encoding: &FileEncoding,
+    ) -> Result<Self> {
+        let (place, file): (Place, Output) = match storage {
+            Storage::Local(root) => {
+                let folder = root.join(folder);
+                std::fs::create_dir_all(&folder).map_err(|e| {
+                    Error::connector(format!("cannot create folder {}: {e}", folder.display()))
+                })?;
+                let in_progress = folder.join(format!(".{name}.inprogress"));
+                let target = folder.join(name);
+                let file = File::create(&in_progress).map_err(|e| {
+                    Error::connector(format!("cannot create file {}: {e}", in_progress.display()))
+                })?;
+                (
+                    Place::Local {
+                        in_progress,
+                        target,
+                    },
+                    Box::new(std::io::BufWriter::new(file)),
+                )
+            }
+            Storage::S3(target) => {
+                let upload = target.create(target.location.key(folder, name))?;
+                (Place::S3(upload.clone()), Box::new(upload))
+            }
+        };
+        let in_progress = place.describe();
         let writer = match encoding {
             FileEncoding::Parquet { schema, properties } => {
                 let properties = WriterProperties::clone(properties);
                 let writer =
                     ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|e| {
-                        Error::connector(format!(
-                            "cannot start parquet file {}: {e}",
-                            in_progress.display()
-                        ))
+                        Error::connector(format!("cannot start parquet file {in_progress}: {e}"))
                     })?;
                 Writer::Parquet(Box::new(writer))
             }
@@ -106,8 +166,7 @@ impl PartFile {
         };
         let now = Instant::now();
         Ok(Self {
-            in_progress,
-            target,
+            place,
             writer: Some(writer),
             opened_at: now,
             last_write: now,
@@ -116,11 +175,9 @@ impl PartFile {
 
     /// Appends rows (with the sink's data columns).
     pub fn write(&mut self, batch: &RecordBatch, encoding: &FileEncoding) -> Result<()> {
+        let place = &self.place;
         let io_error = |e: &dyn std::fmt::Display| {
-            Error::connector(format!(
-                "cannot write file {}: {e}",
-                self.in_progress.display()
-            ))
+            Error::connector(format!("cannot write file {}: {e}", place.describe()))
         };
         match (&mut self.writer, encoding) {
             (Some(Writer::Parquet(writer)), FileEncoding::Parquet { schema, .. }) => {
@@ -161,21 +218,31 @@ impl PartFile {
         }
     }
 
-    /// Finishes the file and renames it into view; returns its final path.
-    pub fn close(mut self) -> Result<PathBuf> {
-        let in_progress = self.in_progress.clone();
+    /// Finishes the file: a local one is renamed into view, an S3 one is uploaded and left
+    /// pending, to be committed by the sink.
+    pub fn close(mut self) -> Result<Closed> {
+        let described = self.place.describe();
         let failed = |e: &dyn std::fmt::Display| {
-            Error::connector(format!("cannot finish file {}: {e}", in_progress.display()))
+            Error::connector(format!("cannot finish file {described}: {e}"))
         };
         match self.writer.take() {
             Some(Writer::Parquet(writer)) => {
-                (*writer).close().map_err(|e| failed(&e))?;
+                let mut out = (*writer).into_inner().map_err(|e| failed(&e))?;
+                out.flush().map_err(|e| failed(&e))?;
             }
             Some(Writer::Lines { mut file, .. }) => file.flush().map_err(|e| failed(&e))?,
             None => {}
         }
-        std::fs::rename(&self.in_progress, &self.target).map_err(|e| failed(&e))?;
-        Ok(self.target.clone())
+        match &self.place {
+            Place::Local {
+                in_progress,
+                target,
+            } => {
+                std::fs::rename(in_progress, target).map_err(|e| failed(&e))?;
+                Ok(Closed::Visible)
+            }
+            Place::S3(upload) => Ok(Closed::Pending(upload.clone().finish()?)),
+        }
     }
 }
 
@@ -183,8 +250,11 @@ impl Drop for PartFile {
     fn drop(&mut self) {
         if self.writer.take().is_some() {
             // Never closed: the job failed, and a partial file must not be committed. The
-            // hidden file is only litter, so a failure to delete it is not worth reporting.
-            let _ = std::fs::remove_file(&self.in_progress);
+            // hidden file is only litter, so a failure to delete it is not worth reporting;
+            // an S3 upload is aborted when its last handle goes.
+            if let Place::Local { in_progress, .. } = &self.place {
+                let _ = std::fs::remove_file(in_progress);
+            }
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The filesystem sink: rows written to part files in Hive partition folders.
 //!
 //! Each parallel instance keeps one open [`PartFile`] per partition folder it has rows for.
-//! A file is closed, and so becomes visible, when it reaches the rolling size, when it has
-//! been open for the rollover interval or idle for the inactivity interval (both checked when
-//! rows arrive), and at the end of the input.
+//! A file is closed when it reaches the rolling size, when it has been open for the rollover
+//! interval or idle for the inactivity interval (both checked when rows arrive), and at the
+//! end of the input. A closed local file is visible at once; a closed S3 file (an upload)
+//! stays pending until the end of the input, when every pending upload is completed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
@@ -16,8 +17,9 @@ use sluice_engine::connector::{Options, SinkConnector, SinkWriter, TableSpec};
 use sluice_engine::{Error, Result};
 
 use super::config::{FileSinkConfig, RollingPolicy};
-use super::part_file::{FileEncoding, PartFile};
+use super::part_file::{Closed, FileEncoding, PartFile, Storage};
 use super::partition::PartitionPath;
+use super::s3::{PendingUpload, S3Target};
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
 use crate::format::parquet::parquet_schema;
@@ -35,6 +37,23 @@ struct Table {
     data_columns: Vec<usize>,
     /// Names files uniquely for this run of the job (`part-<uuid>-<instance>-<n>`).
     run_id: String,
+    /// Where files go; S3 is connected when the first writer starts.
+    storage: Mutex<Option<Storage>>,
+}
+
+impl Table {
+    fn storage(&self) -> Result<Storage> {
+        let mut slot = self.storage.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(storage) = &*slot {
+            return Ok(storage.clone());
+        }
+        let storage = match &self.config.s3 {
+            None => Storage::Local(self.config.path.clone()),
+            Some(location) => Storage::S3(S3Target::connect(&self.name, location)?),
+        };
+        *slot = Some(storage.clone());
+        Ok(storage)
+    }
 }
 
 /// A filesystem table used as a sink.
@@ -85,6 +104,7 @@ impl FileSink {
                 partition_names: spec.partition_by,
                 data_columns,
                 run_id: uuid::Uuid::new_v4().to_string(),
+                storage: Mutex::new(None),
             }),
         })
     }
@@ -109,6 +129,8 @@ impl SinkConnector for FileSink {
 
     fn create_writer(&self, instance: usize, _parallelism: usize) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(FileWriter {
+            storage: self.table.storage()?,
+            pending: Vec::new(),
             table: self.table.clone(),
             instance,
             next_part: 0,
@@ -122,6 +144,9 @@ impl SinkConnector for FileSink {
 /// One parallel instance of the sink.
 struct FileWriter {
     table: Arc<Table>,
+    storage: Storage,
+    /// Closed S3 files waiting for the commit (dropped uncommitted: aborted).
+    pending: Vec<PendingUpload>,
     instance: usize,
     /// Number of the next part file of this instance.
     next_part: usize,
@@ -148,9 +173,8 @@ impl FileWriter {
                 table.encoding.extension()
             );
             self.next_part += 1;
-            let directory = table.config.path.join(folder);
-            let file =
-                PartFile::create(&directory, &name, &table.encoding).map_err(|e| self.error(e))?;
+            let file = PartFile::create(&self.storage, folder, &name, &table.encoding)
+                .map_err(|e| self.error(e))?;
             self.open.insert(folder.to_string(), file);
         }
         let Some(file) = self.open.get_mut(folder) else {
@@ -166,7 +190,13 @@ impl FileWriter {
 
     fn close(&mut self, folder: &str) -> Result<()> {
         match self.open.remove(folder) {
-            Some(file) => file.close().map(|_| ()).map_err(|e| self.error(e)),
+            Some(file) => match file.close().map_err(|e| self.error(e))? {
+                Closed::Visible => Ok(()),
+                Closed::Pending(upload) => {
+                    self.pending.push(upload);
+                    Ok(())
+                }
+            },
             None => Ok(()),
         }
     }
@@ -250,6 +280,9 @@ impl SinkWriter for FileWriter {
         folders.sort();
         for folder in folders {
             self.close(&folder)?;
+        }
+        for upload in std::mem::take(&mut self.pending) {
+            upload.commit()?;
         }
         Ok(())
     }

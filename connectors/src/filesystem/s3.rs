@@ -1,0 +1,329 @@
+//! `s3://` paths for the filesystem sink: each part file is an S3 multipart upload.
+//!
+//! Bytes are uploaded in parts of 8 MiB while the file is written; closing the file uploads
+//! the last part and leaves the upload *pending*: no object exists under the table's path
+//! yet. Pending uploads are completed (the object appears, whole, at once) when the sink
+//! commits: at the end of the job. An upload that is dropped before it was completed (the
+//! job failed) is aborted, so no parts are left behind to be billed.
+//!
+//! The client comes from the standard AWS chain, with `aws.region` and `aws.endpoint` (or
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3`), and path-style addressing when an endpoint
+//! is set (`s3.path-style-access`).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use sluice_engine::connector::Options;
+use sluice_engine::{Error, Result};
+
+use crate::aws::{retry, runtime, sdk_config, AwsOptions, Failure};
+
+/// Bytes per uploaded part (S3 wants at least 5 MiB for every part but the last).
+const PART_BYTES: usize = 8 << 20;
+
+/// An `s3://bucket/prefix` location with its client options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// The key prefix, without leading or trailing `/` (empty: the bucket's root).
+    pub prefix: String,
+    pub aws: AwsOptions,
+    /// `s3.path-style-access`: `bucket` in the path rather than the host name. Defaults to
+    /// true when an endpoint is set (emulators, MinIO), false against AWS.
+    pub path_style: Option<bool>,
+}
+
+impl S3Location {
+    /// Parses `s3://bucket/prefix` (also `s3a://`, as Flink users write); `None` when `path`
+    /// is not an S3 URL.
+    pub fn take(path: &str, options: &mut Options) -> Result<Option<Self>> {
+        let Some(rest) = path
+            .strip_prefix("s3://")
+            .or_else(|| path.strip_prefix("s3a://"))
+        else {
+            return Ok(None);
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::plan(format!(
+                "table '{}': option 'path' = '{path}' names no bucket",
+                options.table()
+            )));
+        }
+        Ok(Some(Self {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            aws: AwsOptions::take(options)?,
+            path_style: options.take_bool("s3.path-style-access")?,
+        }))
+    }
+
+    /// The object key of `name` in partition folder `folder` (`""` or `a=1/b=2`).
+    pub fn key(&self, folder: &str, name: &str) -> String {
+        [self.prefix.as_str(), folder, name]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// A connected S3 location, shared by the writers of one table.
+pub struct S3Target {
+    pub table: String,
+    pub location: S3Location,
+    client: Client,
+}
+
+impl S3Target {
+    /// Connects and checks that the bucket exists and can be reached.
+    pub fn connect(table: &str, location: &S3Location) -> Result<Arc<Self>> {
+        runtime().block_on(async {
+            let sdk = sdk_config(table, &location.aws).await?;
+            let custom_endpoint = location.aws.endpoint.is_some()
+                || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+            let config = aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(location.path_style.unwrap_or(custom_endpoint))
+                .build();
+            let target = Self {
+                table: table.to_string(),
+                location: location.clone(),
+                client: Client::from_conf(config),
+            };
+            let what = format!("table '{table}': HeadBucket");
+            retry(&what, None, || {
+                let call = target.client.head_bucket().bucket(&location.bucket);
+                async move { call.send().await.map_err(|e| Failure::of(&e)) }
+            })
+            .await
+            .map_err(|f| target.error("HeadBucket", "", &f))?;
+            Ok(Arc::new(target))
+        })
+    }
+
+    /// The one sentence a failed call stops the job with, naming bucket and key.
+    fn error(&self, call: &str, key: &str, failure: &Failure) -> Error {
+        let bucket = &self.location.bucket;
+        let at = if key.is_empty() {
+            format!("S3 bucket '{bucket}'")
+        } else {
+            format!("s3://{bucket}/{key}")
+        };
+        match failure {
+            Failure::NotFound(_) => Error::connector(format!(
+                "table '{}': S3 bucket '{bucket}' does not exist ({call} failed)",
+                self.table
+            )),
+            Failure::Fatal(m) if m.contains("AccessDenied") || m.contains("Forbidden") => {
+                Error::connector(format!(
+                    "table '{}': access to {at} was denied ({call}): {m}",
+                    self.table
+                ))
+            }
+            other => Error::connector(format!(
+                "table '{}': {at}: {call} failed: {}",
+                self.table,
+                other.describe()
+            )),
+        }
+    }
+
+    /// Starts the multipart upload of `key`.
+    pub fn create(self: &Arc<Self>, key: String) -> Result<S3Upload> {
+        let what = format!("table '{}': CreateMultipartUpload {key}", self.table);
+        let output = runtime()
+            .block_on(retry(&what, None, || {
+                let call = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.location.bucket)
+                    .key(&key);
+                async move { call.send().await.map_err(|e| Failure::of(&e)) }
+            }))
+            .map_err(|f| self.error("CreateMultipartUpload", &key, &f))?;
+        let upload_id = output.upload_id().unwrap_or_default().to_string();
+        Ok(S3Upload(Arc::new(Mutex::new(UploadState {
+            target: Arc::clone(self),
+            key,
+            upload_id,
+            buffer: Vec::with_capacity(PART_BYTES),
+            parts: Vec::new(),
+            done: false,
+        }))))
+    }
+}
+
+struct UploadState {
+    target: Arc<S3Target>,
+    key: String,
+    upload_id: String,
+    buffer: Vec<u8>,
+    parts: Vec<CompletedPart>,
+    /// Completed or aborted: nothing is left to clean up.
+    done: bool,
+}
+
+impl UploadState {
+    /// Uploads the buffer as the next part.
+    fn upload_part(&mut self) -> Result<()> {
+        let number = self.parts.len() as i32 + 1;
+        let body = std::mem::take(&mut self.buffer);
+        let target = Arc::clone(&self.target);
+        let what = format!("table '{}': UploadPart {}", target.table, self.key);
+        let output = runtime()
+            .block_on(retry(&what, None, || {
+                let call = target
+                    .client
+                    .upload_part()
+                    .bucket(&target.location.bucket)
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body.clone()));
+                async move { call.send().await.map_err(|e| Failure::of(&e)) }
+            }))
+            .map_err(|f| target.error("UploadPart", &self.key, &f))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(output.e_tag().map(str::to_string))
+                .build(),
+        );
+        self.buffer = Vec::with_capacity(PART_BYTES);
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let target = Arc::clone(&self.target);
+        let call = target
+            .client
+            .abort_multipart_upload()
+            .bucket(&target.location.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id);
+        // Best effort: the job is failing already, and a bucket lifecycle rule removes
+        // what an abort could not.
+        let _ = runtime().block_on(call.send());
+    }
+}
+
+/// The open upload of one part file; the Parquet or line writer writes into it.
+#[derive(Clone)]
+pub struct S3Upload(Arc<Mutex<UploadState>>);
+
+impl S3Upload {
+    fn state(&self) -> std::sync::MutexGuard<'_, UploadState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn key(&self) -> String {
+        self.state().key.clone()
+    }
+
+    /// Uploads what is left as the last part. The object does not exist until
+    /// [`PendingUpload::commit`].
+    pub fn finish(self) -> Result<PendingUpload> {
+        {
+            let mut state = self.state();
+            if !state.buffer.is_empty() || state.parts.is_empty() {
+                state.upload_part()?;
+            }
+        }
+        Ok(PendingUpload(self))
+    }
+}
+
+impl Write for S3Upload {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut state = self.state();
+        state.buffer.extend_from_slice(bytes);
+        if state.buffer.len() >= PART_BYTES {
+            state
+                .upload_part()
+                .map_err(|e| std::io::Error::other(e.message().to_string()))?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A finished upload waiting for the commit that makes it an object.
+pub struct PendingUpload(S3Upload);
+
+impl PendingUpload {
+    pub fn key(&self) -> String {
+        self.0.key()
+    }
+
+    /// Completes the upload: the object appears under its final key, whole.
+    pub fn commit(self) -> Result<()> {
+        let mut state = self.0.state();
+        let target = Arc::clone(&state.target);
+        let parts = CompletedMultipartUpload::builder()
+            .set_parts(Some(state.parts.clone()))
+            .build();
+        let what = format!(
+            "table '{}': CompleteMultipartUpload {}",
+            target.table, state.key
+        );
+        runtime()
+            .block_on(retry(&what, None, || {
+                let call = target
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&target.location.bucket)
+                    .key(&state.key)
+                    .upload_id(&state.upload_id)
+                    .multipart_upload(parts.clone());
+                async move { call.send().await.map_err(|e| Failure::of(&e)) }
+            }))
+            .map_err(|f| target.error("CompleteMultipartUpload", &state.key, &f))?;
+        state.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for UploadState {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_and_keys() {
+        let mut o = Options::from_pairs("t", &[("s3.path-style-access", "true")]);
+        let l = S3Location::take("s3://bucket/out/metrics/", &mut o)
+            .unwrap()
+            .unwrap();
+        o.finish().unwrap();
+        assert_eq!(l.bucket, "bucket");
+        assert_eq!(l.prefix, "out/metrics");
+        assert_eq!(l.path_style, Some(true));
+        assert_eq!(
+            l.key("dt=2026-11-23", "part-1.parquet"),
+            "out/metrics/dt=2026-11-23/part-1.parquet"
+        );
+        assert_eq!(l.key("", "part-1.parquet"), "out/metrics/part-1.parquet");
+        let mut o = Options::default();
+        let root = S3Location::take("s3a://b", &mut o).unwrap().unwrap();
+        assert_eq!(root.key("", "x"), "x");
+        assert!(S3Location::take("/local/path", &mut o).unwrap().is_none());
+        assert!(S3Location::take("s3:///x", &mut o).is_err());
+    }
+}

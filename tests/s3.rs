@@ -1,0 +1,236 @@
+//! The filesystem sink on `s3://` paths against a real S3 API: moto in server mode, started by
+//! this test binary, with boto3 (`tests/support/s3_tool.py`) as the independent reader.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::aws::{aws_env, moto, unique_stream};
+use common::{
+    duckdb_query, python, run_python, sluice_run, support, write_job, JobDir, TumbleCheck,
+};
+
+/// Runs `tests/support/s3_tool.py` against moto; returns its stdout.
+fn s3_tool(args: &[&str]) -> String {
+    let endpoint = &moto().endpoint;
+    let out = Command::new(python())
+        .arg(support("s3_tool.py"))
+        .args(["--endpoint", endpoint])
+        .args(args)
+        .envs(aws_env(endpoint))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run s3_tool.py");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "s3_tool.py {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn new_bucket() -> String {
+    let bucket = unique_stream("bucket").to_lowercase();
+    s3_tool(&["create-bucket", "--bucket", &bucket]);
+    bucket
+}
+
+fn list(bucket: &str) -> Vec<String> {
+    s3_tool(&["list", "--bucket", bucket])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_window_job_writes_partitioned_parquet_to_s3() {
+    let bucket = new_bucket();
+    let dir = JobDir::new();
+    let events = dir.path().join("events.jsonl");
+    // 20,000 events, 4 per second of event time: about 83 minutes over two hours.
+    run_python(
+        "gen_events.py",
+        &[
+            "--events=20000",
+            "--keys=10",
+            "--rate=4",
+            "--disorder-ms=2000",
+            &events.display().to_string(),
+        ],
+    );
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "CREATE TABLE events (k STRING, v DOUBLE, ts BIGINT,
+  event_ts AS TO_TIMESTAMP_LTZ(ts, 3),
+  WATERMARK FOR event_ts AS event_ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+CREATE TABLE metrics (
+  window_start TIMESTAMP(3), window_end TIMESTAMP(3), k STRING, cnt BIGINT, total DOUBLE,
+  dt STRING, hr STRING
+) PARTITIONED BY (dt, hr) WITH (
+  'connector' = 'filesystem', 'path' = 's3://{bucket}/warehouse/metrics/', 'format' = 'parquet');
+INSERT INTO metrics
+SELECT window_start, window_end, k, COUNT(*), SUM(v),
+       DATE_FORMAT(window_start, 'yyyy-MM-dd'), DATE_FORMAT(window_start, 'HH')
+FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, k;"
+        ),
+        &[("{input}", &events)],
+    );
+    let outcome = sluice_run(&job)
+        .aws(&moto().endpoint)
+        .set("table.local-time-zone", "UTC")
+        .output();
+    outcome.assert_success();
+
+    let keys = list(&bucket);
+    assert!(!keys.is_empty());
+    for key in &keys {
+        let ok = key.starts_with("warehouse/metrics/dt=2023-11-14/hr=")
+            && key.contains("/part-")
+            && key.ends_with(".parquet");
+        assert!(ok, "unexpected object {key}");
+    }
+    let fetched = dir.path().join("fetched");
+    s3_tool(&[
+        "fetch",
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "warehouse/metrics/",
+        "--out",
+        &fetched.display().to_string(),
+    ]);
+    // Every window, key, count and sum as DuckDB computes them from the input.
+    TumbleCheck {
+        events: &events,
+        output: &fetched,
+        key: "k",
+        ts: "ts",
+        value: "v",
+        size_ms: 60_000,
+        aggregates: &[("count", "cnt"), ("sum", "total")],
+        late_delay_ms: None,
+    }
+    .run();
+    // Each partition folder holds exactly its hour's windows; timestamps are INT64 millis.
+    let mut folders: Vec<String> = keys
+        .iter()
+        .map(|k| k["warehouse/metrics/".len()..k.rfind('/').unwrap()].to_string())
+        .collect();
+    folders.dedup();
+    assert_eq!(folders, vec!["dt=2023-11-14/hr=22", "dt=2023-11-14/hr=23"]);
+    for folder in &folders {
+        let hour = &folder[folder.len() - 2..];
+        let rows = duckdb_query(
+            &[("m", &fetched.join(folder))],
+            &format!(
+                "SELECT count(*) AS bad FROM m WHERE strftime(window_start, '%H') <> '{hour}'"
+            ),
+        );
+        assert_eq!(rows[0]["bad"].as_f64(), Some(0.0), "{folder}");
+    }
+    let schema = duckdb_query(
+        &[("m", &fetched)],
+        "SELECT DISTINCT name, type FROM m_schema WHERE name IN ('window_start', 'k', 'cnt') ORDER BY name",
+    );
+    assert_eq!(
+        serde_json::to_string(&schema).unwrap(),
+        r#"[{"name":"cnt","type":"INT64"},{"name":"k","type":"BYTE_ARRAY"},{"name":"window_start","type":"INT64"}]"#
+    );
+    // No multipart upload was left behind.
+    assert_eq!(s3_tool(&["uploads", "--bucket", &bucket]).trim(), "[]");
+}
+
+#[test]
+fn nothing_is_visible_before_the_commit_and_files_roll_by_size() {
+    let bucket = new_bucket();
+    let dir = JobDir::new();
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'parallelism.default' = '1';
+CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen',
+  'rows-per-second' = '2000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+  'fields.id.end' = '100000000', 'fields.name.length' = '20');
+CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem',
+  'path' = 's3://{bucket}/rolling', 'format' = 'json',
+  'sink.rolling-policy.file-size' = '16kb');
+INSERT INTO out SELECT id, name FROM gen;"
+        ),
+        &[],
+    );
+    let running = sluice_run(&job).aws(&moto().endpoint).spawn();
+    // Files roll every 16 kB (about 400 rows): several have been uploaded by now, and none
+    // may be visible, since nothing was committed yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let uploads: Vec<String> =
+            serde_json::from_str(&s3_tool(&["uploads", "--bucket", &bucket])).unwrap();
+        assert!(list(&bucket).is_empty(), "an uncommitted file is visible");
+        if uploads.len() >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no uploads within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let outcome = running.interrupt();
+    outcome.assert_success();
+    let keys = list(&bucket);
+    assert!(keys.len() >= 3, "{keys:?}");
+    assert_eq!(s3_tool(&["uploads", "--bucket", &bucket]).trim(), "[]");
+    // Every row exactly once, over files of at most the target size (JSON rolls within a
+    // batch of rows, so a file ends at the first batch past 16 kB).
+    let fetched = dir.path().join("fetched");
+    s3_tool(&[
+        "fetch",
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "rolling/",
+        "--out",
+        &fetched.display().to_string(),
+    ]);
+    let mut ids: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(&fetched).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            ids.push(row["id"].as_u64().unwrap());
+        }
+    }
+    ids.sort_unstable();
+    let n = ids.len() as u64;
+    // One instance counts from 1: every row once is exactly 1..=n.
+    assert!(
+        ids.iter().copied().eq(1..=n),
+        "rows missing or repeated among {n}: first {:?}, last {:?}",
+        ids.first(),
+        ids.last()
+    );
+}
+
+#[test]
+fn a_missing_bucket_is_a_clear_error() {
+    let dir = JobDir::new();
+    let job = write_job(
+        dir.path(),
+        "CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem',
+  'path' = 's3://no-such-bucket/x', 'format' = 'parquet');
+INSERT INTO out SELECT id FROM gen;",
+        &[],
+    );
+    let outcome = sluice_run(&job).aws(&moto().endpoint).output();
+    outcome.assert_failure();
+    assert_eq!(
+        outcome.error_line(),
+        "error: table 'out': S3 bucket 'no-such-bucket' does not exist (HeadBucket failed)"
+    );
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""S3 from the tests' side, with boto3 (an independent client): make buckets, list and fetch
+what Sluice wrote, list unfinished multipart uploads.
+
+  s3_tool.py --endpoint URL create-bucket --bucket B
+  s3_tool.py --endpoint URL list --bucket B [--prefix P]          # one key per line
+  s3_tool.py --endpoint URL fetch --bucket B --prefix P --out DIR  # keys below P into DIR
+  s3_tool.py --endpoint URL uploads --bucket B                     # unfinished uploads, JSON
+
+Credentials and region come from the environment (the tests set dummy ones).
+"""
+import argparse
+import json
+import os
+
+import boto3
+from botocore.config import Config
+
+
+def client(endpoint):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+    )
+
+
+def keys(s3, bucket, prefix):
+    out = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out.extend(o["Key"] for o in page.get("Contents", []))
+    return sorted(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("create-bucket")
+    c.add_argument("--bucket", required=True)
+    ls = sub.add_parser("list")
+    ls.add_argument("--bucket", required=True)
+    ls.add_argument("--prefix", default="")
+    f = sub.add_parser("fetch")
+    f.add_argument("--bucket", required=True)
+    f.add_argument("--prefix", default="")
+    f.add_argument("--out", required=True)
+    u = sub.add_parser("uploads")
+    u.add_argument("--bucket", required=True)
+    a = p.parse_args()
+    s3 = client(a.endpoint)
+    if a.cmd == "create-bucket":
+        s3.create_bucket(Bucket=a.bucket)
+        print(json.dumps({"bucket": a.bucket}))
+    elif a.cmd == "list":
+        for k in keys(s3, a.bucket, a.prefix):
+            print(k)
+    elif a.cmd == "fetch":
+        fetched = keys(s3, a.bucket, a.prefix)
+        for k in fetched:
+            rel = k[len(a.prefix):].lstrip("/")
+            path = os.path.join(a.out, rel)
+            os.makedirs(os.path.dirname(path) or a.out, exist_ok=True)
+            s3.download_file(a.bucket, k, path)
+        print(json.dumps({"fetched": len(fetched)}))
+    elif a.cmd == "uploads":
+        resp = s3.list_multipart_uploads(Bucket=a.bucket)
+        print(json.dumps([u["Key"] for u in resp.get("Uploads", [])]))
+
+
+if __name__ == "__main__":
+    main()
