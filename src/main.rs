@@ -46,6 +46,9 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Print the Athena CREATE EXTERNAL TABLE statement of each filesystem table the job
+    /// writes to.
+    AthenaDdl { job: PathBuf },
 }
 
 fn read_job(path: &PathBuf) -> Result<SourceFile> {
@@ -234,6 +237,10 @@ fn main() -> ExitCode {
         Command::Explain { job, set } => read_job(&job).and_then(|file| {
             let plan = plan_job(&file, &parse_sets(&set)?, Arc::new(JobMetrics::new()))?;
             print!("{}", plan.graph.explain());
+            Ok(())
+        }),
+        Command::AthenaDdl { job } => read_job(&job).and_then(|file| {
+            print!("{}", sluice_sql::athena::athena_ddl(&file)?);
             Ok(())
         }),
     };

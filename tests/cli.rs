@@ -36,3 +36,37 @@ fn explain_prints_the_operator_graph_without_running_the_job() {
     );
     assert_wrote_nothing(&dir.output());
 }
+
+#[test]
+fn athena_ddl_prints_the_table_of_each_filesystem_sink() {
+    let dir = JobDir::new();
+    let job = dir.write(
+        "job.sql",
+        "CREATE TABLE tx (currency STRING, fee DOUBLE, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'in', 'format' = 'json');
+CREATE TABLE metrics (window_start TIMESTAMP(3), currency STRING, tx_count BIGINT, dt STRING)
+PARTITIONED BY (dt)
+WITH ('connector' = 'filesystem', 'path' = 's3://lake/metrics/', 'format' = 'parquet');
+INSERT INTO metrics
+SELECT window_start, currency, COUNT(*), DATE_FORMAT(window_start, 'yyyy-MM-dd')
+FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, currency;",
+    );
+    let outcome = sluice().arg("athena-ddl").arg(&job).output();
+    outcome.assert_success();
+    assert_eq!(
+        outcome.stdout,
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `metrics` (
+  `window_start` timestamp,
+  `currency` string,
+  `tx_count` bigint
+)
+PARTITIONED BY (`dt` string)
+STORED AS PARQUET
+LOCATION 's3://lake/metrics/';
+-- then load the partitions written so far: MSCK REPAIR TABLE `metrics`;
+
+"
+    );
+}

@@ -4,6 +4,7 @@
 //! `INSERT INTO` statements; [`windows`] takes window table functions out of queries;
 //! [`planner`] plans queries with DataFusion and lowers the plans onto the engine.
 
+pub mod athena;
 pub mod functions;
 pub mod location;
 pub mod planner;
