@@ -234,3 +234,90 @@ INSERT INTO out SELECT id FROM gen;",
         "error: table 'out': S3 bucket 'no-such-bucket' does not exist (HeadBucket failed)"
     );
 }
+
+/// The raw archive of pipeline 1: every record of the input, partitioned by event date and
+/// hour, exactly once.
+#[test]
+fn the_archive_job_keeps_every_record_once() {
+    let bucket = new_bucket();
+    let dir = JobDir::new();
+    let events = dir.path().join("events.jsonl");
+    run_python(
+        "gen_events.py",
+        &[
+            "--events=30000",
+            "--keys=20",
+            "--rate=5",
+            "--disorder-ms=2000",
+            &events.display().to_string(),
+        ],
+    );
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'table.local-time-zone' = 'UTC';
+CREATE TABLE events (k STRING, v DOUBLE, ts BIGINT)
+WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+CREATE TABLE raw_archive (k STRING, v DOUBLE, ts BIGINT, dt STRING, `hour` STRING)
+PARTITIONED BY (dt, `hour`)
+WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/archive', 'format' = 'parquet');
+INSERT INTO raw_archive
+SELECT k, v, ts, DATE_FORMAT(TO_TIMESTAMP_LTZ(ts, 3), 'yyyy-MM-dd'),
+       DATE_FORMAT(TO_TIMESTAMP_LTZ(ts, 3), 'HH')
+FROM events;"
+        ),
+        &[("{input}", &events)],
+    );
+    sluice_run(&job)
+        .aws(&moto().endpoint)
+        .output()
+        .assert_success();
+    let fetched = dir.path().join("fetched");
+    s3_tool(&[
+        "fetch",
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "archive/",
+        "--out",
+        &fetched.display().to_string(),
+    ]);
+    let input = events.display();
+    let rows = duckdb_query(
+        &[("m", &fetched)],
+        &format!(
+            "SELECT (SELECT count(*) FROM m) AS n,
+  (SELECT count(*) FROM (SELECT k, v, ts FROM m
+     EXCEPT ALL SELECT k, v, ts FROM read_json_auto('{input}'))) AS extra,
+  (SELECT count(*) FROM (SELECT k, v, ts FROM read_json_auto('{input}')
+     EXCEPT ALL SELECT k, v, ts FROM m)) AS missing"
+        ),
+    );
+    assert_eq!(
+        rows,
+        vec![serde_json::json!({"n": 30000, "extra": 0, "missing": 0})]
+    );
+    // Each record sits in the folder of its own event hour.
+    let keys = list(&bucket);
+    let mut folders: Vec<&str> = keys
+        .iter()
+        .map(|k| &k["archive/".len()..k.rfind('/').unwrap()])
+        .collect();
+    folders.dedup();
+    assert_eq!(
+        folders,
+        // 30,000 events at 5 a second from 22:13:20 UTC: 100 minutes.
+        vec!["dt=2023-11-14/hour=22", "dt=2023-11-14/hour=23"]
+    );
+    for folder in folders {
+        let hour = &folder[folder.len() - 2..];
+        let bad = duckdb_query(
+            &[("m", &fetched.join(folder))],
+            &format!(
+                "SELECT count(*) AS bad FROM m \
+                 WHERE strftime(make_timestamp(ts * 1000), '%H') <> '{hour}'"
+            ),
+        );
+        assert_eq!(bad[0]["bad"].as_f64(), Some(0.0), "{folder}");
+    }
+}
