@@ -71,7 +71,8 @@ CREATE TABLE metrics (
   window_start TIMESTAMP(3), window_end TIMESTAMP(3), k STRING, cnt BIGINT, total DOUBLE,
   dt STRING, hr STRING
 ) PARTITIONED BY (dt, hr) WITH (
-  'connector' = 'filesystem', 'path' = 's3://{bucket}/warehouse/metrics/', 'format' = 'parquet');
+  'connector' = 'filesystem', 'path' = 's3://{bucket}/warehouse/metrics/', 'format' = 'parquet',
+  'sink.partition-commit.policy.kind' = 'metastore', 'glue.database' = '{bucket}_db');
 INSERT INTO metrics
 SELECT window_start, window_end, k, COUNT(*), SUM(v),
        DATE_FORMAT(window_start, 'yyyy-MM-dd'), DATE_FORMAT(window_start, 'HH')
@@ -143,6 +144,34 @@ GROUP BY window_start, window_end, k;"
     );
     // No multipart upload was left behind.
     assert_eq!(s3_tool(&["uploads", "--bucket", &bucket]).trim(), "[]");
+    // The Glue table and its partitions, as boto3 reads them back.
+    let database = format!("{bucket}_db");
+    let glue: serde_json::Value = serde_json::from_str(&s3_tool(&[
+        "glue-table",
+        "--database",
+        &database,
+        "--table",
+        "metrics",
+    ]))
+    .unwrap();
+    let location = format!("s3://{bucket}/warehouse/metrics/");
+    assert_eq!(
+        glue,
+        serde_json::json!({
+            "columns": [["window_start", "timestamp"], ["window_end", "timestamp"],
+                        ["k", "string"], ["cnt", "bigint"], ["total", "double"]],
+            "partition_keys": [["dt", "string"], ["hr", "string"]],
+            "location": location,
+            "serde": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+            "input_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "table_type": "EXTERNAL_TABLE",
+            "parameters": {"EXTERNAL": "TRUE", "classification": "parquet"},
+            "partitions": [
+                [["2023-11-14", "22"], format!("{location}dt=2023-11-14/hr=22/")],
+                [["2023-11-14", "23"], format!("{location}dt=2023-11-14/hr=23/")],
+            ],
+        })
+    );
 }
 
 #[test]

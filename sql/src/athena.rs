@@ -5,7 +5,7 @@
 //! `col=value/` folders, not file columns), with Flink types mapped to Athena (Hive) types.
 //! Partitions must then be loaded, which the output says (`MSCK REPAIR TABLE`).
 
-use arrow::datatypes::DataType;
+use sluice_connectors::filesystem::glue::hive_type;
 use sluice_engine::{Error, Result};
 
 use crate::statements::{parse_job, ColumnKind, Statement, TableDef};
@@ -51,11 +51,7 @@ fn table_ddl(table: &TableDef) -> Result<String> {
         let ColumnKind::Physical(data_type) = &column.kind else {
             continue;
         };
-        let line = format!(
-            "`{}` {}",
-            column.name.to_lowercase(),
-            athena_type(data_type)?
-        );
+        let line = format!("`{}` {}", column.name.to_lowercase(), hive_type(data_type)?);
         if table.partition_by.contains(&column.name) {
             partitions.push((column.name.clone(), line));
         } else {
@@ -104,7 +100,29 @@ fn table_ddl(table: &TableDef) -> Result<String> {
             )))
         }
     });
-    ddl.push_str(&format!("LOCATION '{location}';\n"));
+    ddl.push_str(&format!("LOCATION '{location}'"));
+    let projection = options
+        .get("athena.partition-projection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if projection && !table.partition_by.is_empty() {
+        // Partition values are whatever the query computed: Athena takes them from the
+        // WHERE clause ('injected'), and finds the folder from the template.
+        let mut properties = vec!["'projection.enabled' = 'true'".to_string()];
+        let mut template = location.clone();
+        for key in &table.partition_by {
+            let key = key.to_lowercase();
+            properties.push(format!("'projection.{key}.type' = 'injected'"));
+            template.push_str(&format!("{key}=${{{key}}}/"));
+        }
+        properties.push(format!("'storage.location.template' = '{template}'"));
+        ddl.push_str(&format!(
+            "\nTBLPROPERTIES (\n  {}\n);\n",
+            properties.join(",\n  ")
+        ));
+        ddl.push('\n');
+        return Ok(ddl);
+    }
+    ddl.push_str(";\n");
     if !table.partition_by.is_empty() {
         ddl.push_str(&format!(
             "-- then load the partitions written so far: MSCK REPAIR TABLE `{name}`;\n"
@@ -112,44 +130,6 @@ fn table_ddl(table: &TableDef) -> Result<String> {
     }
     ddl.push('\n');
     Ok(ddl)
-}
-
-/// The Athena (Hive) type of a column, as Sluice writes it.
-fn athena_type(data_type: &DataType) -> Result<String> {
-    Ok(match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 => "string".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Int8 => "tinyint".into(),
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "int".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::Float32 => "float".into(),
-        DataType::Float64 => "double".into(),
-        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
-        // Written as INT64 milliseconds (UTC for TIMESTAMP_LTZ).
-        DataType::Timestamp(..) => "timestamp".into(),
-        DataType::Date32 => "date".into(),
-        DataType::Binary | DataType::LargeBinary => "binary".into(),
-        DataType::Struct(fields) => {
-            let inner = fields
-                .iter()
-                .map(|f| {
-                    Ok(format!(
-                        "{}:{}",
-                        f.name().to_lowercase(),
-                        athena_type(f.data_type())?
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            format!("struct<{}>", inner.join(","))
-        }
-        DataType::List(item) => format!("array<{}>", athena_type(item.data_type())?),
-        other => {
-            return Err(Error::plan(format!(
-                "type {other} has no Athena equivalent"
-            )))
-        }
-    })
 }
 
 #[cfg(test)]
@@ -187,6 +167,28 @@ LOCATION 's3://lake/metrics/';
 -- then load the partitions written so far: MSCK REPAIR TABLE `metrics`;
 
 "
+        );
+    }
+
+    #[test]
+    fn partition_projection() {
+        let out = ddl("CREATE TABLE src (a BIGINT) WITH ('connector' = 'datagen');
+CREATE TABLE m (a BIGINT, dt STRING) PARTITIONED BY (dt) WITH ('connector' = 'filesystem',
+  'path' = 's3://lake/m', 'format' = 'parquet', 'athena.partition-projection' = 'true');
+INSERT INTO m SELECT a, 'x' FROM src;")
+        .unwrap();
+        assert!(
+            out.ends_with(
+                "LOCATION 's3://lake/m/'
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.dt.type' = 'injected',
+  'storage.location.template' = 's3://lake/m/dt=${dt}/'
+);
+
+"
+            ),
+            "{out}"
         );
     }
 

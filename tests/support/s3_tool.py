@@ -6,6 +6,7 @@ what Sluice wrote, list unfinished multipart uploads.
   s3_tool.py --endpoint URL list --bucket B [--prefix P]          # one key per line
   s3_tool.py --endpoint URL fetch --bucket B --prefix P --out DIR  # keys below P into DIR
   s3_tool.py --endpoint URL uploads --bucket B                     # unfinished uploads, JSON
+  s3_tool.py --endpoint URL glue-table --database D --table T      # Glue table + partitions, JSON
 
 Credentials and region come from the environment (the tests set dummy ones).
 """
@@ -48,6 +49,9 @@ def main():
     f.add_argument("--out", required=True)
     u = sub.add_parser("uploads")
     u.add_argument("--bucket", required=True)
+    g = sub.add_parser("glue-table")
+    g.add_argument("--database", required=True)
+    g.add_argument("--table", required=True)
     a = p.parse_args()
     s3 = client(a.endpoint)
     if a.cmd == "create-bucket":
@@ -64,6 +68,25 @@ def main():
             os.makedirs(os.path.dirname(path) or a.out, exist_ok=True)
             s3.download_file(a.bucket, k, path)
         print(json.dumps({"fetched": len(fetched)}))
+    elif a.cmd == "glue-table":
+        glue = boto3.client("glue", endpoint_url=a.endpoint,
+                            region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        t = glue.get_table(DatabaseName=a.database, Name=a.table)["Table"]
+        sd = t["StorageDescriptor"]
+        parts = glue.get_paginator("get_partitions").paginate(
+            DatabaseName=a.database, TableName=a.table)
+        partitions = sorted([p["Values"], p["StorageDescriptor"]["Location"]]
+                            for page in parts for p in page["Partitions"])
+        print(json.dumps({
+            "columns": [[c["Name"], c["Type"]] for c in sd["Columns"]],
+            "partition_keys": [[c["Name"], c["Type"]] for c in t.get("PartitionKeys", [])],
+            "location": sd["Location"],
+            "serde": sd["SerdeInfo"]["SerializationLibrary"],
+            "input_format": sd["InputFormat"],
+            "table_type": t.get("TableType"),
+            "parameters": t.get("Parameters", {}),
+            "partitions": partitions,
+        }))
     elif a.cmd == "uploads":
         resp = s3.list_multipart_uploads(Bucket=a.bucket)
         print(json.dumps([u["Key"] for u in resp.get("Uploads", [])]))

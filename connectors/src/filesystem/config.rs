@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sluice_engine::connector::Options;
-use sluice_engine::Result;
+use sluice_engine::{Error, Result};
 
+use super::glue::GlueOptions;
 use super::s3::S3Location;
 use crate::format::Format;
 use crate::option_values::{parse_duration, parse_memory_size};
@@ -61,14 +62,16 @@ pub struct FileSinkConfig {
     /// `format` (required): `parquet`, `json` or `csv`, with its options.
     pub format: Format,
     pub rolling: RollingPolicy,
+    /// `sink.partition-commit.policy.kind` includes `metastore`: the Glue catalog entry.
+    pub glue: Option<GlueOptions>,
 }
 
 /// Flink options the sink accepts without acting on them yet: partitions are committed
-/// (their files renamed into view) when files roll and at the end of the job.
-const ACCEPTED_NOT_YET_USED: [&str; 4] = [
+/// (their files made visible) when files roll (local) or at the end of the job (S3), and no
+/// `_SUCCESS` file is written.
+const ACCEPTED_NOT_YET_USED: [&str; 3] = [
     "sink.partition-commit.trigger",
     "sink.partition-commit.delay",
-    "sink.partition-commit.policy.kind",
     "partition.time-extractor.timestamp-pattern",
 ];
 
@@ -93,11 +96,38 @@ impl FileSinkConfig {
         for key in ACCEPTED_NOT_YET_USED {
             options.take(&[key]);
         }
+        let policy = options
+            .take(&["sink.partition-commit.policy.kind"])
+            .unwrap_or_default();
+        let mut metastore = false;
+        for kind in policy.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            match kind.to_ascii_lowercase().as_str() {
+                "metastore" => metastore = true,
+                // Accepted; no _SUCCESS file is written yet.
+                "success-file" => {}
+                _ => {
+                    return Err(Error::plan(format!(
+                        "table '{}': option 'sink.partition-commit.policy.kind' = '{policy}' is \
+                         invalid: expected 'metastore', 'success-file' or both",
+                        options.table()
+                    )))
+                }
+            }
+        }
+        if metastore && s3.is_none() {
+            return Err(Error::plan(format!(
+                "table '{}': 'sink.partition-commit.policy.kind' = 'metastore' registers the \
+                 table in Glue, which needs an s3:// path",
+                options.table()
+            )));
+        }
+        let glue = GlueOptions::take(options, metastore)?;
         Ok(Self {
             path,
             s3,
             format,
             rolling,
+            glue,
         })
     }
 }
@@ -129,6 +159,50 @@ mod tests {
             Duration::from_secs(1800)
         );
         assert_eq!(config.format.name(), "parquet");
+    }
+
+    #[test]
+    fn metastore_needs_s3_and_a_database() {
+        let mut o = options(&[
+            ("path", "s3://lake/m"),
+            ("format", "parquet"),
+            (
+                "sink.partition-commit.policy.kind",
+                "metastore,success-file",
+            ),
+            ("glue.database", "analytics"),
+        ]);
+        let config = FileSinkConfig::take(&mut o).unwrap();
+        o.finish().unwrap();
+        let glue = config.glue.unwrap();
+        assert_eq!(
+            (glue.database.as_str(), glue.table.as_str()),
+            ("analytics", "t")
+        );
+        let mut o = options(&[
+            ("path", "s3://lake/m"),
+            ("format", "parquet"),
+            ("sink.partition-commit.policy.kind", "metastore"),
+        ]);
+        let err = FileSinkConfig::take(&mut o).unwrap_err();
+        assert!(
+            err.message().contains("needs the option 'glue.database'"),
+            "{err}"
+        );
+        let mut o = options(&[
+            ("path", "/local"),
+            ("format", "parquet"),
+            ("sink.partition-commit.policy.kind", "metastore"),
+        ]);
+        let err = FileSinkConfig::take(&mut o).unwrap_err();
+        assert!(err.message().contains("needs an s3:// path"), "{err}");
+        let mut o = options(&[
+            ("path", "s3://lake/m"),
+            ("format", "parquet"),
+            ("athena.partition-projection", "true"),
+        ]);
+        assert!(FileSinkConfig::take(&mut o).unwrap().glue.is_none());
+        o.finish().unwrap();
     }
 
     #[test]

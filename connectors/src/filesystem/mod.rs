@@ -7,6 +7,7 @@
 //! options, and for S3 `aws.region`, `aws.endpoint`, `s3.path-style-access` (see [`config`]).
 
 pub mod config;
+pub mod glue;
 mod part_file;
 mod partition;
 pub mod s3;

@@ -19,7 +19,9 @@ use aws_sdk_s3::Client;
 use sluice_engine::connector::Options;
 use sluice_engine::{Error, Result};
 
-use crate::aws::{retry, runtime, sdk_config, AwsOptions, Failure};
+use aws_config::SdkConfig;
+
+use crate::aws::{retry, runtime, AwsOptions, Failure};
 
 /// Bytes per uploaded part (S3 wants at least 5 MiB for every part but the last).
 const PART_BYTES: usize = 8 << 20;
@@ -61,6 +63,15 @@ impl S3Location {
         }))
     }
 
+    /// `s3://bucket/prefix/`, as catalogs want a table's location.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}/", self.bucket)
+        } else {
+            format!("s3://{}/{}/", self.bucket, self.prefix)
+        }
+    }
+
     /// The object key of `name` in partition folder `folder` (`""` or `a=1/b=2`).
     pub fn key(&self, folder: &str, name: &str) -> String {
         [self.prefix.as_str(), folder, name]
@@ -81,13 +92,12 @@ pub struct S3Target {
 
 impl S3Target {
     /// Connects and checks that the bucket exists and can be reached.
-    pub fn connect(table: &str, location: &S3Location) -> Result<Arc<Self>> {
+    pub fn connect(table: &str, location: &S3Location, sdk: &SdkConfig) -> Result<Arc<Self>> {
         runtime().block_on(async {
-            let sdk = sdk_config(table, &location.aws).await?;
             let custom_endpoint = location.aws.endpoint.is_some()
                 || std::env::var_os("AWS_ENDPOINT_URL").is_some()
                 || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-            let config = aws_sdk_s3::config::Builder::from(&sdk)
+            let config = aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(location.path_style.unwrap_or(custom_endpoint))
                 .build();
             let target = Self {
@@ -320,6 +330,7 @@ mod tests {
             "out/metrics/dt=2026-11-23/part-1.parquet"
         );
         assert_eq!(l.key("", "part-1.parquet"), "out/metrics/part-1.parquet");
+        assert_eq!(l.url(), "s3://bucket/out/metrics/");
         let mut o = Options::default();
         let root = S3Location::take("s3a://b", &mut o).unwrap().unwrap();
         assert_eq!(root.key("", "x"), "x");

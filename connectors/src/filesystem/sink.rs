@@ -6,20 +6,22 @@
 //! end of the input. A closed local file is visible at once; a closed S3 file (an upload)
 //! stays pending until the end of the input, when every pending upload is completed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Schema};
 use sluice_engine::connector::{Options, SinkConnector, SinkWriter, TableSpec};
 use sluice_engine::{Error, Result};
 
 use super::config::{FileSinkConfig, RollingPolicy};
+use super::glue::{CatalogTable, GlueCatalog};
 use super::part_file::{Closed, FileEncoding, PartFile, Storage};
 use super::partition::PartitionPath;
 use super::s3::{PendingUpload, S3Target};
+use crate::aws::{runtime, sdk_config};
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
 use crate::format::parquet::parquet_schema;
@@ -39,6 +41,11 @@ struct Table {
     run_id: String,
     /// Where files go; S3 is connected when the first writer starts.
     storage: Mutex<Option<Storage>>,
+    /// Data columns and partition keys with their types, for the Glue catalog.
+    columns: Vec<(String, DataType)>,
+    partition_fields: Vec<(String, DataType)>,
+    /// The Glue catalog entry, with `'sink.partition-commit.policy.kind' = 'metastore'`.
+    catalog: Mutex<Option<Arc<GlueCatalog>>>,
 }
 
 impl Table {
@@ -49,10 +56,34 @@ impl Table {
         }
         let storage = match &self.config.s3 {
             None => Storage::Local(self.config.path.clone()),
-            Some(location) => Storage::S3(S3Target::connect(&self.name, location)?),
+            Some(location) => {
+                let sdk = runtime().block_on(sdk_config(&self.name, &location.aws))?;
+                if let Some(glue) = &self.config.glue {
+                    let catalog = GlueCatalog::connect(
+                        &sdk,
+                        glue,
+                        CatalogTable {
+                            sluice_table: &self.name,
+                            location: location.url(),
+                            format: &self.config.format,
+                            columns: self.columns.clone(),
+                            partition_keys: self.partition_fields.clone(),
+                        },
+                    )?;
+                    *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(catalog);
+                }
+                Storage::S3(S3Target::connect(&self.name, location, &sdk)?)
+            }
         };
         *slot = Some(storage.clone());
         Ok(storage)
+    }
+
+    fn catalog(&self) -> Option<Arc<GlueCatalog>> {
+        self.catalog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -101,10 +132,24 @@ impl FileSink {
                 config,
                 encoding,
                 partition_columns,
-                partition_names: spec.partition_by,
+                partition_names: spec.partition_by.clone(),
                 data_columns,
                 run_id: uuid::Uuid::new_v4().to_string(),
                 storage: Mutex::new(None),
+                columns: data_schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect(),
+                partition_fields: spec
+                    .partition_by
+                    .iter()
+                    .filter_map(|name| {
+                        let field = schema.field_with_name(name).ok()?;
+                        Some((name.clone(), field.data_type().clone()))
+                    })
+                    .collect(),
+                catalog: Mutex::new(None),
             }),
         })
     }
@@ -131,6 +176,7 @@ impl SinkConnector for FileSink {
         Ok(Box::new(FileWriter {
             storage: self.table.storage()?,
             pending: Vec::new(),
+            folders: BTreeSet::new(),
             table: self.table.clone(),
             instance,
             next_part: 0,
@@ -147,6 +193,8 @@ struct FileWriter {
     storage: Storage,
     /// Closed S3 files waiting for the commit (dropped uncommitted: aborted).
     pending: Vec<PendingUpload>,
+    /// Partition folders this writer wrote to, for the catalog.
+    folders: BTreeSet<String>,
     instance: usize,
     /// Number of the next part file of this instance.
     next_part: usize,
@@ -173,6 +221,9 @@ impl FileWriter {
                 table.encoding.extension()
             );
             self.next_part += 1;
+            if !folder.is_empty() {
+                self.folders.insert(folder.to_string());
+            }
             let file = PartFile::create(&self.storage, folder, &name, &table.encoding)
                 .map_err(|e| self.error(e))?;
             self.open.insert(folder.to_string(), file);
@@ -283,6 +334,9 @@ impl SinkWriter for FileWriter {
         }
         for upload in std::mem::take(&mut self.pending) {
             upload.commit()?;
+        }
+        if let Some(catalog) = self.table.catalog() {
+            catalog.add_partitions(&self.folders)?;
         }
         Ok(())
     }
