@@ -37,6 +37,33 @@ fn new_bucket() -> String {
     bucket
 }
 
+/// Downloads the objects below `prefix` into `out`, keeping their relative keys as paths.
+fn fetch(bucket: &str, prefix: &str, out: &std::path::Path) {
+    s3_tool(&[
+        "fetch",
+        "--bucket",
+        bucket,
+        "--prefix",
+        prefix,
+        "--out",
+        &out.display().to_string(),
+    ]);
+}
+
+/// Writes `events` keyed events (gen_events.py), `rate` per second of event time.
+fn generate_events(path: &std::path::Path, events: u64, keys: u64, rate: u64) {
+    run_python(
+        "gen_events.py",
+        &[
+            &format!("--events={events}"),
+            &format!("--keys={keys}"),
+            &format!("--rate={rate}"),
+            "--disorder-ms=2000",
+            &path.display().to_string(),
+        ],
+    );
+}
+
 fn list(bucket: &str) -> Vec<String> {
     s3_tool(&["list", "--bucket", bucket])
         .lines()
@@ -50,16 +77,7 @@ fn a_window_job_writes_partitioned_parquet_to_s3() {
     let dir = JobDir::new();
     let events = dir.path().join("events.jsonl");
     // 20,000 events, 4 per second of event time: about 83 minutes over two hours.
-    run_python(
-        "gen_events.py",
-        &[
-            "--events=20000",
-            "--keys=10",
-            "--rate=4",
-            "--disorder-ms=2000",
-            &events.display().to_string(),
-        ],
-    );
+    generate_events(&events, 20_000, 10, 4);
     let job = write_job(
         dir.path(),
         &format!(
@@ -96,15 +114,7 @@ GROUP BY window_start, window_end, k;"
         assert!(ok, "unexpected object {key}");
     }
     let fetched = dir.path().join("fetched");
-    s3_tool(&[
-        "fetch",
-        "--bucket",
-        &bucket,
-        "--prefix",
-        "warehouse/metrics/",
-        "--out",
-        &fetched.display().to_string(),
-    ]);
+    fetch(&bucket, "warehouse/metrics/", &fetched);
     // Every window, key, count and sum as DuckDB computes them from the input.
     TumbleCheck {
         events: &events,
@@ -217,15 +227,7 @@ INSERT INTO out SELECT id, name FROM gen;"
     // Every row exactly once, over files of at most the target size (JSON rolls within a
     // batch of rows, so a file ends at the first batch past 16 kB).
     let fetched = dir.path().join("fetched");
-    s3_tool(&[
-        "fetch",
-        "--bucket",
-        &bucket,
-        "--prefix",
-        "rolling/",
-        "--out",
-        &fetched.display().to_string(),
-    ]);
+    fetch(&bucket, "rolling/", &fetched);
     let mut ids: Vec<u64> = Vec::new();
     for entry in std::fs::read_dir(&fetched).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
@@ -271,16 +273,7 @@ fn the_archive_job_keeps_every_record_once() {
     let bucket = new_bucket();
     let dir = JobDir::new();
     let events = dir.path().join("events.jsonl");
-    run_python(
-        "gen_events.py",
-        &[
-            "--events=30000",
-            "--keys=20",
-            "--rate=5",
-            "--disorder-ms=2000",
-            &events.display().to_string(),
-        ],
-    );
+    generate_events(&events, 30_000, 20, 5);
     let job = write_job(
         dir.path(),
         &format!(
@@ -302,15 +295,7 @@ FROM events;"
         .output()
         .assert_success();
     let fetched = dir.path().join("fetched");
-    s3_tool(&[
-        "fetch",
-        "--bucket",
-        &bucket,
-        "--prefix",
-        "archive/",
-        "--out",
-        &fetched.display().to_string(),
-    ]);
+    fetch(&bucket, "archive/", &fetched);
     let input = events.display();
     let rows = duckdb_query(
         &[("m", &fetched)],
