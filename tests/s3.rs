@@ -282,7 +282,8 @@ CREATE TABLE events (k STRING, v DOUBLE, ts BIGINT)
 WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
 CREATE TABLE raw_archive (k STRING, v DOUBLE, ts BIGINT, dt STRING, `hour` STRING)
 PARTITIONED BY (dt, `hour`)
-WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/archive', 'format' = 'parquet');
+WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/archive', 'format' = 'parquet',
+  'sink.partition-commit.policy.kind' = 'success-file');
 INSERT INTO raw_archive
 SELECT k, v, ts, DATE_FORMAT(TO_TIMESTAMP_LTZ(ts, 3), 'yyyy-MM-dd'),
        DATE_FORMAT(TO_TIMESTAMP_LTZ(ts, 3), 'HH')
@@ -311,8 +312,16 @@ FROM events;"
         rows,
         vec![serde_json::json!({"n": 30000, "extra": 0, "missing": 0})]
     );
-    // Each record sits in the folder of its own event hour.
+    // Each record sits in the folder of its own event hour, and each folder is marked done.
     let keys = list(&bucket);
+    let success: Vec<&String> = keys.iter().filter(|k| k.ends_with("/_SUCCESS")).collect();
+    assert_eq!(
+        success,
+        vec![
+            "archive/dt=2023-11-14/hour=22/_SUCCESS",
+            "archive/dt=2023-11-14/hour=23/_SUCCESS"
+        ]
+    );
     let mut folders: Vec<&str> = keys
         .iter()
         .map(|k| &k["archive/".len()..k.rfind('/').unwrap()])

@@ -64,11 +64,15 @@ pub struct FileSinkConfig {
     pub rolling: RollingPolicy,
     /// `sink.partition-commit.policy.kind` includes `metastore`: the Glue catalog entry.
     pub glue: Option<GlueOptions>,
+    /// `sink.partition-commit.policy.kind` includes `success-file`: a `_SUCCESS` file in
+    /// each partition once all its files are committed.
+    pub success_file: bool,
 }
 
 /// Flink options the sink accepts without acting on them yet: partitions are committed
-/// (their files made visible) when files roll (local) or at the end of the job (S3), and no
-/// `_SUCCESS` file is written.
+/// (their files made visible, `_SUCCESS` written) at the end of the job, as with a
+/// partition-time trigger whose watermark reaches the end; mid-run partition commits come
+/// with checkpoints.
 const ACCEPTED_NOT_YET_USED: [&str; 3] = [
     "sink.partition-commit.trigger",
     "sink.partition-commit.delay",
@@ -100,11 +104,11 @@ impl FileSinkConfig {
             .take(&["sink.partition-commit.policy.kind"])
             .unwrap_or_default();
         let mut metastore = false;
+        let mut success_file = false;
         for kind in policy.split(',').map(str::trim).filter(|k| !k.is_empty()) {
             match kind.to_ascii_lowercase().as_str() {
                 "metastore" => metastore = true,
-                // Accepted; no _SUCCESS file is written yet.
-                "success-file" => {}
+                "success-file" => success_file = true,
                 _ => {
                     return Err(Error::plan(format!(
                         "table '{}': option 'sink.partition-commit.policy.kind' = '{policy}' is \
@@ -128,6 +132,7 @@ impl FileSinkConfig {
             format,
             rolling,
             glue,
+            success_file,
         })
     }
 }
@@ -174,6 +179,7 @@ mod tests {
         ]);
         let config = FileSinkConfig::take(&mut o).unwrap();
         o.finish().unwrap();
+        assert!(config.success_file);
         let glue = config.glue.unwrap();
         assert_eq!(
             (glue.database.as_str(), glue.table.as_str()),

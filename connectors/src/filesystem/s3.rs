@@ -143,6 +143,23 @@ impl S3Target {
         }
     }
 
+    /// Writes an empty object (a `_SUCCESS` marker).
+    pub fn put_empty(&self, key: &str) -> Result<()> {
+        let what = format!("table '{}': PutObject {key}", self.table);
+        runtime()
+            .block_on(retry(&what, None, || {
+                let call = self
+                    .client
+                    .put_object()
+                    .bucket(&self.location.bucket)
+                    .key(key)
+                    .body(ByteStream::from(Vec::new()));
+                async move { call.send().await.map_err(|e| Failure::of(&e)) }
+            }))
+            .map(|_| ())
+            .map_err(|f| self.error("PutObject", key, &f))
+    }
+
     /// Starts the multipart upload of `key`.
     pub fn create(self: &Arc<Self>, key: String) -> Result<S3Upload> {
         let what = format!("table '{}': CreateMultipartUpload {key}", self.table);

@@ -46,6 +46,9 @@ struct Table {
     partition_fields: Vec<(String, DataType)>,
     /// The Glue catalog entry, with `'sink.partition-commit.policy.kind' = 'metastore'`.
     catalog: Mutex<Option<Arc<GlueCatalog>>>,
+    /// Writers that have finished, and the partition folders they wrote: the last one to
+    /// finish writes the `_SUCCESS` files, once every writer's files are committed.
+    finished: Mutex<(usize, BTreeSet<String>)>,
 }
 
 impl Table {
@@ -150,6 +153,7 @@ impl FileSink {
                     })
                     .collect(),
                 catalog: Mutex::new(None),
+                finished: Mutex::new((0, BTreeSet::new())),
             }),
         })
     }
@@ -172,9 +176,10 @@ impl SinkConnector for FileSink {
         text
     }
 
-    fn create_writer(&self, instance: usize, _parallelism: usize) -> Result<Box<dyn SinkWriter>> {
+    fn create_writer(&self, instance: usize, parallelism: usize) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(FileWriter {
             storage: self.table.storage()?,
+            parallelism,
             pending: Vec::new(),
             folders: BTreeSet::new(),
             table: self.table.clone(),
@@ -195,6 +200,7 @@ struct FileWriter {
     pending: Vec<PendingUpload>,
     /// Partition folders this writer wrote to, for the catalog.
     folders: BTreeSet<String>,
+    parallelism: usize,
     instance: usize,
     /// Number of the next part file of this instance.
     next_part: usize,
@@ -338,6 +344,47 @@ impl SinkWriter for FileWriter {
         if let Some(catalog) = self.table.catalog() {
             catalog.add_partitions(&self.folders)?;
         }
+        if self.table.config.success_file {
+            self.write_success_files()?;
+        }
+        Ok(())
+    }
+}
+
+impl FileWriter {
+    /// Marks every partition written by any writer with `_SUCCESS`, once the last writer
+    /// has committed its files.
+    fn write_success_files(&mut self) -> Result<()> {
+        let folders = {
+            let mut finished = self
+                .table
+                .finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            finished.0 += 1;
+            finished.1.extend(std::mem::take(&mut self.folders));
+            if finished.0 < self.parallelism {
+                return Ok(());
+            }
+            // Partition commit is for partitioned tables, as in Flink.
+            std::mem::take(&mut finished.1)
+        };
+        for folder in folders {
+            match &self.storage {
+                Storage::Local(root) => {
+                    let path = root.join(&folder).join("_SUCCESS");
+                    std::fs::write(&path, b"").map_err(|e| {
+                        self.error(Error::connector(format!(
+                            "cannot write {}: {e}",
+                            path.display()
+                        )))
+                    })?;
+                }
+                Storage::S3(target) => {
+                    target.put_empty(&target.location.key(&folder, "_SUCCESS"))?
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -433,6 +480,33 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn success_files_once_the_last_writer_has_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let sink = sink(
+            &out,
+            "json",
+            &["Region"],
+            &[("sink.partition-commit.policy.kind", "success-file")],
+        );
+        let mut first = sink.create_writer(0, 2).unwrap();
+        let mut second = sink.create_writer(1, 2).unwrap();
+        first.write(&batch(vec![Some("eu")])).unwrap();
+        second.write(&batch(vec![Some("us")])).unwrap();
+        first.finish().unwrap();
+        assert!(
+            !files(&out).iter().any(|f| f.ends_with("_SUCCESS")),
+            "no _SUCCESS while another writer has uncommitted files"
+        );
+        second.finish().unwrap();
+        let success: Vec<String> = files(&out)
+            .into_iter()
+            .filter(|f| f.ends_with("_SUCCESS"))
+            .collect();
+        assert_eq!(success, vec!["Region=eu/_SUCCESS", "Region=us/_SUCCESS"]);
     }
 
     #[test]
