@@ -53,7 +53,7 @@ pub enum PayloadFormat {
 }
 
 impl PayloadFormat {
-    fn take(options: &mut Options) -> Result<Self> {
+    pub(crate) fn take(options: &mut Options) -> Result<Self> {
         if options
             .peek("format")
             .is_some_and(|f| f.eq_ignore_ascii_case("raw"))

@@ -693,6 +693,58 @@ mod tests {
     }
 
     #[test]
+    fn payloads_in_each_format() {
+        use arrow::array::{Int64Array, StringArray};
+        use arrow::datatypes::{Field, Schema};
+
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("a,\nb"), None])),
+            ],
+        )
+        .unwrap();
+        let format = |name: &str| {
+            let mut o = Options::from_pairs("t", &[("format", name)]);
+            PayloadFormat::take(&mut o).unwrap()
+        };
+        let text = |payloads: Vec<Vec<u8>>| -> Vec<String> {
+            payloads
+                .into_iter()
+                .map(|p| String::from_utf8(p).unwrap())
+                .collect()
+        };
+        let json = Encoder::new(&format("json"), &schema)
+            .encode(&batch)
+            .unwrap();
+        assert_eq!(
+            text(json),
+            vec![r#"{"id":1,"note":"a,\nb"}"#, r#"{"id":2,"note":null}"#]
+        );
+        // A CSV value with a line break stays one record.
+        let csv = Encoder::new(&format("csv"), &schema)
+            .encode(&batch)
+            .unwrap();
+        assert_eq!(text(csv), vec!["1,\"a,\nb\"", "2,"]);
+        let raw_schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)]));
+        let raw_batch = RecordBatch::try_new(
+            raw_schema.clone(),
+            vec![Arc::new(StringArray::from(vec![Some("x y"), None]))],
+        )
+        .unwrap();
+        let raw = Encoder::new(&format("raw"), &raw_schema)
+            .encode(&raw_batch)
+            .unwrap();
+        assert_eq!(text(raw), vec!["x y", ""]);
+    }
+
+    #[test]
     fn rejected_records_wait_for_their_backoff_and_hold_their_key() {
         let none = HashSet::new();
         let mut waiting = entry("a", 1);
