@@ -344,3 +344,30 @@ FROM events;"
         assert_eq!(bad[0]["bad"].as_f64(), Some(0.0), "{folder}");
     }
 }
+
+#[test]
+fn denied_access_to_a_bucket_is_a_clear_error() {
+    let bucket = new_bucket();
+    let proxy = common::aws::FaultProxy::start(&moto().endpoint, &["--deny-s3"]);
+    let dir = JobDir::new();
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem',
+  'path' = 's3://{bucket}/x', 'format' = 'parquet');
+INSERT INTO out SELECT id FROM gen;"
+        ),
+        &[],
+    );
+    let outcome = sluice_run(&job).aws(&proxy.endpoint).output();
+    outcome.assert_failure();
+    let line = outcome.error_line();
+    assert_eq!(
+        line,
+        format!(
+            "error: table 'out': access to S3 bucket '{bucket}' was denied (HeadBucket): \
+             AccessDenied (HTTP 403)"
+        )
+    );
+}

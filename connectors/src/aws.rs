@@ -17,6 +17,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use backon::{ExponentialBuilder, Retryable};
 use sluice_engine::connector::Options;
 use sluice_engine::metrics::PartitionMetrics;
@@ -116,10 +117,9 @@ impl Failure {
     }
 
     /// Classifies an SDK error by its error code and HTTP status.
-    pub fn of<E, R>(error: &SdkError<E, R>) -> Self
+    pub fn of<E>(error: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let text = DisplayErrorContext(error).to_string();
         match error {
@@ -142,7 +142,14 @@ impl Failure {
                     "InternalFailure" | "ServiceUnavailable" | "InternalError" => {
                         Failure::Transient(message)
                     }
-                    "" => Failure::Transient(text),
+                    // No error code (a HEAD response has no body): the status says it.
+                    "" => match service.raw().status().as_u16() {
+                        403 => Failure::Fatal("AccessDenied (HTTP 403)".into()),
+                        404 => Failure::NotFound("HTTP 404".into()),
+                        429 => Failure::Throttled("HTTP 429".into()),
+                        status if status >= 500 => Failure::Transient(format!("HTTP {status}")),
+                        status => Failure::Fatal(format!("HTTP {status}")),
+                    },
                     code => Failure::Fatal(format!("{code}: {message}")),
                 }
             }

@@ -16,7 +16,8 @@ carries an X-Amz-Target header such as `Kinesis_20131202.GetRecords`), draws one
                                         into the response's Records at its position, with
                                         FailedRecordCount raised to match.
 
---deny answers every faulted request with 400 AccessDeniedException (access tests).
+--deny answers every faulted request with 400 AccessDeniedException (access tests);
+--deny-s3 answers every S3 REST request (no X-Amz-Target) with 403 AccessDenied.
 --only OP1,OP2 limits the faults to those operations; requests without X-Amz-Target (moto's
 /moto-api, ...) are never faulted. Client connections are kept alive (HTTP/1.1); each forwarded
 request opens its own upstream connection, since moto answers every request with
@@ -54,6 +55,8 @@ THROTTLE_BODY = {"__type": "ProvisionedThroughputExceededException",
 ERROR500_BODY = {"__type": "InternalFailure", "message": "injected"}
 EXPIRED_BODY = {"__type": "ExpiredIteratorException",
                 "message": "Iterator expired. The iterator was created at time (injected)"}
+DENY_S3_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                b'<Message>Access Denied (injected)</Message></Error>')
 DENY_BODY = {"__type": "AccessDeniedException",
              "message": "User is not authorized to perform this action (injected)"}
 PARTIAL_ENTRY = {"ErrorCode": "ProvisionedThroughputExceededException",
@@ -188,6 +191,11 @@ class Handler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target")
         op = target.rsplit(".", 1)[-1] if target else None
         faults.count("requests")
+        if args.deny_s3 and op is None and not self.path.startswith("/moto-api"):
+            # S3's REST protocol: 403 with an XML error (no body for HEAD).
+            faults.count("deny")
+            body = b"" if self.command == "HEAD" else DENY_S3_BODY
+            return self.reply(403, [("Content-Type", "application/xml")], body)
         if faults.faulted(op) and args.deny:
             faults.count("deny")
             return self.reply_json(400, DENY_BODY, DENY_BODY["__type"])
@@ -238,6 +246,8 @@ def main():
     p.add_argument("--expire", type=float, default=0.0,
                    help="GetRecords answered with ExpiredIteratorException")
     p.add_argument("--deny", action="store_true", help="every faulted call: AccessDeniedException")
+    p.add_argument("--deny-s3", action="store_true",
+                   help="every S3 (REST) request: 403 AccessDenied")
     p.add_argument("--partial", type=float, default=0.0, help="per-record PutRecords failure")
     p.add_argument("--only", help="comma-separated operations to fault, e.g. GetRecords,ListShards")
     p.add_argument("--no-serialize", action="store_true",
