@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -20,7 +20,7 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use backon::{ExponentialBuilder, Retryable};
 use sluice_engine::connector::Options;
-use sluice_engine::metrics::PartitionMetrics;
+use sluice_engine::metrics::{PartitionMetrics, SinkMetrics};
 use sluice_engine::{Error, Result};
 
 /// The `aws.*` options of a table.
@@ -136,9 +136,10 @@ impl Failure {
                     | "RequestLimitExceeded"
                     | "SlowDown" => Failure::Throttled(message),
                     "ExpiredIteratorException" => Failure::ExpiredIterator,
-                    "ResourceNotFoundException" | "NoSuchBucket" | "NotFound" => {
-                        Failure::NotFound(message)
-                    }
+                    "ResourceNotFoundException"
+                    | "ResourceNotFound"
+                    | "NoSuchBucket"
+                    | "NotFound" => Failure::NotFound(message),
                     "InternalFailure" | "ServiceUnavailable" | "InternalError" => {
                         Failure::Transient(message)
                     }
@@ -176,13 +177,50 @@ pub fn backoff() -> ExponentialBuilder {
         .without_max_times()
 }
 
+/// Counters that [`retry`] adds its retries to.
+pub trait CountsRetries: Send + Sync {
+    fn count_retry(&self, throttled: bool);
+}
+
+impl CountsRetries for PartitionMetrics {
+    fn count_retry(&self, throttled: bool) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if throttled {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl CountsRetries for SinkMetrics {
+    fn count_retry(&self, throttled: bool) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if throttled {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Runs `call` until it succeeds or fails in a way retrying cannot mend, counting retries
 /// (and throttles) in `metrics`. A call still failing after 10, 100, 1000... attempts is
 /// said on stderr under `what` ("table 'tx': shard s-1: GetRecords"), so a job that waits on
 /// a throttled or unreachable service says so.
 pub async fn retry<T, F, Fut>(
     what: &str,
-    metrics: Option<&Arc<PartitionMetrics>>,
+    metrics: Option<&dyn CountsRetries>,
+    call: F,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    retry_with(what, metrics, backoff(), call).await
+}
+
+/// [`retry`] with a backoff of the caller's choosing (a table's retry options).
+pub async fn retry_with<T, F, Fut>(
+    what: &str,
+    metrics: Option<&dyn CountsRetries>,
+    backoff: ExponentialBuilder,
     call: F,
 ) -> Result<T, Failure>
 where
@@ -190,15 +228,12 @@ where
     Fut: Future<Output = Result<T, Failure>>,
 {
     let mut retries = 0u64;
-    call.retry(backoff())
+    call.retry(backoff)
         .when(Failure::retryable)
         .notify(|failure, _| {
             retries += 1;
             if let Some(m) = metrics {
-                m.retries.fetch_add(1, Ordering::Relaxed);
-                if let Failure::Throttled(_) = failure {
-                    m.throttles.fetch_add(1, Ordering::Relaxed);
-                }
+                m.count_retry(matches!(failure, Failure::Throttled(_)));
             }
             if retries >= 10 && is_power_of_ten(retries) {
                 eprintln!(
@@ -217,13 +252,15 @@ fn is_power_of_ten(n: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
     fn retries_until_success_and_stops_at_fatal_failures() {
         let metrics = Arc::new(PartitionMetrics::default());
         let mut calls = 0;
-        let result = runtime().block_on(retry("test", Some(&metrics), || {
+        let result = runtime().block_on(retry("test", Some(&*metrics), || {
             calls += 1;
             let n = calls;
             async move {

@@ -224,12 +224,36 @@ pub trait SourceReader: Send {
     }
 }
 
+/// What a sink writer is told when it is created.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub metrics: Arc<JobMetrics>,
+    /// Index of this parallel instance and the number of instances.
+    pub instance: usize,
+    pub parallelism: usize,
+}
+
+impl SinkContext {
+    pub fn new(metrics: Arc<JobMetrics>, instance: usize, parallelism: usize) -> Self {
+        Self {
+            metrics,
+            instance,
+            parallelism,
+        }
+    }
+
+    /// A context with metrics of its own, for a writer used outside a job (tests, tools).
+    pub fn standalone(instance: usize, parallelism: usize) -> Self {
+        Self::new(Arc::new(JobMetrics::new()), instance, parallelism)
+    }
+}
+
 /// A configured sink table.
 pub trait SinkConnector: Send + Sync {
     /// One line for `explain`, without secrets.
     fn describe(&self) -> String;
-    /// Creates the writer of parallel instance `instance` of `parallelism`.
-    fn create_writer(&self, instance: usize, parallelism: usize) -> Result<Box<dyn SinkWriter>>;
+    /// Creates the writer of parallel instance `ctx.instance` of `ctx.parallelism`.
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>>;
 }
 
 /// One parallel instance of a sink. Receives batches with the sink table's schema.

@@ -7,6 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 /// Why a record was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,6 +21,8 @@ pub enum DropReason {
     Late,
     /// The record's event time (rowtime) was NULL.
     NullEventTime,
+    /// The sink's service refused the record for good (it is invalid there).
+    Rejected,
 }
 
 impl DropReason {
@@ -26,6 +31,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::Late => "late",
             DropReason::NullEventTime => "null event time",
+            DropReason::Rejected => "rejected by the sink's service",
         }
     }
 }
@@ -44,6 +50,65 @@ pub struct JobMetrics {
     watermarks: Mutex<BTreeMap<String, i64>>,
     /// Per source partition (Kinesis shard) counters, by (table, partition name).
     partitions: Mutex<BTreeMap<(String, String), Arc<PartitionMetrics>>>,
+    /// Per sink table counters of sinks that call a service (Kinesis, Feature Store).
+    sinks: Mutex<BTreeMap<String, Arc<SinkMetrics>>>,
+}
+
+/// Counters of one sink table that writes to a service, shared by its writers.
+#[derive(Debug)]
+pub struct SinkMetrics {
+    /// Records the service accepted.
+    pub records: AtomicU64,
+    /// Calls retried for any reason (throttles included).
+    pub retries: AtomicU64,
+    /// Calls the service refused for exceeding its rate limits.
+    pub throttles: AtomicU64,
+    /// Records the service rejected for good (invalid), counted and not retried.
+    pub failures: AtomicU64,
+    /// Latency of successful calls, in microseconds.
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Default for SinkMetrics {
+    fn default() -> Self {
+        Self {
+            records: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            // 1 µs to 1 hour, 3 significant digits.
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+}
+
+impl SinkMetrics {
+    /// Records the latency of one successful call.
+    pub fn add_latency(&self, latency: Duration) {
+        let micros = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        let mut h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = h.record(micros);
+    }
+
+    /// The latency below which a fraction `q` of the calls completed (None before any call).
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        (!h.is_empty()).then(|| Duration::from_micros(h.value_at_quantile(q)))
+    }
+}
+
+/// A snapshot of one sink's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkFigures {
+    pub table: String,
+    pub records: u64,
+    pub retries: u64,
+    pub throttles: u64,
+    pub failures: u64,
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
 }
 
 /// Counters of one source partition (a Kinesis shard), updated by its reader.
@@ -131,6 +196,28 @@ impl JobMetrics {
             p.entry((table.to_string(), partition.to_string()))
                 .or_default(),
         )
+    }
+
+    /// The counters of sink table `table`, created on first use.
+    pub fn sink(&self, table: &str) -> Arc<SinkMetrics> {
+        let mut s = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(s.entry(table.to_string()).or_default())
+    }
+
+    /// Every service sink's counters, ordered by table.
+    pub fn sinks(&self) -> Vec<SinkFigures> {
+        let s = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        s.iter()
+            .map(|(table, m)| SinkFigures {
+                table: table.clone(),
+                records: m.records.load(Ordering::Relaxed),
+                retries: m.retries.load(Ordering::Relaxed),
+                throttles: m.throttles.load(Ordering::Relaxed),
+                failures: m.failures.load(Ordering::Relaxed),
+                p50: m.latency_quantile(0.5),
+                p99: m.latency_quantile(0.99),
+            })
+            .collect()
     }
 
     /// Every partition's counters, ordered by table and partition.

@@ -29,7 +29,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 use sluice_connectors::option_values::parse_duration;
-use sluice_engine::connector::{MetadataColumn, Options, TableSpec};
+use sluice_engine::connector::{MetadataColumn, Options, SinkContext, TableSpec};
 use sluice_engine::graph::{Edge, Graph, Node, NodeId, NodeKind};
 use sluice_engine::metrics::JobMetrics;
 use sluice_engine::operator::Operator;
@@ -1162,7 +1162,8 @@ impl Planner<'_> {
             Edge::Forward,
             projected.parallelism,
             move |instance, parallelism| {
-                let writer = connector.create_writer(instance, parallelism)?;
+                let ctx = SinkContext::new(Arc::clone(&metrics), instance, parallelism);
+                let writer = connector.create_writer(&ctx)?;
                 Ok(Box::new(Sink::new(writer, Arc::clone(&metrics))))
             },
         );

@@ -3,7 +3,7 @@
 //! It has no options, so it has no `config.rs`.
 
 use arrow::array::RecordBatch;
-use sluice_engine::connector::{SinkConnector, SinkWriter};
+use sluice_engine::connector::{SinkConnector, SinkContext, SinkWriter};
 use sluice_engine::Result;
 
 /// A blackhole table.
@@ -14,7 +14,7 @@ impl SinkConnector for BlackholeSink {
         "blackhole".into()
     }
 
-    fn create_writer(&self, _instance: usize, _parallelism: usize) -> Result<Box<dyn SinkWriter>> {
+    fn create_writer(&self, _ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(BlackholeWriter))
     }
 }

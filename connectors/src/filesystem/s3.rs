@@ -143,8 +143,8 @@ impl S3Target {
         }
     }
 
-    /// Writes an empty object (a `_SUCCESS` marker).
-    pub fn put_empty(&self, key: &str) -> Result<()> {
+    /// Writes a whole object at once (a `_SUCCESS` marker, a small file).
+    pub fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
         let what = format!("table '{}': PutObject {key}", self.table);
         runtime()
             .block_on(retry(&what, None, || {
@@ -153,7 +153,7 @@ impl S3Target {
                     .put_object()
                     .bucket(&self.location.bucket)
                     .key(key)
-                    .body(ByteStream::from(Vec::new()));
+                    .body(ByteStream::from(body.clone()));
                 async move { call.send().await.map_err(|e| Failure::of(&e)) }
             }))
             .map(|_| ())

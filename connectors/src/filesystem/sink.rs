@@ -13,7 +13,7 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Schema};
-use sluice_engine::connector::{Options, SinkConnector, SinkWriter, TableSpec};
+use sluice_engine::connector::{Options, SinkConnector, SinkContext, SinkWriter, TableSpec};
 use sluice_engine::{Error, Result};
 
 use super::config::{FileSinkConfig, RollingPolicy};
@@ -176,7 +176,8 @@ impl SinkConnector for FileSink {
         text
     }
 
-    fn create_writer(&self, instance: usize, parallelism: usize) -> Result<Box<dyn SinkWriter>> {
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
+        let (instance, parallelism) = (ctx.instance, ctx.parallelism);
         Ok(Box::new(FileWriter {
             storage: self.table.storage()?,
             parallelism,
@@ -381,7 +382,7 @@ impl FileWriter {
                     })?;
                 }
                 Storage::S3(target) => {
-                    target.put_empty(&target.location.key(&folder, "_SUCCESS"))?
+                    target.put_object(&target.location.key(&folder, "_SUCCESS"), Vec::new())?
                 }
             }
         }
@@ -492,8 +493,8 @@ mod tests {
             &["Region"],
             &[("sink.partition-commit.policy.kind", "success-file")],
         );
-        let mut first = sink.create_writer(0, 2).unwrap();
-        let mut second = sink.create_writer(1, 2).unwrap();
+        let mut first = sink.create_writer(&SinkContext::standalone(0, 2)).unwrap();
+        let mut second = sink.create_writer(&SinkContext::standalone(1, 2)).unwrap();
         first.write(&batch(vec![Some("eu")])).unwrap();
         second.write(&batch(vec![Some("us")])).unwrap();
         first.finish().unwrap();
@@ -521,7 +522,7 @@ mod tests {
                 out.display()
             )
         );
-        let mut writer = sink.create_writer(1, 2).unwrap();
+        let mut writer = sink.create_writer(&SinkContext::standalone(1, 2)).unwrap();
         writer
             .write(&batch(vec![
                 Some("eu/west"),
@@ -574,7 +575,7 @@ mod tests {
     fn parquet_files_have_lowercase_names_millis_and_zstd() {
         let dir = tempfile::tempdir().unwrap();
         let sink = sink(dir.path(), "parquet", &[], &[]);
-        let mut writer = sink.create_writer(0, 1).unwrap();
+        let mut writer = sink.create_writer(&SinkContext::standalone(0, 1)).unwrap();
         writer.write(&batch(vec![Some("eu"), None])).unwrap();
         writer.finish().unwrap();
         let names = files(dir.path());
@@ -632,7 +633,7 @@ mod tests {
             &[],
             &[("sink.rolling-policy.file-size", "1 kb")],
         );
-        let mut writer = sink.create_writer(0, 1).unwrap();
+        let mut writer = sink.create_writer(&SinkContext::standalone(0, 1)).unwrap();
         for _ in 0..10 {
             writer
                 .write(&batch(vec![Some("region-with-a-long-name"); 10]))
@@ -671,7 +672,7 @@ mod tests {
     fn unfinished_files_are_removed_on_failure() {
         let dir = tempfile::tempdir().unwrap();
         let sink = sink(dir.path(), "parquet", &["Region"], &[]);
-        let mut writer = sink.create_writer(0, 1).unwrap();
+        let mut writer = sink.create_writer(&SinkContext::standalone(0, 1)).unwrap();
         writer.write(&batch(vec![Some("a"), Some("b")])).unwrap();
         assert_eq!(files(dir.path()).len(), 2);
         drop(writer);
@@ -687,7 +688,7 @@ mod tests {
             &[],
             &[("sink.rolling-policy.rollover-interval", "0 ms")],
         );
-        let mut writer = sink.create_writer(0, 1).unwrap();
+        let mut writer = sink.create_writer(&SinkContext::standalone(0, 1)).unwrap();
         writer.write(&batch(vec![Some("a")])).unwrap();
         writer.write(&batch(vec![Some("b")])).unwrap();
         let visible: Vec<String> = files(dir.path())

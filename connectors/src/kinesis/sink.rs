@@ -29,8 +29,8 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use rand::Rng;
-use sluice_engine::connector::{Options, SinkConnector, SinkWriter, TableSpec};
-use sluice_engine::metrics::PartitionMetrics;
+use sluice_engine::connector::{Options, SinkConnector, SinkContext, SinkWriter, TableSpec};
+use sluice_engine::metrics::SinkMetrics;
 use sluice_engine::{Error, Result};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use super::config::{KinesisSinkConfig, Partitioner, PayloadFormat, StreamRef, MAX_RECORD_BYTES};
 use super::shards::stream_error;
-use crate::aws::{retry, runtime, sdk_config, Failure};
+use crate::aws::{retry, runtime, sdk_config, CountsRetries, Failure};
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
 use crate::format::Format;
@@ -104,7 +104,7 @@ impl SinkConnector for KinesisSink {
         format!("kinesis {} {}", c.stream.name(), c.format.name())
     }
 
-    fn create_writer(&self, instance: usize, _parallelism: usize) -> Result<Box<dyn SinkWriter>> {
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
         let table = Arc::clone(&self.table);
         let client = runtime().block_on(async {
             let sdk = sdk_config(&table.name, &table.config.aws).await?;
@@ -116,7 +116,7 @@ impl SinkConnector for KinesisSink {
         let flusher = Flusher {
             table: Arc::clone(&table),
             client,
-            metrics: Arc::new(PartitionMetrics::default()),
+            metrics: ctx.metrics.sink(&table.name),
         };
         let dead_letter = match &table.config.dead_letter {
             None => None,
@@ -124,7 +124,7 @@ impl SinkConnector for KinesisSink {
         };
         Ok(Box::new(KinesisWriter {
             encoder: Encoder::new(&table.config.format, &table.schema),
-            fixed_key: instance.to_string(),
+            fixed_key: ctx.instance.to_string(),
             table,
             tx: Some(tx),
             flusher: Some(runtime().spawn(flusher.run(rx))),
@@ -405,7 +405,7 @@ struct Outcome {
 struct Flusher {
     table: Arc<SinkTable>,
     client: Client,
-    metrics: Arc<PartitionMetrics>,
+    metrics: Arc<SinkMetrics>,
 }
 
 impl Flusher {
@@ -502,10 +502,7 @@ impl Flusher {
                             outcome.failed.len()
                         )));
                     }
-                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    if first.contains("ProvisionedThroughputExceeded") {
-                        self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
-                    }
+                    self.metrics.count_retry(first.contains("ProvisionedThroughputExceeded"));
                     // Back at the front, in their order: they go before anything of
                     // their keys that came later.
                     buffered_bytes += outcome.failed.iter().map(Entry::size).sum::<u64>();
@@ -589,7 +586,7 @@ fn take_batch(buffer: &mut VecDeque<Entry>, busy: &HashSet<String>, limits: Limi
 async fn put_records(
     client: Client,
     table: Arc<SinkTable>,
-    metrics: Arc<PartitionMetrics>,
+    metrics: Arc<SinkMetrics>,
     batch: Vec<Entry>,
 ) -> Result<Outcome> {
     let stream = &table.config.stream;
@@ -604,7 +601,8 @@ async fn put_records(
         })
         .collect::<Result<_>>()?;
     let what = format!("table '{}': PutRecords", table.name);
-    let output = retry(&what, Some(&metrics), || {
+    let started = Instant::now();
+    let output = retry(&what, Some(&*metrics), || {
         let call = client.put_records().set_records(Some(request.clone()));
         let call = match stream {
             StreamRef::Name(n) => call.stream_name(n),
@@ -614,7 +612,7 @@ async fn put_records(
     })
     .await
     .map_err(|f| stream_error(&table.name, stream, "PutRecords", &f))?;
-    let keys = batch.iter().map(|e| e.key.clone()).collect();
+    let keys: Vec<String> = batch.iter().map(|e| e.key.clone()).collect();
     let mut failed = Vec::new();
     let mut first_error = None;
     if output.failed_record_count().unwrap_or(0) > 0 {
@@ -627,6 +625,10 @@ async fn put_records(
             }
         }
     }
+    metrics.add_latency(started.elapsed());
+    metrics
+        .records
+        .fetch_add((keys.len() - failed.len()) as u64, Ordering::Relaxed);
     Ok(Outcome {
         keys,
         failed,

@@ -352,7 +352,7 @@ impl ShardTask {
                 tokio::time::sleep_until(at + MIN_CALL_GAP).await;
             }
             last_call = Some(Instant::now());
-            let call = retry(&self.what("GetRecords"), Some(&self.metrics), || {
+            let call = retry(&self.what("GetRecords"), Some(&*self.metrics), || {
                 let call = self
                     .client
                     .get_records()
@@ -460,7 +460,7 @@ impl ShardTask {
     /// A shard iterator at `position`; `None` when the shard has nothing there to read.
     async fn iterator(&self, position: &Position) -> Result<Option<String>> {
         let stream = &self.table.config.stream;
-        let output = retry(&self.what("GetShardIterator"), Some(&self.metrics), || {
+        let output = retry(&self.what("GetShardIterator"), Some(&*self.metrics), || {
             let mut call = self.client.get_shard_iterator().shard_id(&self.shard_id);
             call = match stream {
                 StreamRef::Name(n) => call.stream_name(n),

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use arrow::array::RecordBatch;
-use sluice_engine::connector::{Options, SinkConnector, SinkWriter, TableSpec};
+use sluice_engine::connector::{Options, SinkConnector, SinkContext, SinkWriter, TableSpec};
 use sluice_engine::{Error, Result};
 
 use super::config::PrintConfig;
@@ -38,7 +38,8 @@ impl SinkConnector for PrintSink {
         }
     }
 
-    fn create_writer(&self, instance: usize, parallelism: usize) -> Result<Box<dyn SinkWriter>> {
+    fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
+        let (instance, parallelism) = (ctx.instance, ctx.parallelism);
         let mut prefix = self.config.prefix(instance, parallelism).into_bytes();
         prefix.extend_from_slice(b"+I[");
         Ok(Box::new(PrintWriter {
