@@ -49,6 +49,116 @@ enum Command {
     /// Print the Athena CREATE EXTERNAL TABLE statement of each filesystem table the job
     /// writes to.
     AthenaDdl { job: PathBuf },
+    /// The local feature store: serve it with the SageMaker Feature Store API, or read it.
+    Featurestore {
+        #[command(subcommand)]
+        command: FeatureStoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeatureStoreCommand {
+    /// Serve a local feature store over HTTP with the SageMaker Feature Store API (runtime
+    /// and control plane), until Ctrl-C or SIGTERM.
+    Serve {
+        /// Address to listen on; port 0 picks a free port (the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8085")]
+        listen: std::net::SocketAddr,
+        /// The store's folder (online store database and offline files).
+        #[arg(long, default_value = "out/featurestore")]
+        data: PathBuf,
+        /// Region used in ARNs and offline store paths.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// How often accepted puts are written to the offline store as Parquet.
+        #[arg(long, default_value = "10s", value_parser = parse_seconds)]
+        offline_flush_interval: Duration,
+    },
+    /// Print the latest record of RECORD_ID in feature group GROUP of a local store folder.
+    Get {
+        group: String,
+        record_id: String,
+        #[arg(long, default_value = "out/featurestore")]
+        data: PathBuf,
+    },
+}
+
+fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
+    let number = text.trim().trim_end_matches('s');
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds, such as 10s"))
+}
+
+fn featurestore(command: FeatureStoreCommand) -> Result<()> {
+    use sluice_connectors::featurestore::{server, LocalStore, StoreSettings};
+    let store_error =
+        |e: sluice_connectors::featurestore::store::StoreError| Error::connector(e.to_string());
+    match command {
+        FeatureStoreCommand::Serve {
+            listen,
+            data,
+            region,
+            offline_flush_interval,
+        } => {
+            let settings = StoreSettings {
+                region,
+                offline_flush: Some(offline_flush_interval),
+                ..StoreSettings::default()
+            };
+            let store = LocalStore::open(&data, settings).map_err(store_error)?;
+            let shown = data.display().to_string();
+            server::serve(Arc::clone(&store), listen, |bound| {
+                println!("sluice featurestore: listening on http://{bound} (data in {shown})");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            })?;
+            store.close();
+            eprintln!("sluice featurestore: stopped");
+            Ok(())
+        }
+        FeatureStoreCommand::Get {
+            group,
+            record_id,
+            data,
+        } => {
+            if !data.join("store.redb").exists() {
+                return Err(Error::plan(format!(
+                    "{} holds no feature store (no store.redb)",
+                    data.display()
+                )));
+            }
+            let settings = StoreSettings {
+                offline_flush: None,
+                ..StoreSettings::default()
+            };
+            let store = LocalStore::open(&data, settings).map_err(store_error)?;
+            let record = store
+                .get_record(&group, &record_id, None)
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    Error::data(format!(
+                        "feature group '{group}' has no record '{record_id}' in the online store"
+                    ))
+                })?;
+            let mut object = serde_json::Map::new();
+            for v in record.values {
+                let value = match (v.value_as_string, v.value_as_string_list) {
+                    (Some(s), _) => serde_json::Value::String(s),
+                    (None, Some(list)) => serde_json::json!(list),
+                    (None, None) => serde_json::Value::Null,
+                };
+                object.insert(v.feature_name, value);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&object).unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn read_job(path: &PathBuf) -> Result<SourceFile> {
@@ -124,6 +234,21 @@ fn summary(m: &JobMetrics, elapsed: Duration, failed: bool) -> String {
     for ((table, reason), n) in m.dropped() {
         s.push_str(&format!("    {table}: {n} dropped ({})\n", reason.as_str()));
     }
+    for k in m.sinks() {
+        let ms = |d: Option<Duration>| {
+            d.map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+        };
+        s.push_str(&format!(
+            "  sink {}: {} records put, {} retried, {} throttled, {} rejected, latency p50 {} p99 {}\n",
+            k.table,
+            k.records,
+            k.retries,
+            k.throttles,
+            k.failures,
+            ms(k.p50),
+            ms(k.p99)
+        ));
+    }
     for p in m.partitions() {
         s.push_str(&format!(
             "  {} {}: {} records, {} bytes, {} ms behind latest, {} throttled, {} retried\n",
@@ -155,6 +280,22 @@ fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
             })
         })
         .collect();
+    let sinks: Vec<serde_json::Value> = m
+        .sinks()
+        .into_iter()
+        .map(|k| {
+            let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+            serde_json::json!({
+                "table": k.table,
+                "records": k.records,
+                "retries": k.retries,
+                "throttles": k.throttles,
+                "failures": k.failures,
+                "latency_p50_ms": ms(k.p50),
+                "latency_p99_ms": ms(k.p99),
+            })
+        })
+        .collect();
     let json = serde_json::json!({
         "records_read": m.records_read(),
         "bytes_read": m.bytes_read.load(Ordering::Relaxed),
@@ -165,8 +306,10 @@ fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
             "late": m.dropped_total(DropReason::Late),
             "malformed": m.dropped_total(DropReason::Malformed),
             "null_event_time": m.dropped_total(DropReason::NullEventTime),
+            "rejected": m.dropped_total(DropReason::Rejected),
         },
         "partitions": partitions,
+        "sinks": sinks,
     });
     format!("{json}\n")
 }
@@ -243,6 +386,7 @@ fn main() -> ExitCode {
             print!("{}", sluice_sql::athena::athena_ddl(&file)?);
             Ok(())
         }),
+        Command::Featurestore { command } => featurestore(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

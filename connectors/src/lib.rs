@@ -13,6 +13,7 @@
 //! | `print`      |        | yes  |
 //! | `blackhole`  |        | yes  |
 //! | `kinesis`    | yes    | yes  |
+//! | `sagemaker-featurestore` |  | yes |
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use sluice_engine::{Error, Result};
 pub mod aws;
 pub mod blackhole;
 pub mod datagen;
+pub mod featurestore;
 pub mod filesystem;
 pub mod format;
 pub mod kinesis;
@@ -29,7 +31,7 @@ pub mod option_values;
 pub mod print;
 
 /// The connectors this crate knows, for messages.
-const KNOWN: &str = "filesystem, kinesis, datagen, print, blackhole";
+const KNOWN: &str = "filesystem, kinesis, sagemaker-featurestore, datagen, print, blackhole";
 
 /// Creates the source connector `connector` for table `spec`, taking the options it
 /// understands from `options` (the caller rejects whatever is left).
@@ -42,7 +44,9 @@ pub fn create_source(
         "filesystem" => Ok(Arc::new(filesystem::FileSource::new(spec, options)?)),
         "datagen" => Ok(Arc::new(datagen::DatagenSource::new(spec, options)?)),
         "kinesis" => Ok(Arc::new(kinesis::KinesisSource::new(spec, options)?)),
-        "print" | "blackhole" => Err(wrong_role(&spec.name, connector, "sink", "read from")),
+        "print" | "blackhole" | "sagemaker-featurestore" => {
+            Err(wrong_role(&spec.name, connector, "sink", "read from"))
+        }
         other => Err(unknown(&spec.name, other)),
     }
 }
@@ -59,6 +63,9 @@ pub fn create_sink(
         "print" => Ok(Arc::new(print::PrintSink::new(spec, options)?)),
         "blackhole" => Ok(Arc::new(blackhole::BlackholeSink)),
         "kinesis" => Ok(Arc::new(kinesis::KinesisSink::new(spec, options)?)),
+        "sagemaker-featurestore" => Ok(Arc::new(featurestore::FeatureStoreSink::new(
+            spec, options,
+        )?)),
         "datagen" => Err(wrong_role(&spec.name, connector, "source", "written to")),
         other => Err(unknown(&spec.name, other)),
     }
@@ -104,7 +111,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.message(),
-            "table 't': unknown connector 'kafka' (known: filesystem, kinesis, datagen, print, blackhole)"
+            "table 't': unknown connector 'kafka' (known: filesystem, kinesis, sagemaker-featurestore, datagen, print, blackhole)"
         );
         assert!(create_sink("kafka", spec(), &mut options()).is_err());
         let err = create_source("print", spec(), &mut options())
