@@ -1,8 +1,9 @@
 -- Per-minute blockchain transaction metrics from a Kinesis stream: pipeline 1 of
 -- shared/MISSION.md without the Lambda glue. Transactions arrive on the stream `tx`; every
 -- minute and currency, the job counts them and sums and averages their fees, and writes the
--- result twice: as Parquet in out/tx_metrics_kinesis/ and as JSON records on the stream
--- `tx_metrics` (partition key: the currency).
+-- result three times: as Parquet in out/tx_metrics_kinesis/, as JSON records on the stream
+-- `tx_metrics` (partition key: the currency), and into the SageMaker Feature Store group
+-- `tx-metrics` (PutRecord per currency and minute).
 --
 -- Credentials and endpoint come from the standard AWS chain; for a local run against moto
 -- or LocalStack set AWS_ENDPOINT_URL. Fill the stream with the producer first:
@@ -61,6 +62,21 @@ CREATE TABLE tx_metrics_stream (
   'format' = 'json'
 );
 
+-- The feature group 'tx-metrics' must exist (jobs/README.md shows how to create it). The
+-- endpoint comes from the standard AWS settings: AWS_ENDPOINT_URL_SAGEMAKER and
+-- AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME point it at `sluice featurestore serve`.
+CREATE TABLE tx_features (
+  currency STRING,
+  window_end TIMESTAMP(3),
+  tx_count BIGINT,
+  total_fee DOUBLE,
+  avg_fee DOUBLE
+) WITH (
+  'connector' = 'sagemaker-featurestore',
+  'feature-group.name' = 'tx-metrics',
+  'aws.region' = 'us-east-1'
+);
+
 CREATE TEMPORARY VIEW per_minute AS
 SELECT window_start, window_end, currency,
        COUNT(*) AS tx_count, SUM(fee) AS total_fee, AVG(fee) AS avg_fee
@@ -70,3 +86,5 @@ GROUP BY window_start, window_end, currency;
 INSERT INTO tx_metrics SELECT * FROM per_minute;
 
 INSERT INTO tx_metrics_stream SELECT * FROM per_minute;
+
+INSERT INTO tx_features SELECT currency, window_end, tx_count, total_fee, avg_fee FROM per_minute;

@@ -6,9 +6,12 @@
 -- out of order the way Kinesis data is -- but never by more than the 5 s watermark delay,
 -- so no transaction is late. For every 1-minute tumbling window and currency the job writes
 -- the number of transactions, the total fee and the average fee as Parquet into
--- out/tx_metrics/ (relative to the current directory).
+-- out/tx_metrics/ (relative to the current directory), and puts them into the feature group
+-- tx-metrics of a local feature store in out/featurestore/ (created on first run): the
+-- online store keeps each currency's latest minute, the offline store every minute.
 --
 -- Run: cargo run --release -- run jobs/tx_metrics_local.sql
+-- Then: cargo run --release -- featurestore get tx-metrics BTC
 
 CREATE TABLE tx (
   tx_hash STRING,
@@ -49,7 +52,28 @@ CREATE TABLE tx_metrics (
   'format' = 'parquet'
 );
 
-INSERT INTO tx_metrics
-SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
+-- The same metrics as features. 'local:DIR' writes straight into a local feature store
+-- folder; against SageMaker Feature Store, drop 'aws.endpoint' and set 'aws.region'.
+CREATE TABLE tx_features (
+  currency STRING,
+  window_end TIMESTAMP(3),
+  tx_count BIGINT,
+  total_fee DOUBLE,
+  avg_fee DOUBLE
+) WITH (
+  'connector' = 'sagemaker-featurestore',
+  'feature-group.name' = 'tx-metrics',
+  'aws.endpoint' = 'local:out/featurestore',
+  'record-identifier' = 'currency',
+  'event-time' = 'window_end'
+);
+
+CREATE TEMPORARY VIEW per_minute AS
+SELECT window_start, window_end, currency,
+       COUNT(*) AS tx_count, SUM(fee) AS total_fee, AVG(fee) AS avg_fee
 FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
 GROUP BY window_start, window_end, currency;
+
+INSERT INTO tx_metrics SELECT * FROM per_minute;
+
+INSERT INTO tx_features SELECT currency, window_end, tx_count, total_fee, avg_fee FROM per_minute;

@@ -3,12 +3,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::featurestore::{assert_latest, latest_in_parquet};
 use common::{
-    assert_no_hidden_files, data_files, duckdb_query, run_python_file, sluice_run, JobDir, Metrics,
-    TumbleCheck, REPO,
+    assert_no_hidden_files, data_files, duckdb_query, run_python_file, sluice, sluice_run, JobDir,
+    Metrics, TumbleCheck, REPO,
 };
 use serde_json::json;
 
@@ -77,9 +79,10 @@ fn tx_metrics_local_accounts_for_every_generated_transaction() {
         json!(metrics.records_read - metrics.dropped()),
         "{stats}"
     );
+    // Both sinks (Parquet and the feature store) get every row.
     assert_eq!(
         stats["rows_written"],
-        json!(metrics.records_written),
+        json!(metrics.records_written / 2),
         "{stats}"
     );
     for check in [
@@ -107,6 +110,33 @@ fn tx_metrics_local_accounts_for_every_generated_transaction() {
         per_currency,
         ["ADA", "BTC", "ETH", "SOL"].map(|c| json!({"currency": c, "txs": quarter})),
     );
+
+    // The local feature store: `sluice featurestore get` prints each currency's latest
+    // minute, and the offline store holds every minute once.
+    let mut store = BTreeMap::new();
+    for currency in ["ADA", "BTC", "ETH", "SOL"] {
+        let out = sluice()
+            .args(&["featurestore", "get", "tx-metrics", currency])
+            .current_dir(dir.path())
+            .output();
+        out.assert_success();
+        let record: BTreeMap<String, String> =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+        store.insert(currency.to_string(), record);
+    }
+    assert_latest(&store, &latest_in_parquet(&output));
+    let offline = duckdb_query(
+        &[
+            ("o", &dir.path().join("out/featurestore/offline")),
+            ("m", &output),
+        ],
+        "SELECT (SELECT count(*) FROM o) AS offline_rows,
+                (SELECT count(DISTINCT (currency, window_end)) FROM o) AS offline_windows,
+                (SELECT count(*) FROM m) AS windows",
+    );
+    let windows = &offline[0]["windows"];
+    assert_eq!(offline[0]["offline_rows"], *windows, "{offline:?}");
+    assert_eq!(offline[0]["offline_windows"], *windows, "{offline:?}");
 }
 
 #[test]
@@ -157,6 +187,7 @@ fn tx_metrics_file_matches_duckdb_over_gen_tx_output() {
 #[test]
 fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
     use common::aws::{kinesis_tool, moto};
+    use common::featurestore::{create_group, dump, Server};
 
     let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
     assert!(
@@ -195,12 +226,21 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
         ],
     );
 
+    // The feature store, served locally, with the group jobs/README.md creates.
+    let store = Server::start(&dir.path().join("featurestore"));
+    create_group(&store.endpoint, "tx-metrics");
+
     let name = "tx_metrics_kinesis.sql";
     let text = fs::read_to_string(Path::new(REPO).join("jobs").join(name)).expect("read the job");
     fs::write(dir.path().join(name), &text).expect("copy the job");
     let outcome = sluice_run(Path::new(name))
         .current_dir(dir.path())
         .aws(endpoint)
+        .env("AWS_ENDPOINT_URL_SAGEMAKER", &store.endpoint)
+        .env(
+            "AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME",
+            &store.endpoint,
+        )
         .metrics_json(&dir.path().join("metrics.json"))
         .output();
     outcome.assert_success();
@@ -269,4 +309,12 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
     })
     .collect();
     assert_eq!(from_stream, from_parquet);
+
+    // Feature Store holds each currency's latest minute.
+    let latest = latest_in_parquet(&output);
+    let ids: Vec<String> = latest
+        .iter()
+        .map(|r| r["currency"].as_str().expect("currency").to_string())
+        .collect();
+    assert_latest(&dump(&store.endpoint, "tx-metrics", &ids), &latest);
 }

@@ -3,32 +3,14 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::aws::{aws_env, moto, unique_stream};
-use common::{
-    duckdb_query, python, run_python, sluice_run, support, write_job, JobDir, TumbleCheck,
-};
+use common::aws::{aws_tool, moto, unique_stream};
+use common::{duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck};
 
 /// Runs `tests/support/s3_tool.py` against moto; returns its stdout.
 fn s3_tool(args: &[&str]) -> String {
-    let endpoint = &moto().endpoint;
-    let out = Command::new(python())
-        .arg(support("s3_tool.py"))
-        .args(["--endpoint", endpoint])
-        .args(args)
-        .envs(aws_env(endpoint))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("run s3_tool.py");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "s3_tool.py {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    aws_tool("s3_tool.py", &moto().endpoint, args)
 }
 
 fn new_bucket() -> String {

@@ -82,8 +82,14 @@ impl Sluice {
 
 /// Runs `tests/support/kinesis_tool.py` against `endpoint`; returns its stdout.
 pub fn kinesis_tool(endpoint: &str, args: &[&str]) -> String {
+    aws_tool("kinesis_tool.py", endpoint, args)
+}
+
+/// Runs a boto3 script of `tests/support/` against `endpoint` with the tests' AWS
+/// environment; panics with its output unless it succeeds, and returns its stdout.
+pub fn aws_tool(script: &str, endpoint: &str, args: &[&str]) -> String {
     let out = Command::new(python())
-        .arg(support("kinesis_tool.py"))
+        .arg(support(script))
         .arg("--endpoint")
         .arg(endpoint)
         .args(args)
@@ -91,11 +97,11 @@ pub fn kinesis_tool(endpoint: &str, args: &[&str]) -> String {
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run kinesis_tool.py: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "kinesis_tool.py {args:?} failed ({}):\n{stdout}\n{}",
+        "{script} {args:?} failed ({}):\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod featurestore;
 
 use std::fs;
 use std::io::Read;
@@ -227,6 +228,11 @@ pub fn sluice() -> Sluice {
 }
 
 impl Sluice {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.arg(arg);
         self
@@ -394,6 +400,20 @@ impl Running {
             .args(["-INT", &self.child.id().to_string()])
             .status();
         self.finish()
+    }
+
+    /// Sends SIGTERM and waits for the process to end.
+    pub fn terminate(self) -> Outcome {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.finish()
+    }
+
+    /// Kills the process with SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the run to end by itself.

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A small fault-injecting HTTP/1.1 proxy for the Kinesis tests (standard library only).
 
-Sits between a client (the Rust AWS SDK, boto3) and moto_server and, per AWS request (one that
-carries an X-Amz-Target header such as `Kinesis_20131202.GetRecords`), draws one number u in
-[0, 1) and:
+Sits between a client (the Rust AWS SDK, boto3) and moto_server (or `sluice featurestore
+serve`) and, per AWS request (one that carries an X-Amz-Target header such as
+`Kinesis_20131202.GetRecords`, or a REST call of the Feature Store runtime API: PutRecord,
+GetRecord, DeleteRecord, BatchGetRecord), draws one number u in [0, 1) and:
 
-  u < throttle                       -> 400 ProvisionedThroughputExceededException, not forwarded
+  u < throttle                       -> 400 ProvisionedThroughputExceededException (REST calls:
+                                        ThrottlingException), not forwarded
   u < throttle + error500            -> 500 InternalFailure, not forwarded
   u < throttle + error500 + drop     -> the client connection is closed with no response
   u < ... + drop + expire            -> (GetRecords only) 400 ExpiredIteratorException, not
@@ -53,6 +55,7 @@ AMZ_JSON = "application/x-amz-json-1.1"
 THROTTLE_BODY = {"__type": "ProvisionedThroughputExceededException",
                  "message": "Rate exceeded for shard"}
 ERROR500_BODY = {"__type": "InternalFailure", "message": "injected"}
+REST_THROTTLE_BODY = {"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}
 EXPIRED_BODY = {"__type": "ExpiredIteratorException",
                 "message": "Iterator expired. The iterator was created at time (injected)"}
 DENY_S3_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
@@ -189,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
         args = self.server.args
         body = self.read_body()
         target = self.headers.get("X-Amz-Target")
-        op = target.rsplit(".", 1)[-1] if target else None
+        op = target.rsplit(".", 1)[-1] if target else rest_operation(self.command, self.path)
         faults.count("requests")
         if args.deny_s3 and op is None and not self.path.startswith("/moto-api"):
             # S3's REST protocol: 403 with an XML error (no body for HEAD).
@@ -203,7 +206,8 @@ class Handler(BaseHTTPRequestHandler):
             u = faults.draw()
             if u < args.throttle:
                 faults.count("throttle")
-                return self.reply_json(400, THROTTLE_BODY, THROTTLE_BODY["__type"])
+                body = THROTTLE_BODY if target else REST_THROTTLE_BODY
+                return self.reply_json(400, body, body["__type"])
             if u < args.throttle + args.error500:
                 faults.count("error500")
                 return self.reply_json(500, ERROR500_BODY, ERROR500_BODY["__type"])
@@ -226,6 +230,15 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(*result)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
+
+
+def rest_operation(method, path):
+    """The operation of a REST request of the Feature Store runtime API, else None."""
+    if path.startswith("/FeatureGroup/"):
+        return {"PUT": "PutRecord", "GET": "GetRecord", "DELETE": "DeleteRecord"}.get(method)
+    if method == "POST" and path.startswith("/BatchGetRecord"):
+        return "BatchGetRecord"
+    return None
 
 
 class Server(ThreadingHTTPServer):
