@@ -353,3 +353,52 @@ INSERT INTO out SELECT id FROM gen;"
         )
     );
 }
+
+#[test]
+fn parquet_files_roll_by_size_within_one_row_group() {
+    let bucket = new_bucket();
+    let dir = JobDir::new();
+    let rows = 300_000;
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'parallelism.default' = '1';
+CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen',
+  'number-of-rows' = '{rows}', 'rows-per-second' = '100000000',
+  'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}',
+  'fields.name.length' = '20');
+CREATE TABLE out (id BIGINT, name STRING, part INT) PARTITIONED BY (part) WITH (
+  'connector' = 'filesystem', 'path' = 's3://{bucket}/rolled', 'format' = 'parquet',
+  'sink.rolling-policy.file-size' = '1mb', 'parquet.block.size' = '128kb');
+INSERT INTO out SELECT id, name, CAST(MOD(id, 2) AS INT) FROM gen;"
+        ),
+        &[],
+    );
+    sluice_run(&job)
+        .aws(&moto().endpoint)
+        .output()
+        .assert_success();
+    let fetched = dir.path().join("fetched");
+    fetch(&bucket, "rolled/", &fetched);
+    // Several files in each partition, none larger than the target by more than one row
+    // group (the sink rolls once a file has reached the target).
+    let limit = (1 << 20) + (128 << 10);
+    for part in ["part=0", "part=1"] {
+        let folder = fetched.join(part);
+        let sizes: Vec<u64> = std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+            .map(|e| e.expect("an entry").metadata().expect("metadata").len())
+            .collect();
+        assert!(sizes.len() >= 3, "{part}: {sizes:?}");
+        assert!(sizes.iter().all(|&s| s <= limit), "{part}: {sizes:?}");
+    }
+    // Every row once.
+    let stats = duckdb_query(
+        &[("o", &fetched)],
+        "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id) AS lo, max(id) AS hi FROM o",
+    );
+    assert_eq!(
+        stats[0],
+        serde_json::json!({"n": rows, "ids": rows, "lo": 1, "hi": rows})
+    );
+}
