@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::featurestore::{assert_latest, latest_in_parquet};
 use common::{
     assert_no_hidden_files, data_files, duckdb_query, run_python_file, sluice, sluice_run, JobDir,
-    Metrics, TumbleCheck, REPO,
+    Metrics, TumbleCheck, TumbleSummary, REPO,
 };
 use serde_json::json;
 
@@ -34,6 +34,26 @@ fn run_example(dir: &JobDir, name: &str, output: &str) -> (String, PathBuf, Metr
         output.display()
     );
     (text, output, outcome.metrics())
+}
+
+/// Checks a tx_metrics job's Parquet output (count, total and average fee per currency and
+/// minute) against DuckDB over the transactions it read.
+fn check_tx_metrics(events: &Path, output: &Path) -> TumbleSummary {
+    TumbleCheck {
+        events,
+        output,
+        key: "currency",
+        ts: "event_time",
+        value: "fee",
+        size_ms: 60_000,
+        aggregates: &[
+            ("count", "tx_count"),
+            ("sum", "total_fee"),
+            ("avg", "avg_fee"),
+        ],
+        late_delay_ms: None,
+    }
+    .run()
 }
 
 /// The value of a numeric option `'key' = 'N'` in a job file.
@@ -166,21 +186,7 @@ fn tx_metrics_file_matches_duckdb_over_gen_tx_output() {
         0,
         "gen_tx's 2 s disorder is within the 5 s delay"
     );
-    let summary = TumbleCheck {
-        events: &events,
-        output: &output,
-        key: "currency",
-        ts: "event_time",
-        value: "fee",
-        size_ms: 60_000,
-        aggregates: &[
-            ("count", "tx_count"),
-            ("sum", "total_fee"),
-            ("avg", "avg_fee"),
-        ],
-        late_delay_ms: None,
-    }
-    .run();
+    let summary = check_tx_metrics(&events, &output);
     assert_eq!(metrics.records_written, summary.actual_rows);
 }
 
@@ -249,21 +255,7 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
     assert_eq!(metrics.dropped(), 0);
     let output = dir.path().join("out/tx_metrics_kinesis");
     assert_no_hidden_files(&output);
-    let summary = TumbleCheck {
-        events: &events,
-        output: &output,
-        key: "currency",
-        ts: "event_time",
-        value: "fee",
-        size_ms: 60_000,
-        aggregates: &[
-            ("count", "tx_count"),
-            ("sum", "total_fee"),
-            ("avg", "avg_fee"),
-        ],
-        late_delay_ms: None,
-    }
-    .run();
+    let summary = check_tx_metrics(&events, &output);
     // The same rows went to the tx_metrics stream, each once, keyed by currency.
     let read = dir.path().join("tx_metrics.jsonl");
     kinesis_tool(

@@ -42,6 +42,10 @@ import time
 import boto3
 from botocore.config import Config
 
+# The producer's PutRecords loop (rejected records retried with backoff), shared.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "jobs"))
+from kinesis_producer import put_batch  # noqa: E402
+
 MAX_BATCH = 500
 
 
@@ -78,14 +82,7 @@ def put_all(kin, stream, entries, strict_order=False):
             keys.add(key)
             batch.append({"Data": data, "PartitionKey": key})
             i += 1
-        pending, delay = batch, 0.05
-        while pending:
-            resp = kin.put_records(StreamName=stream, Records=pending)
-            calls += 1
-            pending = [rec for rec, res in zip(pending, resp["Records"]) if "ErrorCode" in res]
-            if pending:
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        calls += put_batch(kin, stream, batch)[0]
     return calls
 
 
