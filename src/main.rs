@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use sluice_engine::checkpoint::{self, CheckpointSettings};
 use sluice_engine::metrics::{DropReason, JobMetrics};
-use sluice_engine::runtime::{run, JobControl};
+use sluice_engine::runtime::{run_with_checkpoints, CheckpointRun, JobControl};
 use sluice_engine::{Error, Result};
 use sluice_sql::{plan_job, SourceFile};
 
@@ -39,6 +40,12 @@ enum Command {
         /// Write the final counters as JSON to this file.
         #[arg(long, value_name = "PATH")]
         metrics_json: Option<PathBuf>,
+        /// Resume from this checkpoint folder (`.../chk-N`) instead of the newest one.
+        #[arg(long, value_name = "PATH", conflicts_with = "fresh")]
+        from_checkpoint: Option<PathBuf>,
+        /// Start from the beginning even if the checkpoint folder holds checkpoints.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Print the operator graph of a job file with parallelism and edges.
     Explain {
@@ -194,13 +201,23 @@ fn format_watermark(w: Option<i64>) -> String {
 fn progress_line(m: &JobMetrics, elapsed: Duration) -> String {
     let read = m.records_read();
     let rate = read as f64 / elapsed.as_secs_f64().max(1e-3);
-    format!(
+    let mut line = format!(
         "read {read} ({rate:.0}/s) · written {} · watermark {} · late {} · malformed {}",
         m.records_written(),
         format_watermark(m.watermark()),
         m.dropped_total(DropReason::Late),
         m.dropped_total(DropReason::Malformed),
-    )
+    );
+    let c = m.checkpoints();
+    if c.completed > 0 {
+        line.push_str(&format!(
+            " · checkpoint {} ({} ms, {:.1} MB)",
+            c.last_id,
+            c.last_duration.as_millis(),
+            c.last_bytes as f64 / 1e6
+        ));
+    }
+    line
 }
 
 /// Peak resident memory of this process in bytes (Linux: VmHWM), if known.
@@ -233,6 +250,18 @@ fn summary(m: &JobMetrics, elapsed: Duration, failed: bool) -> String {
     }
     for ((table, reason), n) in m.dropped() {
         s.push_str(&format!("    {table}: {n} dropped ({})\n", reason.as_str()));
+    }
+    let c = m.checkpoints();
+    if c.completed > 0 {
+        s.push_str(&format!(
+            "  checkpoints         {} (last: {} in {} ms, {:.2} MB; longest {} ms, largest {:.2} MB)\n",
+            c.completed,
+            c.last_id,
+            c.last_duration.as_millis(),
+            c.last_bytes as f64 / 1e6,
+            c.max_duration.as_millis(),
+            c.max_bytes as f64 / 1e6
+        ));
     }
     for k in m.sinks() {
         let ms = |d: Option<Duration>| {
@@ -310,17 +339,63 @@ fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
         },
         "partitions": partitions,
         "sinks": sinks,
+        "checkpoints": {
+            "completed": m.checkpoints().completed,
+            "last_id": m.checkpoints().last_id,
+            "last_ms": m.checkpoints().last_duration.as_secs_f64() * 1e3,
+            "last_bytes": m.checkpoints().last_bytes,
+            "max_ms": m.checkpoints().max_duration.as_secs_f64() * 1e3,
+            "max_bytes": m.checkpoints().max_bytes,
+        },
     });
     format!("{json}\n")
 }
 
-fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Result<()> {
+/// How `run` treats the checkpoints in the checkpoint folder.
+struct Resume {
+    from_checkpoint: Option<PathBuf>,
+    fresh: bool,
+}
+
+/// The checkpointing of a run: which checkpoint it resumes from, if any.
+fn checkpoint_run(
+    settings: Option<CheckpointSettings>,
+    shape: &[String],
+    resume: Resume,
+) -> Result<Option<CheckpointRun>> {
+    let Some(settings) = settings else {
+        if resume.from_checkpoint.is_some() {
+            return Err(Error::plan(
+                "--from-checkpoint needs checkpoints: set 'execution.checkpointing.interval' \
+                 and 'state.checkpoints.dir'",
+            ));
+        }
+        return Ok(None);
+    };
+    let restored = match (resume.from_checkpoint, resume.fresh) {
+        (_, true) => None,
+        (Some(path), false) => Some(checkpoint::read(&path, shape)?),
+        (None, false) => checkpoint::latest(&settings.dir, shape)?,
+    };
+    if let Some(r) = &restored {
+        eprintln!("sluice: resuming from checkpoint {}", r.path.display());
+    }
+    Ok(Some(CheckpointRun { settings, restored }))
+}
+
+fn run_job(
+    job: PathBuf,
+    set: Vec<String>,
+    metrics_path: Option<PathBuf>,
+    resume: Resume,
+) -> Result<()> {
     let file = read_job(&job)?;
     let metrics = Arc::new(JobMetrics::new());
     let plan = plan_job(&file, &parse_sets(&set)?, Arc::clone(&metrics))?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
+    let checkpoints = checkpoint_run(plan.checkpoints.clone(), &plan.graph.shape(), resume)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -347,7 +422,7 @@ fn run_job(job: PathBuf, set: Vec<String>, metrics_path: Option<PathBuf>) -> Res
         });
         bar
     });
-    let result = run(&plan.graph, &control);
+    let result = run_with_checkpoints(&plan.graph, &control, checkpoints);
     done.store(true, Ordering::Relaxed);
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -376,7 +451,17 @@ fn main() -> ExitCode {
             job,
             set,
             metrics_json,
-        } => run_job(job, set, metrics_json),
+            from_checkpoint,
+            fresh,
+        } => run_job(
+            job,
+            set,
+            metrics_json,
+            Resume {
+                from_checkpoint,
+                fresh,
+            },
+        ),
         Command::Explain { job, set } => read_job(&job).and_then(|file| {
             let plan = plan_job(&file, &parse_sets(&set)?, Arc::new(JobMetrics::new()))?;
             print!("{}", plan.graph.explain());

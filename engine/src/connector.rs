@@ -231,6 +231,9 @@ pub struct SinkContext {
     /// Index of this parallel instance and the number of instances.
     pub instance: usize,
     pub parallelism: usize,
+    /// Checkpoints are on: what the writer closes stays pending until the checkpoint that
+    /// covers it completes ([`SinkWriter::prepare_commit`], [`SinkConnector::commit`]).
+    pub exactly_once: bool,
 }
 
 impl SinkContext {
@@ -239,6 +242,7 @@ impl SinkContext {
             metrics,
             instance,
             parallelism,
+            exactly_once: false,
         }
     }
 
@@ -254,6 +258,12 @@ pub trait SinkConnector: Send + Sync {
     fn describe(&self) -> String;
     /// Creates the writer of parallel instance `ctx.instance` of `ctx.parallelism`.
     fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>>;
+    /// A checkpoint is complete: makes visible what its writers prepared
+    /// ([`SinkWriter::prepare_commit`]), one value per writer. Must be idempotent: after a
+    /// crash the same checkpoint is committed again on restore.
+    fn commit(&self, _prepared: &[Vec<u8>]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One parallel instance of a sink. Receives batches with the sink table's schema.
@@ -261,4 +271,15 @@ pub trait SinkWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
     /// The input ended: flush, close and commit everything (files become visible now).
     fn finish(&mut self) -> Result<()>;
+    /// A checkpoint barrier: flush what was written so far and describe what the
+    /// checkpoint's completion must commit ([`SinkConnector::commit`]). Sinks that deliver
+    /// at least once flush and return nothing.
+    fn prepare_commit(&mut self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+    /// The job stopped with checkpoints on: keep nothing that no checkpoint covers (a
+    /// restore writes it again). At-least-once sinks just finish.
+    fn abort(&mut self) -> Result<()> {
+        self.finish()
+    }
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::connector::SourceConnector;
+use crate::connector::{SinkConnector, SourceConnector};
 use crate::operator::OperatorFactory;
 use crate::source::SourcePrep;
 
@@ -53,6 +53,8 @@ pub struct Node {
 #[derive(Default)]
 pub struct Graph {
     pub nodes: Vec<Node>,
+    /// The sink nodes with their tables, which commit what completed checkpoints cover.
+    pub sinks: Vec<(NodeId, Arc<dyn SinkConnector>)>,
 }
 
 impl Graph {
@@ -79,6 +81,13 @@ impl Graph {
     /// True if the node starts a task: a source, or a node fed over a channel.
     pub fn starts_task(&self, id: NodeId) -> bool {
         !matches!(self.nodes[id].input, Some((_, Edge::Forward)))
+    }
+
+    /// The job's shape as a checkpoint records it: one line per node (its name, which says
+    /// what it computes), so a changed job is not restored from another's state. The
+    /// parallelism is left out: a checkpoint restores at any parallelism.
+    pub fn shape(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
     /// The human-readable plan printed by `sluice explain`: one block per task, each node

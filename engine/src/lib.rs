@@ -6,6 +6,7 @@
 //! ([`source`]); window operators ([`operators`]) keep partial aggregates per window and
 //! key and emit each window once, when the watermark passes its end ([`window`]).
 
+pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod graph;

@@ -52,6 +52,20 @@ pub struct JobMetrics {
     partitions: Mutex<BTreeMap<(String, String), Arc<PartitionMetrics>>>,
     /// Per sink table counters of sinks that call a service (Kinesis, Feature Store).
     sinks: Mutex<BTreeMap<String, Arc<SinkMetrics>>>,
+    checkpoints: Mutex<CheckpointFigures>,
+}
+
+/// Completed checkpoints of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointFigures {
+    pub completed: u64,
+    /// Id, duration (trigger to commit) and size of the newest one.
+    pub last_id: u64,
+    pub last_duration: Duration,
+    pub last_bytes: u64,
+    /// The longest duration and the largest size so far.
+    pub max_duration: Duration,
+    pub max_bytes: u64,
 }
 
 /// Counters of one sink table that writes to a service, shared by its writers.
@@ -202,6 +216,25 @@ impl JobMetrics {
     pub fn sink(&self, table: &str) -> Arc<SinkMetrics> {
         let mut s = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(s.entry(table.to_string()).or_default())
+    }
+
+    /// Records a completed checkpoint.
+    pub fn add_checkpoint(&self, id: u64, duration: Duration, bytes: u64) {
+        let mut c = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        c.completed += 1;
+        c.last_id = id;
+        c.last_duration = duration;
+        c.last_bytes = bytes;
+        c.max_duration = c.max_duration.max(duration);
+        c.max_bytes = c.max_bytes.max(bytes);
+    }
+
+    /// The checkpoints completed so far.
+    pub fn checkpoints(&self) -> CheckpointFigures {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every service sink's counters, ordered by table.

@@ -38,6 +38,18 @@ impl StreamBatch {
     }
 }
 
+/// What an operator instance keeps at a checkpoint barrier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateSnapshot {
+    /// The watermark the operator had reached, when that matters for its restore.
+    pub watermark: Option<i64>,
+    /// Arrow state (a window operator's partial aggregates, a source's partition
+    /// watermarks), stored as an Arrow IPC file.
+    pub batches: Vec<RecordBatch>,
+    /// A small opaque value (a source reader's position, a sink's pending files).
+    pub blob: Vec<u8>,
+}
+
 /// One step of a dataflow: a map, a filter, a window, a sink.
 pub trait Operator: Send {
     /// Handles one batch; pushes output batches into `out`.
@@ -52,6 +64,29 @@ pub trait Operator: Send {
     /// The input ended. Bounded inputs send the maximal watermark first, so windows have
     /// fired already; a stopped job ends without it.
     fn on_finish(&mut self, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The job was stopped with checkpoints on: the input ends without its final
+    /// watermark, and nothing after the last checkpoint may be kept (a restore replays it).
+    fn on_abort(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A checkpoint barrier passed: everything before it is processed. Returns the state to
+    /// keep (None: the operator has none). Output pushed into `out` goes before the barrier.
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _out: &mut Vec<StreamBatch>,
+    ) -> Result<Option<StateSnapshot>> {
+        Ok(None)
+    }
+
+    /// Before the first batch of a restored job: the snapshots of this node's instances in
+    /// the checkpoint, all of them (the job may run at another parallelism now, so a keyed
+    /// operator keeps the keys it owns).
+    fn restore(&mut self, _parts: &[StateSnapshot]) -> Result<()> {
         Ok(())
     }
 }

@@ -5,22 +5,26 @@
 //! receiver's is the minimum over its non-idle inputs. A bounded channel makes a slow sink
 //! slow its sources down, so memory stays bounded.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow::array::{RecordBatch, UInt32Array};
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+};
 use arrow::compute::take_record_batch;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, UInt64Type};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use datafusion::common::hash_utils::{create_hashes, RandomState};
 
-use crate::connector::{SourceContext, SourceEvent};
+use crate::checkpoint::{self, CheckpointSettings, Part, Restored};
+use crate::connector::{SinkConnector, SourceContext, SourceEvent};
 use crate::error::{Error, Result};
 use crate::graph::{Edge, Graph, NodeId, NodeKind};
 use crate::metrics::JobMetrics;
-use crate::operator::{Operator, StreamBatch};
+use crate::operator::{Operator, StateSnapshot, StreamBatch};
 use crate::source::SourcePrep;
 
 /// How many messages a channel between two tasks holds before the sender waits.
@@ -33,7 +37,16 @@ enum Message {
     Batch(RecordBatch),
     Watermark(i64),
     Idle,
+    /// Checkpoint barrier: everything before it belongs to checkpoint `n`.
+    Barrier(u64),
     End,
+}
+
+/// The hashes by which rows are sent to the instances of a hash exchange (`hash % n`).
+pub fn key_hashes(columns: &[ArrayRef], rows: usize) -> Result<Vec<u64>> {
+    let mut hashes = vec![0; rows];
+    create_hashes(columns, &RandomState::with_seed(0x51u64), &mut hashes)?;
+    Ok(hashes)
 }
 
 struct Envelope {
@@ -69,14 +82,11 @@ impl ExchangeOut {
             Edge::Hash(columns) if n > 1 => columns,
             _ => return self.send(0, Message::Batch(batch.clone())),
         };
-        let rows = batch.num_rows();
-        self.hashes.clear();
-        self.hashes.resize(rows, 0);
         let arrays: Vec<_> = columns
             .iter()
             .map(|c| Arc::clone(batch.column(*c)))
             .collect();
-        create_hashes(&arrays, &RandomState::with_seed(0x51u64), &mut self.hashes)?;
+        self.hashes = key_hashes(&arrays, batch.num_rows())?;
         let mut targets: Vec<Vec<u32>> = vec![Vec::new(); n];
         for (row, h) in self.hashes.iter().enumerate() {
             targets[(*h % n as u64) as usize].push(row as u32);
@@ -99,6 +109,7 @@ struct Fanout {
 }
 
 struct Chain {
+    node: NodeId,
     operator: Box<dyn Operator>,
     next: Fanout,
 }
@@ -139,13 +150,31 @@ impl Fanout {
             .try_for_each(|x| x.broadcast(|| Message::Idle))
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// The input ended; `aborted`: the job was stopped with checkpoints on.
+    fn finish(&mut self, aborted: bool) -> Result<()> {
         for chain in &mut self.chained {
-            chain.finish()?;
+            chain.finish(aborted)?;
         }
         self.exchanges
             .iter()
             .try_for_each(|x| x.broadcast(|| Message::End))
+    }
+
+    /// A barrier reached this point: the chained operators snapshot, in order, and the
+    /// barrier goes on through every exchange.
+    fn push_barrier(&mut self, id: u64, instance: usize, parts: &mut Vec<Part>) -> Result<()> {
+        for chain in &mut self.chained {
+            chain.push_barrier(id, instance, parts)?;
+        }
+        self.exchanges
+            .iter()
+            .try_for_each(|x| x.broadcast(|| Message::Barrier(id)))
+    }
+
+    fn restore(&mut self, restored: &Restored) -> Result<()> {
+        self.chained
+            .iter_mut()
+            .try_for_each(|c| c.restore(restored))
     }
 }
 
@@ -163,11 +192,33 @@ impl Chain {
         self.next.push_watermark(watermark)
     }
 
-    fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self, aborted: bool) -> Result<()> {
+        if aborted {
+            self.operator.on_abort()?;
+        } else {
+            let mut out = Vec::new();
+            self.operator.on_finish(&mut out)?;
+            self.next.push_batches(out)?;
+        }
+        self.next.finish(aborted)
+    }
+
+    fn push_barrier(&mut self, id: u64, instance: usize, parts: &mut Vec<Part>) -> Result<()> {
         let mut out = Vec::new();
-        self.operator.on_finish(&mut out)?;
+        if let Some(state) = self.operator.snapshot(id, &mut out)? {
+            parts.push(Part {
+                node: self.node,
+                instance,
+                state,
+            });
+        }
         self.next.push_batches(out)?;
-        self.next.finish()
+        self.next.push_barrier(id, instance, parts)
+    }
+
+    fn restore(&mut self, restored: &Restored) -> Result<()> {
+        self.operator.restore(restored.node(self.node))?;
+        self.next.restore(restored)
     }
 }
 
@@ -179,16 +230,52 @@ pub struct JobControl {
     pub stop: Arc<AtomicBool>,
     /// Set when any task fails: every task ends as soon as it notices.
     failed: Arc<AtomicBool>,
+    /// Checkpointing, when it is on.
+    checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl JobControl {
+    /// Stopped (not ended) with checkpoints on: output after the last checkpoint is dropped.
+    fn aborted(&self) -> bool {
+        self.checkpoints.is_some() && self.stop.load(Ordering::SeqCst)
+    }
+
     pub fn new(metrics: Arc<JobMetrics>, stop: Arc<AtomicBool>) -> Self {
         Self {
             metrics,
             stop,
             failed: Arc::new(AtomicBool::new(false)),
+            checkpoints: None,
         }
     }
+}
+
+/// What a task tells the checkpoint coordinator.
+enum Report {
+    /// The task passed barrier `id`; these are the snapshots of its operators.
+    Parts { id: u64, parts: Vec<Part> },
+    /// The task ended: no checkpoint can complete any more.
+    Finished,
+}
+
+/// The tasks' side of checkpointing.
+struct Checkpoints {
+    /// The newest checkpoint the coordinator asked for; sources inject its barrier.
+    requested: AtomicU64,
+    reports: Sender<Report>,
+}
+
+impl Checkpoints {
+    fn report(&self, id: u64, parts: Vec<Part>) {
+        let _ = self.reports.send(Report::Parts { id, parts });
+    }
+}
+
+/// How a run takes and resumes from checkpoints.
+pub struct CheckpointRun {
+    pub settings: CheckpointSettings,
+    /// The checkpoint to resume from (None: a fresh start).
+    pub restored: Option<Restored>,
 }
 
 /// Channels into the instances of every node that starts a task fed by an exchange.
@@ -206,6 +293,7 @@ fn build_fanout(graph: &Graph, id: NodeId, instance: usize, inboxes: &Inboxes) -
                     return Err(Error::internal("a source cannot consume another node"));
                 };
                 fanout.chained.push(Chain {
+                    node: consumer,
                     operator: factory.create(instance, node.parallelism)?,
                     next: build_fanout(graph, consumer, instance, inboxes)?,
                 });
@@ -228,6 +316,42 @@ fn build_fanout(graph: &Graph, id: NodeId, instance: usize, inboxes: &Inboxes) -
 
 /// Runs the graph to completion; returns the first error of any task.
 pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
+    run_with_checkpoints(graph, control, None)
+}
+
+/// Runs the graph, taking a checkpoint every interval when `checkpoints` is given, and
+/// resuming from its restored checkpoint if it has one.
+pub fn run_with_checkpoints(
+    graph: &Graph,
+    control: &JobControl,
+    checkpoints: Option<CheckpointRun>,
+) -> Result<()> {
+    let mut control = control.clone();
+    let mut coordinator = None;
+    if let Some(run) = &checkpoints {
+        let (tx, rx) = unbounded();
+        // New checkpoints are numbered after every one in the folder (also with --fresh).
+        let newest = checkpoint::list(&run.settings.dir).first().copied();
+        let last = run
+            .restored
+            .as_ref()
+            .map_or(0, |r| r.id)
+            .max(newest.unwrap_or(0));
+        let shared = Arc::new(Checkpoints {
+            requested: AtomicU64::new(last),
+            reports: tx,
+        });
+        control.checkpoints = Some(Arc::clone(&shared));
+        if let Some(restored) = &run.restored {
+            // The checkpoint may have completed without its commit (a crash in between):
+            // commit it again; commits are idempotent.
+            commit_sinks(&graph.sinks, |node| {
+                restored.node(node).iter().map(|s| s.blob.clone()).collect()
+            })?;
+        }
+        coordinator = Some((rx, shared, run.settings.clone(), last + 1));
+    }
+    let restored = checkpoints.as_ref().and_then(|c| c.restored.as_ref());
     let mut inboxes: Inboxes = HashMap::new();
     for (id, node) in graph.nodes.iter().enumerate() {
         if let Some((_, Edge::Hash(_) | Edge::Single)) = &node.input {
@@ -244,7 +368,10 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
             continue;
         }
         for instance in 0..node.parallelism {
-            let fanout = build_fanout(graph, id, instance, &inboxes)?;
+            let mut fanout = build_fanout(graph, id, instance, &inboxes)?;
+            if let Some(restored) = restored {
+                fanout.restore(restored)?;
+            }
             let name = format!("{}#{}", node.name, instance);
             let task_control = control.clone();
             let task: Box<dyn FnOnce() -> Result<()> + Send> = match (&node.kind, &node.input) {
@@ -257,18 +384,27 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
                     },
                     _,
                 ) => {
-                    let ctx = SourceContext::new(
+                    let mut ctx = SourceContext::new(
                         Arc::clone(&task_control.metrics),
                         Arc::clone(&task_control.stop),
                         instance,
                         node.parallelism,
                     );
+                    let mut watermarks = HashMap::new();
+                    if let Some(restored) = restored {
+                        let parts = restored.node(id);
+                        ctx.restored = Arc::new(parts.iter().map(|p| p.blob.clone()).collect());
+                        watermarks = restored_watermarks(parts);
+                    }
                     let reader = connector.create_reader(&ctx)?;
                     let source = SourceTask {
+                        node: id,
+                        instance,
                         prep: Arc::clone(prep),
                         idle_timeout: *idle_timeout,
                         fanout,
                         name: name.clone(),
+                        restored_watermarks: watermarks,
                     };
                     Box::new(move || source.run(reader, ctx, &task_control))
                 }
@@ -277,13 +413,19 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
                         .get_mut(&id)
                         .and_then(|(_, r)| r[instance].take())
                         .ok_or_else(|| Error::internal("missing channel"))?;
-                    let chain = Chain {
+                    let mut chain = Chain {
+                        node: id,
                         operator: factory.create(instance, node.parallelism)?,
                         next: fanout,
                     };
+                    if let Some(restored) = restored {
+                        chain.operator.restore(restored.node(id))?;
+                    }
                     let inputs = graph.nodes[*from].parallelism;
                     let name = name.clone();
-                    Box::new(move || run_receiver(name, receiver, inputs, chain, &task_control))
+                    Box::new(move || {
+                        run_receiver(name, instance, receiver, inputs, chain, &task_control)
+                    })
                 }
                 (NodeKind::Operator { .. }, None) => {
                     return Err(Error::internal("an operator without input"));
@@ -298,6 +440,9 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
                         c.failed.store(true, Ordering::SeqCst);
                         c.stop.store(true, Ordering::SeqCst);
                     }
+                    if let Some(cp) = &c.checkpoints {
+                        let _ = cp.reports.send(Report::Finished);
+                    }
                     result
                 })
                 .map_err(|e| Error::internal(format!("cannot start a task thread: {e}")))?;
@@ -306,7 +451,39 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
     }
     // The receivers' senders live in the tasks now; drop ours so disconnects are seen.
     drop(inboxes);
-    let errors: Vec<Error> = handles
+    let done = Arc::new(AtomicBool::new(false));
+    let coordinator = match coordinator {
+        None => None,
+        Some((reports, shared, settings, first)) => {
+            let job = Coordinator {
+                settings,
+                next_id: first,
+                shape: graph.shape(),
+                tasks: handles.len(),
+                reports,
+                shared,
+                sinks: graph.sinks.clone(),
+                metrics: Arc::clone(&control.metrics),
+                done: Arc::clone(&done),
+                failed: Arc::clone(&control.failed),
+            };
+            let c = control.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("checkpoint coordinator".into())
+                    .spawn(move || {
+                        let result = job.run();
+                        if result.is_err() {
+                            c.failed.store(true, Ordering::SeqCst);
+                            c.stop.store(true, Ordering::SeqCst);
+                        }
+                        result
+                    })
+                    .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?,
+            )
+        }
+    };
+    let mut errors: Vec<Error> = handles
         .into_iter()
         .filter_map(|(name, handle)| {
             let result = handle
@@ -315,6 +492,22 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
             result.err()
         })
         .collect();
+    done.store(true, Ordering::SeqCst);
+    if let Some(handle) = coordinator {
+        let result = handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("the checkpoint coordinator panicked")));
+        errors.extend(result.err());
+    }
+    if let Some(run) = &checkpoints {
+        if errors.is_empty() && !control.stop.load(Ordering::SeqCst) {
+            // The input ended and every sink committed: the checkpoints have served (as in
+            // Flink, a finished job's are removed), and a new run starts over.
+            for id in checkpoint::list(&run.settings.dir) {
+                let _ = std::fs::remove_dir_all(checkpoint::checkpoint_path(&run.settings.dir, id));
+            }
+        }
+    }
     // A task that failed because another one did reports a secondary error; the cause is
     // the error that is not one of those.
     let cause = errors
@@ -322,6 +515,139 @@ pub fn run(graph: &Graph, control: &JobControl) -> Result<()> {
         .position(|e| e.message() != DOWNSTREAM_STOPPED)
         .unwrap_or(0);
     errors.into_iter().nth(cause).map_or(Ok(()), Err)
+}
+
+/// Makes visible what the sinks prepared for a completed checkpoint; `prepared(node)`
+/// gives each sink instance's value, in instance order.
+fn commit_sinks(
+    sinks: &[(NodeId, Arc<dyn SinkConnector>)],
+    prepared: impl Fn(NodeId) -> Vec<Vec<u8>>,
+) -> Result<()> {
+    for (node, sink) in sinks {
+        let values = prepared(*node);
+        if values.iter().any(|v| !v.is_empty()) {
+            sink.commit(&values)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes checkpoints: asks the sources for a barrier every interval, collects every task's
+/// snapshots, writes them, then has the sinks commit.
+struct Coordinator {
+    settings: CheckpointSettings,
+    next_id: u64,
+    shape: Vec<String>,
+    tasks: usize,
+    reports: Receiver<Report>,
+    shared: Arc<Checkpoints>,
+    sinks: Vec<(NodeId, Arc<dyn SinkConnector>)>,
+    metrics: Arc<JobMetrics>,
+    done: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Coordinator {
+    fn stopped(&self) -> bool {
+        self.done.load(Ordering::SeqCst) || self.failed.load(Ordering::SeqCst)
+    }
+
+    fn run(mut self) -> Result<()> {
+        let tick = Duration::from_millis(50);
+        let mut next_at = Instant::now() + self.settings.interval;
+        loop {
+            // Between checkpoints, a task that ends means the job is ending: no more.
+            while Instant::now() < next_at {
+                if self.stopped() {
+                    return Ok(());
+                }
+                let left = next_at.saturating_duration_since(Instant::now());
+                match self.reports.recv_timeout(left.min(tick)) {
+                    Ok(Report::Finished) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    Ok(Report::Parts { .. }) | Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+            let id = self.next_id;
+            let started = Instant::now();
+            self.shared.requested.store(id, Ordering::SeqCst);
+            let mut parts = Vec::new();
+            let mut reported = 0;
+            while reported < self.tasks {
+                if self.stopped() {
+                    return Ok(());
+                }
+                match self.reports.recv_timeout(tick) {
+                    Ok(Report::Parts { id: got, parts: p }) if got == id => {
+                        parts.extend(p);
+                        reported += 1;
+                    }
+                    Ok(Report::Parts { .. }) | Err(RecvTimeoutError::Timeout) => {}
+                    // A task ended before its barrier: this checkpoint cannot complete.
+                    Ok(Report::Finished) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+            let written = checkpoint::write(&self.settings.dir, id, &self.shape, &parts)?;
+            commit_sinks(&self.sinks, |node| {
+                let mut mine: Vec<&Part> = parts.iter().filter(|p| p.node == node).collect();
+                mine.sort_by_key(|p| p.instance);
+                mine.iter().map(|p| p.state.blob.clone()).collect()
+            })?;
+            self.metrics
+                .add_checkpoint(id, started.elapsed(), written.bytes);
+            checkpoint::retain(&self.settings.dir, self.settings.retained);
+            self.next_id += 1;
+            next_at = (started + self.settings.interval).max(Instant::now() + tick);
+        }
+    }
+}
+
+/// Partition watermarks of a source from its checkpoint parts (all instances').
+fn restored_watermarks(parts: &[StateSnapshot]) -> HashMap<usize, i64> {
+    let mut out = HashMap::new();
+    for batch in parts.iter().flat_map(|p| &p.batches) {
+        if batch.num_columns() < 2 {
+            continue;
+        }
+        let (Some(ids), Some(marks)) = (
+            batch.column(0).as_primitive_opt::<UInt64Type>(),
+            batch.column(1).as_primitive_opt::<Int64Type>(),
+        ) else {
+            continue;
+        };
+        for i in 0..batch.num_rows() {
+            out.insert(ids.value(i) as usize, marks.value(i));
+        }
+    }
+    out
+}
+
+/// A source's partition watermarks as a checkpoint keeps them.
+fn watermark_batch(partitions: &HashMap<usize, PartitionState>) -> Result<RecordBatch> {
+    let mut ids: Vec<usize> = partitions.keys().copied().collect();
+    ids.sort_unstable();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("partition", DataType::UInt64, false),
+        Field::new("watermark", DataType::Int64, false),
+        Field::new("finished", DataType::Boolean, false),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(UInt64Array::from(
+                ids.iter().map(|&p| p as u64).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                ids.iter()
+                    .map(|p| partitions[p].watermark)
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                ids.iter()
+                    .map(|p| partitions[p].finished)
+                    .collect::<Vec<_>>(),
+            )),
+        ],
+    )?)
 }
 
 struct PartitionState {
@@ -332,10 +658,14 @@ struct PartitionState {
 }
 
 struct SourceTask {
+    node: NodeId,
+    instance: usize,
     name: String,
     prep: Arc<SourcePrep>,
     idle_timeout: Option<Duration>,
     fanout: Fanout,
+    /// Partition watermarks of the checkpoint the job resumes from.
+    restored_watermarks: HashMap<usize, i64>,
 }
 
 impl SourceTask {
@@ -353,7 +683,11 @@ impl SourceTask {
                 (
                     p,
                     PartitionState {
-                        watermark: i64::MIN,
+                        watermark: self
+                            .restored_watermarks
+                            .get(&p)
+                            .copied()
+                            .unwrap_or(i64::MIN),
                         finished: false,
                         idle: false,
                         last_data: now,
@@ -363,6 +697,10 @@ impl SourceTask {
             .collect();
         let mut emitted = i64::MIN;
         let mut idle = false;
+        let mut last_barrier = control
+            .checkpoints
+            .as_ref()
+            .map_or(0, |c| c.requested.load(Ordering::SeqCst));
         if partitions.is_empty() {
             // An instance that owns no partition must not hold the watermark back.
             self.fanout.push_idle()?;
@@ -371,6 +709,26 @@ impl SourceTask {
         loop {
             if control.failed.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            if let Some(cp) = &control.checkpoints {
+                let id = cp.requested.load(Ordering::SeqCst);
+                if id > last_barrier {
+                    last_barrier = id;
+                    // The reader's position after the last event it returned, the
+                    // partitions' watermarks, then the barrier through the chain.
+                    let state = StateSnapshot {
+                        watermark: Some(emitted),
+                        batches: vec![watermark_batch(&partitions)?],
+                        blob: reader.snapshot()?.unwrap_or_default(),
+                    };
+                    let mut parts = vec![Part {
+                        node: self.node,
+                        instance: self.instance,
+                        state,
+                    }];
+                    self.fanout.push_barrier(id, self.instance, &mut parts)?;
+                    cp.report(id, parts);
+                }
             }
             // Connector errors name their table already.
             match reader.next(&ctx)? {
@@ -386,8 +744,9 @@ impl SourceTask {
                     self.fanout.push_batches(vec![rows])?;
                 }
                 SourceEvent::PartitionAdded(p) => {
+                    let restored = self.restored_watermarks.get(&p).copied();
                     partitions.entry(p).or_insert(PartitionState {
-                        watermark: emitted,
+                        watermark: restored.unwrap_or(emitted),
                         finished: false,
                         idle: false,
                         last_data: Instant::now(),
@@ -430,7 +789,7 @@ impl SourceTask {
             control.metrics.set_watermark(&self.name, i64::MAX);
             self.fanout.push_watermark(i64::MAX)?;
         }
-        self.fanout.finish()
+        self.fanout.finish(control.aborted())
     }
 }
 
@@ -442,6 +801,7 @@ struct InputState {
 
 fn run_receiver(
     name: String,
+    instance: usize,
     receiver: Receiver<Envelope>,
     inputs: usize,
     mut chain: Chain,
@@ -456,23 +816,38 @@ fn run_receiver(
         .collect();
     let mut emitted = i64::MIN;
     let mut idle = false;
-    while states.iter().any(|s| !s.ended) {
-        let envelope = match receiver.recv_timeout(Duration::from_millis(100)) {
-            Ok(e) => e,
-            Err(RecvTimeoutError::Timeout) => {
-                if control.failed.load(Ordering::Relaxed) {
-                    return Ok(());
+    // Barrier alignment: the checkpoint being aligned, which inputs have delivered its
+    // barrier, and what those inputs sent after it (held back until every input's barrier
+    // is in, then replayed in order).
+    let mut aligning: Option<u64> = None;
+    let mut arrived = vec![false; inputs];
+    let mut held: Vec<VecDeque<Message>> = (0..inputs).map(|_| VecDeque::new()).collect();
+    let mut replay: VecDeque<Envelope> = VecDeque::new();
+    while states.iter().any(|s| !s.ended) || !replay.is_empty() {
+        let envelope = match replay.pop_front() {
+            Some(e) => e,
+            None => match receiver.recv_timeout(Duration::from_millis(100)) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => {
+                    if control.failed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                if control.failed.load(Ordering::Relaxed) {
-                    return Ok(());
+                Err(RecvTimeoutError::Disconnected) => {
+                    if control.failed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    return Err(Error::internal("an upstream task vanished"));
                 }
-                return Err(Error::internal("an upstream task vanished"));
-            }
+            },
         };
-        let state = &mut states[envelope.from];
+        let from = envelope.from;
+        if aligning.is_some() && arrived[from] {
+            held[from].push_back(envelope.message);
+            continue;
+        }
+        let state = &mut states[from];
         match envelope.message {
             Message::Batch(batch) => {
                 state.idle = false;
@@ -483,7 +858,36 @@ fn run_receiver(
                 state.watermark = state.watermark.max(w);
             }
             Message::Idle => state.idle = true,
+            Message::Barrier(id) => {
+                if aligning.is_none_or(|a| a < id) {
+                    aligning = Some(id);
+                }
+                arrived[from] = true;
+            }
             Message::End => state.ended = true,
+        }
+        // Aligned once every input that has not ended has delivered the barrier.
+        if let Some(id) = aligning {
+            let complete = states.iter().zip(&arrived).all(|(s, &a)| a || s.ended);
+            if complete {
+                let mut parts = Vec::new();
+                chain.push_barrier(id, instance, &mut parts)?;
+                if let Some(cp) = &control.checkpoints {
+                    cp.report(id, parts);
+                }
+                aligning = None;
+                arrived.iter_mut().for_each(|a| *a = false);
+                // What came after the barrier goes first, before anything newer.
+                let mut later = VecDeque::new();
+                for (input, queue) in held.iter_mut().enumerate() {
+                    later.extend(queue.drain(..).map(|message| Envelope {
+                        from: input,
+                        message,
+                    }));
+                }
+                later.extend(replay.drain(..));
+                replay = later;
+            }
         }
         let live = states.iter().filter(|s| !s.ended);
         match live.clone().filter(|s| !s.idle).map(|s| s.watermark).min() {
@@ -509,7 +913,7 @@ fn run_receiver(
             _ => {}
         }
     }
-    chain.finish()
+    chain.finish(control.aborted())
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement as SqlStatement};
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 use sluice_connectors::option_values::parse_duration;
+use sluice_engine::checkpoint::CheckpointSettings;
 use sluice_engine::connector::{MetadataColumn, Options, SinkContext, TableSpec};
 use sluice_engine::graph::{Edge, Graph, Node, NodeId, NodeKind};
 use sluice_engine::metrics::JobMetrics;
@@ -51,6 +52,8 @@ use crate::windows::{rewrite_legacy, WindowCall};
 pub struct JobPlan {
     pub graph: Graph,
     pub settings: Settings,
+    /// Checkpointing, when `execution.checkpointing.interval` is set.
+    pub checkpoints: Option<CheckpointSettings>,
     /// Things worth telling the user that are not errors (ignored settings).
     pub warnings: Vec<String>,
 }
@@ -119,6 +122,7 @@ pub fn plan_job(
             }
             _ => Error::plan(format!("--set {key}: {reason}")),
         })?;
+    let checkpoints = settings.checkpoints().map_err(Error::plan)?;
     let warnings = settings
         .ignored
         .iter()
@@ -170,6 +174,7 @@ pub fn plan_job(
     Ok(JobPlan {
         graph: planner.graph,
         settings,
+        checkpoints,
         warnings,
     })
 }
@@ -1064,10 +1069,12 @@ impl Planner<'_> {
             &partial_stream,
             edge,
             parallelism,
-            move |_, _| {
+            move |instance, parallelism| {
                 Ok(Box::new(FinalAggregate::new(
                     Arc::clone(&spec),
                     Arc::clone(&metrics),
+                    instance,
+                    parallelism,
                 )))
             },
         );
@@ -1156,17 +1163,21 @@ impl Planner<'_> {
         };
         let metrics = Arc::clone(&self.metrics);
         let description = connector.describe();
-        self.add_node(
+        let committer = Arc::clone(&connector);
+        let exactly_once = self.settings.checkpoint_interval.is_some();
+        let node = self.add_node(
             format!("sink {name}: {description}"),
             &projected,
             Edge::Forward,
             projected.parallelism,
             move |instance, parallelism| {
-                let ctx = SinkContext::new(Arc::clone(&metrics), instance, parallelism);
+                let mut ctx = SinkContext::new(Arc::clone(&metrics), instance, parallelism);
+                ctx.exactly_once = exactly_once;
                 let writer = connector.create_writer(&ctx)?;
                 Ok(Box::new(Sink::new(writer, Arc::clone(&metrics))))
             },
         );
+        self.graph.sinks.push((node, committer));
         Ok(())
     }
 }

@@ -1,10 +1,12 @@
 //! `SET 'key' = 'value'` settings of a job, typed.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 use sluice_connectors::option_values::parse_duration;
+use sluice_engine::checkpoint::CheckpointSettings;
 
 /// The settings Sluice understands; others are reported as ignored.
 #[derive(Debug, Clone)]
@@ -15,6 +17,12 @@ pub struct Settings {
     pub time_zone: Tz,
     /// `table.exec.source.idle-timeout`: when a quiet partition stops holding the watermark.
     pub idle_timeout: Option<Duration>,
+    /// `execution.checkpointing.interval`: checkpoints are taken this often (none when unset).
+    pub checkpoint_interval: Option<Duration>,
+    /// `state.checkpoints.dir`: where checkpoints go (a folder, or `file:///...`).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// `state.checkpoints.num-retained` (3).
+    pub checkpoints_retained: usize,
     /// Keys that were set but that Sluice does not use.
     pub ignored: Vec<String>,
 }
@@ -35,6 +43,9 @@ impl Settings {
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             time_zone: Tz::UTC,
             idle_timeout: None,
+            checkpoint_interval: None,
+            checkpoint_dir: None,
+            checkpoints_retained: 3,
             ignored: Vec::new(),
         };
         for (key, value) in values {
@@ -57,11 +68,48 @@ impl Settings {
                     let d = parse_duration(value).map_err(bad)?;
                     settings.idle_timeout = (!d.is_zero()).then_some(d);
                 }
+                "execution.checkpointing.interval" => {
+                    let d = parse_duration(value).map_err(bad)?;
+                    settings.checkpoint_interval = (!d.is_zero()).then_some(d);
+                }
+                "state.checkpoints.dir" | "execution.checkpointing.dir" => {
+                    let dir = value.trim();
+                    if dir.starts_with("s3://") || dir.starts_with("s3a://") {
+                        return Err(bad(
+                            "checkpoints on S3 are not supported yet: use a local folder".into(),
+                        ));
+                    }
+                    settings.checkpoint_dir =
+                        Some(PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir)));
+                }
+                "state.checkpoints.num-retained" | "execution.checkpointing.num-retained" => {
+                    settings.checkpoints_retained = match value.trim().parse::<usize>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return Err(bad(format!("'{value}' is not a positive whole number"))),
+                    }
+                }
                 k if ACCEPTED.contains(&k) => {}
                 _ => settings.ignored.push(key.clone()),
             }
         }
         Ok(settings)
+    }
+
+    /// The checkpoint settings, when checkpoints are on; an interval without a folder is an
+    /// error naming both keys.
+    pub fn checkpoints(&self) -> Result<Option<CheckpointSettings>, String> {
+        match (&self.checkpoint_interval, &self.checkpoint_dir) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(
+                "'execution.checkpointing.interval' needs 'state.checkpoints.dir' (a folder)"
+                    .into(),
+            ),
+            (Some(interval), Some(dir)) => Ok(Some(CheckpointSettings {
+                dir: dir.clone(),
+                interval: *interval,
+                retained: self.checkpoints_retained,
+            })),
+        }
     }
 
     /// The zone windows on TIMESTAMP_LTZ align in, unless it is UTC (the fast path).

@@ -410,6 +410,11 @@ impl Running {
         self.finish()
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the process with SIGKILL: no chance to clean up.
     pub fn kill(mut self) {
         let _ = self.child.kill();

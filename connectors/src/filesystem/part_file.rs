@@ -103,6 +103,35 @@ pub enum Closed {
     Visible,
     /// Uploaded, but not visible until committed (S3).
     Pending(PendingUpload),
+    /// Written in full under its hidden name, to be renamed when a checkpoint commits it.
+    LocalPending(LocalPending),
+}
+
+/// A closed local file waiting for its commit: renaming `in_progress` to `target`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LocalPending {
+    pub in_progress: PathBuf,
+    pub target: PathBuf,
+}
+
+impl LocalPending {
+    /// Renames the file into view. Idempotent: a file already renamed (a checkpoint
+    /// committed again after a crash) is fine.
+    pub fn commit(&self) -> Result<()> {
+        match std::fs::rename(&self.in_progress, &self.target) {
+            Ok(()) => Ok(()),
+            Err(_) if !self.in_progress.exists() && self.target.exists() => Ok(()),
+            Err(e) => Err(Error::connector(format!(
+                "cannot commit file {}: {e}",
+                self.target.display()
+            ))),
+        }
+    }
+
+    /// Deletes the hidden file (it was never covered by a checkpoint).
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(&self.in_progress);
+    }
 }
 
 /// An open part file.
@@ -220,7 +249,10 @@ impl PartFile {
 
     /// Finishes the file: a local one is renamed into view, an S3 one is uploaded and left
     /// pending, to be committed by the sink.
-    pub fn close(mut self) -> Result<Closed> {
+    ///
+    /// A local file stays hidden unless `publish` (with checkpoints, the checkpoint that
+    /// covers it renames it).
+    pub fn close_as(mut self, publish: bool) -> Result<Closed> {
         let described = self.place.describe();
         let failed = |e: &dyn std::fmt::Display| {
             Error::connector(format!("cannot finish file {described}: {e}"))
@@ -234,6 +266,13 @@ impl PartFile {
             None => {}
         }
         match &self.place {
+            Place::Local {
+                in_progress,
+                target,
+            } if !publish => Ok(Closed::LocalPending(LocalPending {
+                in_progress: in_progress.clone(),
+                target: target.clone(),
+            })),
             Place::Local {
                 in_progress,
                 target,

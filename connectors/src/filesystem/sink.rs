@@ -18,7 +18,7 @@ use sluice_engine::{Error, Result};
 
 use super::config::{FileSinkConfig, RollingPolicy};
 use super::glue::{CatalogTable, GlueCatalog};
-use super::part_file::{Closed, FileEncoding, PartFile, Storage};
+use super::part_file::{Closed, FileEncoding, LocalPending, PartFile, Storage};
 use super::partition::PartitionPath;
 use super::s3::{PendingUpload, S3Target};
 use crate::aws::{runtime, sdk_config};
@@ -176,10 +176,29 @@ impl SinkConnector for FileSink {
         text
     }
 
+    fn commit(&self, prepared: &[Vec<u8>]) -> Result<()> {
+        for blob in prepared.iter().filter(|b| !b.is_empty()) {
+            let files: Vec<LocalPending> = serde_json::from_slice(blob).map_err(|e| {
+                Error::connector(format!(
+                    "table '{}': the checkpoint's pending files are damaged: {e}",
+                    self.table.name
+                ))
+            })?;
+            for file in files {
+                file.commit()
+                    .map_err(|e| e.context(format!("table '{}'", self.table.name)))?;
+            }
+        }
+        Ok(())
+    }
+
     fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
         let (instance, parallelism) = (ctx.instance, ctx.parallelism);
         Ok(Box::new(FileWriter {
             storage: self.table.storage()?,
+            exactly_once: ctx.exactly_once,
+            local_pending: Vec::new(),
+            prepared: Vec::new(),
             parallelism,
             pending: Vec::new(),
             folders: BTreeSet::new(),
@@ -197,6 +216,13 @@ impl SinkConnector for FileSink {
 struct FileWriter {
     table: Arc<Table>,
     storage: Storage,
+    /// Checkpoints are on: closed local files stay hidden until a checkpoint commits them.
+    exactly_once: bool,
+    /// Closed local files no checkpoint covers yet.
+    local_pending: Vec<LocalPending>,
+    /// Closed local files handed to a checkpoint, kept so the end of the input commits them
+    /// if that checkpoint never completes (commits are idempotent).
+    prepared: Vec<LocalPending>,
     /// Closed S3 files waiting for the commit (dropped uncommitted: aborted).
     pending: Vec<PendingUpload>,
     /// Partition folders this writer wrote to, for the catalog.
@@ -247,16 +273,33 @@ impl FileWriter {
     }
 
     fn close(&mut self, folder: &str) -> Result<()> {
+        self.close_as(folder, !self.exactly_once)
+    }
+
+    fn close_as(&mut self, folder: &str, publish: bool) -> Result<()> {
         match self.open.remove(folder) {
-            Some(file) => match file.close().map_err(|e| self.error(e))? {
+            Some(file) => match file.close_as(publish).map_err(|e| self.error(e))? {
                 Closed::Visible => Ok(()),
                 Closed::Pending(upload) => {
                     self.pending.push(upload);
                     Ok(())
                 }
+                Closed::LocalPending(file) => {
+                    self.local_pending.push(file);
+                    Ok(())
+                }
             },
             None => Ok(()),
         }
+    }
+
+    fn close_all(&mut self, publish: bool) -> Result<()> {
+        let mut folders: Vec<String> = self.open.keys().cloned().collect();
+        folders.sort();
+        for folder in folders {
+            self.close_as(&folder, publish)?;
+        }
+        Ok(())
     }
 
     /// Closes the files that have been open or idle for too long.
@@ -334,10 +377,10 @@ impl SinkWriter for FileWriter {
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut folders: Vec<String> = self.open.keys().cloned().collect();
-        folders.sort();
-        for folder in folders {
-            self.close(&folder)?;
+        self.close_all(true)?;
+        for file in self.prepared.drain(..).chain(self.local_pending.drain(..)) {
+            file.commit()
+                .map_err(|e| e.context(format!("table '{}'", self.table.name)))?;
         }
         for upload in std::mem::take(&mut self.pending) {
             upload.commit()?;
@@ -350,9 +393,44 @@ impl SinkWriter for FileWriter {
         }
         Ok(())
     }
+
+    fn prepare_commit(&mut self) -> Result<Vec<u8>> {
+        self.prepare()
+    }
+
+    fn abort(&mut self) -> Result<()> {
+        // Open files are deleted when dropped; closed files no checkpoint covers are
+        // deleted; files handed to a checkpoint stay for its commit.
+        self.open.clear();
+        for file in self.local_pending.drain(..) {
+            file.discard();
+        }
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 impl FileWriter {
+    /// A checkpoint barrier: every open file is closed (files roll on checkpoints) and the
+    /// closed local files are what the checkpoint's commit renames.
+    fn prepare(&mut self) -> Result<Vec<u8>> {
+        if !self.exactly_once {
+            return Ok(Vec::new());
+        }
+        if let Storage::S3(_) = self.storage {
+            return Err(Error::connector(format!(
+                "table '{}': checkpoints with an s3:// sink are not supported yet",
+                self.table.name
+            )));
+        }
+        self.close_all(false)?;
+        let files = std::mem::take(&mut self.local_pending);
+        let blob = serde_json::to_vec(&files)
+            .map_err(|e| Error::internal(format!("table '{}': {e}", self.table.name)))?;
+        self.prepared.extend(files);
+        Ok(blob)
+    }
+
     /// Marks every partition written by any writer with `_SUCCESS`, once the last writer
     /// has committed its files.
     fn write_success_files(&mut self) -> Result<()> {

@@ -187,15 +187,66 @@ impl SourceConnector for FileSource {
 
     fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
         let parallelism = ctx.parallelism.max(1);
-        let partitions = (0..self.table.files.len())
-            .filter(|p| p % parallelism == ctx.instance)
+        let restored = Position::merge(&self.table.name, &ctx.restored)?;
+        // Files read to their end before the checkpoint are not read again.
+        let partitions: Vec<usize> = (0..self.table.files.len())
+            .filter(|p| p % parallelism == ctx.instance && !restored.finished.contains(p))
             .collect();
+        let skip = partitions
+            .iter()
+            .filter_map(|p| restored.rows.get(p).map(|n| (*p, *n)))
+            .collect();
+        // The files this instance owns that were finished stay finished in its positions
+        // (rows read again are counted as they are skipped).
+        let position = Position {
+            rows: Default::default(),
+            finished: restored
+                .finished
+                .iter()
+                .copied()
+                .filter(|p| p % parallelism == ctx.instance)
+                .collect(),
+        };
         Ok(Box::new(FileReader {
             table: self.table.clone(),
             partitions,
             next: 0,
             current: None,
+            position,
+            skip,
         }))
+    }
+}
+
+/// Where readers are: rows delivered per file being read, and the files read to the end.
+/// Files are read in order and decoded deterministically, so a row count is an exact
+/// position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Position {
+    rows: std::collections::BTreeMap<usize, u64>,
+    finished: std::collections::BTreeSet<usize>,
+}
+
+impl Position {
+    /// Every instance's position from a checkpoint, merged (each file had one reader).
+    fn merge(table: &str, restored: &[Vec<u8>]) -> Result<Self> {
+        let mut all = Position::default();
+        for blob in restored.iter().filter(|b| !b.is_empty()) {
+            let p: Position = serde_json::from_slice(blob).map_err(|e| {
+                Error::connector(format!(
+                    "table '{table}': the checkpoint's file positions are damaged: {e}"
+                ))
+            })?;
+            all.finished.extend(p.finished);
+            for (file, rows) in p.rows {
+                let entry = all.rows.entry(file).or_default();
+                *entry = (*entry).max(rows);
+            }
+        }
+        for file in &all.finished {
+            all.rows.remove(file);
+        }
+        Ok(all)
     }
 }
 
@@ -206,6 +257,10 @@ struct FileReader {
     /// Index into `partitions` of the next file to open.
     next: usize,
     current: Option<OpenFile>,
+    /// What this reader has delivered so far (its checkpoint position).
+    position: Position,
+    /// Rows of a file delivered before the checkpoint this run resumes from: skipped.
+    skip: std::collections::HashMap<usize, u64>,
 }
 
 /// A file being read.
@@ -341,17 +396,40 @@ impl SourceReader for FileReader {
                 file.lines.take_dropped(),
             );
             match result {
-                Ok(Some(records)) if records.num_rows() > 0 => {
-                    let batch = self.complete(&file, records)?;
+                Ok(Some(mut records)) if records.num_rows() > 0 => {
                     let partition = file.partition;
+                    if let Some(skip) = self.skip.get_mut(&partition) {
+                        let rows = records.num_rows() as u64;
+                        if rows <= *skip {
+                            *skip -= rows;
+                            *self.position.rows.entry(partition).or_default() += rows;
+                            self.current = Some(file);
+                            continue;
+                        }
+                        records = records.slice(*skip as usize, (rows - *skip) as usize);
+                        *self.position.rows.entry(partition).or_default() += *skip;
+                        self.skip.remove(&partition);
+                    }
+                    let batch = self.complete(&file, records)?;
+                    *self.position.rows.entry(partition).or_default() += batch.num_rows() as u64;
                     self.current = Some(file);
                     return Ok(SourceEvent::Batch { partition, batch });
                 }
                 Ok(Some(_)) => self.current = Some(file),
-                Ok(None) => return Ok(SourceEvent::PartitionFinished(file.partition)),
+                Ok(None) => {
+                    self.position.rows.remove(&file.partition);
+                    self.position.finished.insert(file.partition);
+                    return Ok(SourceEvent::PartitionFinished(file.partition));
+                }
                 Err(e) => return Err(self.read_error(&file, e)),
             }
         }
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        serde_json::to_vec(&self.position)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("table '{}': {e}", self.table.name)))
     }
 }
 

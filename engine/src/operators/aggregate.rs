@@ -237,17 +237,93 @@ pub struct FinalAggregate {
     watermark: i64,
     groups: Vec<usize>,
     metrics: Arc<JobMetrics>,
+    /// This instance and the number of instances: a restore keeps the keys the exchange
+    /// sends here.
+    instance: usize,
+    parallelism: usize,
 }
 
 impl FinalAggregate {
-    pub fn new(spec: Arc<WindowAggregateSpec>, metrics: Arc<JobMetrics>) -> Self {
+    pub fn new(
+        spec: Arc<WindowAggregateSpec>,
+        metrics: Arc<JobMetrics>,
+        instance: usize,
+        parallelism: usize,
+    ) -> Self {
         Self {
             spec,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
             groups: Vec::new(),
             metrics,
+            instance,
+            parallelism,
         }
+    }
+
+    /// The open windows as intermediate states, in the partial phase's schema (window
+    /// start, keys, state columns): what a checkpoint keeps.
+    fn partial_states(&mut self) -> Result<Vec<RecordBatch>> {
+        let schema = self.spec.partial_schema()?;
+        let windows = std::mem::take(&mut self.windows);
+        let mut batches = Vec::with_capacity(windows.len());
+        for (start, mut window) in windows {
+            let mut columns = match &mut window.group_values {
+                Some(gv) => gv.emit(EmitTo::All)?,
+                None => Vec::new(),
+            };
+            for acc in window.accumulators.iter_mut() {
+                columns.extend(acc.state(EmitTo::All)?);
+            }
+            let rows = columns.first().map_or(0, |c| c.len());
+            if rows == 0 {
+                continue;
+            }
+            let mut all: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![start; rows]))];
+            all.extend(columns);
+            let all = all
+                .into_iter()
+                .zip(schema.fields())
+                .map(|(a, f)| {
+                    if a.data_type() == f.data_type() {
+                        Ok(a)
+                    } else {
+                        cast(&a, f.data_type())
+                    }
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            batches.push(RecordBatch::try_new(Arc::clone(&schema), all)?);
+        }
+        Ok(batches)
+    }
+
+    /// Merges restored intermediate states (no lateness check: they were open windows).
+    fn merge_states(&mut self, batch: &RecordBatch) -> Result<()> {
+        let watermark = std::mem::replace(&mut self.watermark, i64::MIN);
+        let result = self.process_batch(StreamBatch::new(batch.clone()), &mut Vec::new());
+        self.watermark = watermark;
+        result
+    }
+
+    /// The rows of `batch` whose keys the exchange sends to this instance.
+    fn owned_rows(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if self.parallelism <= 1 {
+            return Ok(batch.clone());
+        }
+        let keys: Vec<ArrayRef> = self
+            .spec
+            .partial_key_columns()
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        let hashes = crate::runtime::key_hashes(&keys, batch.num_rows())?;
+        let rows: Vec<u32> = hashes
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| (**h % self.parallelism as u64) as usize == self.instance)
+            .map(|(i, _)| i as u32)
+            .collect();
+        Ok(take_record_batch(batch, &UInt32Array::from(rows))?)
     }
 
     fn merge(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
@@ -354,6 +430,39 @@ impl Operator for FinalAggregate {
         for (start, rows) in by_window {
             let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
             self.merge(start, &part)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _out: &mut Vec<StreamBatch>,
+    ) -> Result<Option<crate::operator::StateSnapshot>> {
+        // Taking the states out empties the windows: merge them back at once.
+        let batches = self.partial_states()?;
+        for batch in &batches {
+            self.merge_states(batch)?;
+        }
+        Ok(Some(crate::operator::StateSnapshot {
+            watermark: Some(self.watermark),
+            batches,
+            blob: Vec::new(),
+        }))
+    }
+
+    fn restore(&mut self, parts: &[crate::operator::StateSnapshot]) -> Result<()> {
+        // At a barrier every instance has seen the same watermarks: any part's will do.
+        if let Some(w) = parts.iter().filter_map(|p| p.watermark).max() {
+            self.watermark = w;
+        }
+        for part in parts {
+            for batch in &part.batches {
+                let mine = self.owned_rows(batch)?;
+                if mine.num_rows() > 0 {
+                    self.merge_states(&mine)?;
+                }
+            }
         }
         Ok(())
     }

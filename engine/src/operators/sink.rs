@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::connector::SinkWriter;
 use crate::error::Result;
 use crate::metrics::JobMetrics;
-use crate::operator::{Operator, StreamBatch};
+use crate::operator::{Operator, StateSnapshot, StreamBatch};
 
 /// The last operator of a chain: writes into a table.
 pub struct Sink {
@@ -32,5 +32,20 @@ impl Operator for Sink {
 
     fn on_finish(&mut self, _out: &mut Vec<StreamBatch>) -> Result<()> {
         self.writer.finish()
+    }
+
+    fn on_abort(&mut self) -> Result<()> {
+        self.writer.abort()
+    }
+
+    fn snapshot(
+        &mut self,
+        _checkpoint: u64,
+        _out: &mut Vec<StreamBatch>,
+    ) -> Result<Option<StateSnapshot>> {
+        Ok(Some(StateSnapshot {
+            blob: self.writer.prepare_commit()?,
+            ..Default::default()
+        }))
     }
 }

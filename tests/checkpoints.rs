@@ -1,0 +1,181 @@
+//! Checkpoints and exactly-once recovery: a job killed with SIGKILL at random moments and
+//! restarted each time ends with the output of an uninterrupted run, row for row.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{duckdb_query, run_python_file, sluice_run, JobDir, REPO};
+use serde_json::json;
+
+/// `gen_tx.py` transactions split over `files` JSON-lines files in `dir/in/`.
+fn generate(dir: &Path, events: u64, files: usize) -> PathBuf {
+    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
+    assert!(
+        gen_tx.exists(),
+        "the benchmark generator {} is missing",
+        gen_tx.display()
+    );
+    let all = dir.join("all.jsonl");
+    run_python_file(
+        &gen_tx,
+        &[
+            &format!("--events={events}"),
+            "--keys=1000",
+            &all.display().to_string(),
+        ],
+    );
+    let text = std::fs::read_to_string(&all).expect("read the events");
+    let lines: Vec<&str> = text.lines().collect();
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).expect("create in/");
+    let per_file = lines.len().div_ceil(files);
+    for (i, chunk) in lines.chunks(per_file).enumerate() {
+        std::fs::write(input.join(format!("tx-{i}.jsonl")), chunk.join("\n") + "\n")
+            .expect("write an input file");
+    }
+    input
+}
+
+/// The per-minute metrics job from `input` into Parquet at `output`, with checkpoints into
+/// `checkpoints` when given.
+fn window_job(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    output: &Path,
+    checkpoints: Option<&Path>,
+) -> PathBuf {
+    let settings = match checkpoints {
+        None => String::new(),
+        Some(cp) => format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'state.checkpoints.dir' = '{}';",
+            cp.display()
+        ),
+    };
+    let job = dir.join(name);
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'parallelism.default' = '2';
+             {settings}
+             CREATE TABLE tx (
+               tx_hash STRING, block BIGINT, fee DOUBLE, amount DOUBLE, currency STRING,
+               event_time BIGINT,
+               ts AS TO_TIMESTAMP_LTZ(event_time, 3),
+               WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE metrics (
+               window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
+               tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO metrics
+             SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
+             FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+             GROUP BY window_start, window_end, currency;",
+            input.display(),
+            output.display()
+        ),
+    )
+    .expect("write the job");
+    job
+}
+
+fn checkpoint_folders(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("chk-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A small deterministic random sequence (the test must be repeatable).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Asserts that two outputs of the metrics job hold the same windows: the same keys and
+/// counts, sums and averages equal up to float rounding (partial sums merged in another
+/// order after a restore), and no duplicate.
+fn assert_same_output(expected: &Path, actual: &Path) {
+    let stats = duckdb_query(
+        &[("e", expected), ("a", actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT count(*) - count(DISTINCT (window_start, currency)) FROM a) AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (window_start, currency)
+             WHERE e.tx_count IS DISTINCT FROM a.tx_count
+                OR e.window_end IS DISTINCT FROM a.window_end
+                OR abs(e.total_fee - a.total_fee) > 1e-9 * abs(e.total_fee)
+                OR abs(e.avg_fee - a.avg_fee) > 1e-9 * abs(e.avg_fee)) AS different",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+}
+
+#[test]
+fn a_killed_file_job_resumes_to_the_output_of_an_uninterrupted_run() {
+    let dir = JobDir::new();
+    let input = generate(dir.path(), 1_000_000, 8);
+    let expected = dir.path().join("expected");
+    let plain = window_job(dir.path(), "plain.sql", &input, &expected, None);
+    sluice_run(&plain).output().assert_success();
+
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    let job = window_job(
+        dir.path(),
+        "checkpointed.sql",
+        &input,
+        &actual,
+        Some(&checkpoints),
+    );
+    let mut rng = Lcg(7);
+    let (mut killed, mut resumed) = (0, 0);
+    let mut last = None;
+    for _ in 0..5 {
+        let mut running = sluice_run(&job).spawn();
+        std::thread::sleep(Duration::from_millis(200 + rng.below(900)));
+        if running.is_running() {
+            running.kill();
+            killed += 1;
+        } else {
+            last = Some(running.finish());
+            break;
+        }
+    }
+    // Unless a run ended by itself, the last one goes to the end.
+    let outcome = last.unwrap_or_else(|| sluice_run(&job).output());
+    outcome.assert_success();
+    resumed += outcome.stderr.contains("resuming from checkpoint") as usize;
+    assert!(killed >= 2, "the job ended before it could be killed twice");
+    assert!(
+        resumed >= 1,
+        "the last run did not resume from a checkpoint:\n{}",
+        outcome.stderr
+    );
+    // A job that ended has no use for its checkpoints: a new run starts over.
+    assert!(
+        checkpoint_folders(&checkpoints).is_empty(),
+        "{:?}",
+        checkpoint_folders(&checkpoints)
+    );
+    assert_same_output(&expected, &actual);
+}
