@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{duckdb_query, run_python_file, sluice_run, JobDir, REPO};
+use common::{duckdb_query, run_python_file, sluice_run, JobDir, Outcome, REPO};
 use serde_json::json;
 
 /// `gen_tx.py` transactions split over `files` JSON-lines files in `dir/in/`.
@@ -36,6 +36,30 @@ fn generate(dir: &Path, events: u64, files: usize) -> PathBuf {
             .expect("write an input file");
     }
     input
+}
+
+/// The input all tests read (2,000,000 transactions in 8 files) and the output of an
+/// uninterrupted run over it, made once per test binary.
+struct Reference {
+    _dir: common::TempDirHandle,
+    input: PathBuf,
+    expected: PathBuf,
+}
+
+fn reference() -> &'static Reference {
+    static REFERENCE: std::sync::OnceLock<Reference> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let dir = common::temp_dir();
+        let input = generate(dir.path(), 2_000_000, 8);
+        let expected = dir.path().join("expected");
+        let plain = window_job(dir.path(), "plain.sql", &input, &expected, None);
+        sluice_run(&plain).output().assert_success();
+        Reference {
+            _dir: dir,
+            input,
+            expected,
+        }
+    })
 }
 
 /// The per-minute metrics job from `input` into Parquet at `output`, with checkpoints into
@@ -81,6 +105,53 @@ fn window_job(
     )
     .expect("write the job");
     job
+}
+
+/// The newest checkpoint in `dir` with a manifest (0: none).
+fn newest_complete(dir: &Path) -> u64 {
+    checkpoint_folders(dir)
+        .iter()
+        .filter_map(|n| n.strip_prefix("chk-")?.parse().ok())
+        .filter(|id: &u64| dir.join(format!("chk-{id}/_manifest.json")).exists())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs `job` once per entry of `runs` (a delay in ms and `--set` pairs): each run is
+/// killed with SIGKILL `delay` ms after it completed a checkpoint of its own, unless it
+/// ended by itself. Then, unless a run ended by itself, it runs once more to the end with
+/// the `last` settings. Returns the number of kills and the outcome of the run that ended.
+fn kill_runs(
+    job: &Path,
+    checkpoints: &Path,
+    runs: &[(u64, Vec<(&str, &str)>)],
+    last: &[(&str, &str)],
+) -> (usize, Outcome) {
+    let mut killed = 0;
+    for (delay, sets) in runs {
+        let before = newest_complete(checkpoints);
+        let mut running = sluice_run(job).sets(sets).spawn();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while newest_complete(checkpoints) == before && running.is_running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(*delay));
+        if running.is_running() {
+            running.kill();
+            killed += 1;
+        } else {
+            let outcome = running.finish();
+            outcome.assert_success();
+            return (killed, outcome);
+        }
+    }
+    let outcome = sluice_run(job).sets(last).output();
+    outcome.assert_success();
+    (killed, outcome)
 }
 
 fn checkpoint_folders(dir: &Path) -> Vec<String> {
@@ -133,41 +204,27 @@ fn assert_same_output(expected: &Path, actual: &Path) {
 #[test]
 fn a_killed_file_job_resumes_to_the_output_of_an_uninterrupted_run() {
     let dir = JobDir::new();
-    let input = generate(dir.path(), 1_000_000, 8);
-    let expected = dir.path().join("expected");
-    let plain = window_job(dir.path(), "plain.sql", &input, &expected, None);
-    sluice_run(&plain).output().assert_success();
+    let Reference {
+        input, expected, ..
+    } = reference();
 
     let actual = dir.path().join("actual");
     let checkpoints = dir.path().join("checkpoints");
     let job = window_job(
         dir.path(),
         "checkpointed.sql",
-        &input,
+        input,
         &actual,
         Some(&checkpoints),
     );
     let mut rng = Lcg(7);
-    let (mut killed, mut resumed) = (0, 0);
-    let mut last = None;
-    for _ in 0..5 {
-        let mut running = sluice_run(&job).spawn();
-        std::thread::sleep(Duration::from_millis(200 + rng.below(900)));
-        if running.is_running() {
-            running.kill();
-            killed += 1;
-        } else {
-            last = Some(running.finish());
-            break;
-        }
-    }
-    // Unless a run ended by itself, the last one goes to the end.
-    let outcome = last.unwrap_or_else(|| sluice_run(&job).output());
-    outcome.assert_success();
-    resumed += outcome.stderr.contains("resuming from checkpoint") as usize;
+    let delays: Vec<u64> = (0..5).map(|_| rng.below(300)).collect();
+    let runs: Vec<(u64, Vec<(&str, &str)>)> = delays.iter().map(|&d| (d, vec![])).collect();
+    let (killed, outcome) = kill_runs(&job, &checkpoints, &runs, &[]);
+    let resumed = outcome.stderr.contains("resuming from checkpoint");
     assert!(killed >= 2, "the job ended before it could be killed twice");
     assert!(
-        resumed >= 1,
+        resumed,
         "the last run did not resume from a checkpoint:\n{}",
         outcome.stderr
     );
@@ -177,5 +234,122 @@ fn a_killed_file_job_resumes_to_the_output_of_an_uninterrupted_run() {
         "{:?}",
         checkpoint_folders(&checkpoints)
     );
-    assert_same_output(&expected, &actual);
+    assert_same_output(expected, &actual);
+}
+
+#[test]
+fn a_checkpoint_restores_at_another_parallelism() {
+    let dir = JobDir::new();
+    let Reference {
+        input, expected, ..
+    } = reference();
+
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    let job = window_job(
+        dir.path(),
+        "checkpointed.sql",
+        input,
+        &actual,
+        Some(&checkpoints),
+    );
+    // 2 instances, then 4, then 1 to the end.
+    let runs = vec![
+        (50, vec![("parallelism.default", "2")]),
+        (50, vec![("parallelism.default", "4")]),
+    ];
+    let (killed, last) = kill_runs(&job, &checkpoints, &runs, &[("parallelism.default", "1")]);
+    assert_eq!(killed, 2, "a run ended before it was killed");
+    assert!(
+        last.stderr.contains("resuming from checkpoint"),
+        "{}",
+        last.stderr
+    );
+    assert_same_output(expected, &actual);
+}
+
+#[test]
+fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
+    let dir = JobDir::new();
+    let Reference {
+        input, expected, ..
+    } = reference();
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    let job = window_job(
+        dir.path(),
+        "checkpointed.sql",
+        input,
+        &actual,
+        Some(&checkpoints),
+    );
+    // Killed after two checkpoints at least.
+    let mut running = sluice_run(&job).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while checkpoint_folders(&checkpoints).len() < 3 && running.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoints within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.kill();
+    let mut ids: Vec<u64> = checkpoint_folders(&checkpoints)
+        .iter()
+        .filter_map(|n| n.strip_prefix("chk-")?.parse().ok())
+        .filter(|id: &u64| {
+            checkpoints
+                .join(format!("chk-{id}/_manifest.json"))
+                .exists()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert!(ids.len() >= 2, "{ids:?}");
+    let newest = *ids.last().expect("a checkpoint");
+
+    // A job with another window size cannot use this state.
+    let text = std::fs::read_to_string(&job).unwrap();
+    let changed = dir.path().join("changed.sql");
+    std::fs::write(
+        &changed,
+        text.replace("INTERVAL '1' MINUTE", "INTERVAL '2' MINUTE"),
+    )
+    .unwrap();
+    let refused = sluice_run(&changed).output();
+    refused.assert_failure();
+    assert!(
+        refused
+            .error_line()
+            .contains("was taken by a different job")
+            && refused
+                .error_line()
+                .contains("is now 'window TUMBLE(size 2 min"),
+        "{}",
+        refused.error_line()
+    );
+
+    // The newest checkpoint with a truncated manifest: the run falls back and says so.
+    let manifest = checkpoints.join(format!("chk-{newest}/_manifest.json"));
+    let bytes = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
+    let outcome = sluice_run(&job).output();
+    outcome.assert_success();
+    assert!(
+        outcome.stderr.contains(&format!(
+            "checkpoint {} is incomplete",
+            checkpoints.join(format!("chk-{newest}")).display()
+        )),
+        "{}",
+        outcome.stderr
+    );
+    let previous = ids[ids.len() - 2];
+    assert!(
+        outcome.stderr.contains(&format!(
+            "resuming from checkpoint {}",
+            checkpoints.join(format!("chk-{previous}")).display()
+        )),
+        "{}",
+        outcome.stderr
+    );
+    assert_same_output(expected, &actual);
 }

@@ -176,6 +176,13 @@ impl Fanout {
             .iter_mut()
             .try_for_each(|c| c.restore(restored))
     }
+
+    /// The chained operators' snapshots at the end of the input (no barrier to send).
+    fn final_snapshots(&mut self, instance: usize, parts: &mut Vec<Part>) -> Result<()> {
+        self.chained
+            .iter_mut()
+            .try_for_each(|c| c.final_snapshots(instance, parts))
+    }
 }
 
 impl Chain {
@@ -220,6 +227,17 @@ impl Chain {
         self.operator.restore(restored.node(self.node))?;
         self.next.restore(restored)
     }
+
+    fn final_snapshots(&mut self, instance: usize, parts: &mut Vec<Part>) -> Result<()> {
+        if let Some(state) = self.operator.snapshot(0, &mut Vec::new())? {
+            parts.push(Part {
+                node: self.node,
+                instance,
+                state,
+            });
+        }
+        self.next.final_snapshots(instance, parts)
+    }
 }
 
 /// Shared run state: metrics, and the flags that stop every task.
@@ -254,8 +272,10 @@ impl JobControl {
 enum Report {
     /// The task passed barrier `id`; these are the snapshots of its operators.
     Parts { id: u64, parts: Vec<Part> },
-    /// The task ended: no checkpoint can complete any more.
-    Finished,
+    /// The task ended. After a normal end, its final snapshots (positions at the end of its
+    /// input, empty windows), which later checkpoints include in its place; `None` after a
+    /// failure or a stop: no checkpoint can complete any more.
+    Finished(Option<Vec<Part>>),
 }
 
 /// The tasks' side of checkpointing.
@@ -439,9 +459,9 @@ pub fn run_with_checkpoints(
                     if result.is_err() {
                         c.failed.store(true, Ordering::SeqCst);
                         c.stop.store(true, Ordering::SeqCst);
-                    }
-                    if let Some(cp) = &c.checkpoints {
-                        let _ = cp.reports.send(Report::Finished);
+                        if let Some(cp) = &c.checkpoints {
+                            let _ = cp.reports.send(Report::Finished(None));
+                        }
                     }
                     result
                 })
@@ -466,6 +486,7 @@ pub fn run_with_checkpoints(
                 metrics: Arc::clone(&control.metrics),
                 done: Arc::clone(&done),
                 failed: Arc::clone(&control.failed),
+                finished: Vec::new(),
             };
             let c = control.clone();
             Some(
@@ -545,6 +566,8 @@ struct Coordinator {
     metrics: Arc<JobMetrics>,
     done: Arc<AtomicBool>,
     failed: Arc<AtomicBool>,
+    /// Final snapshots of the tasks that have ended.
+    finished: Vec<Part>,
 }
 
 impl Coordinator {
@@ -552,18 +575,34 @@ impl Coordinator {
         self.done.load(Ordering::SeqCst) || self.failed.load(Ordering::SeqCst)
     }
 
+    /// Takes a task's end into account; false when checkpoints cannot go on.
+    fn task_finished(&mut self, parts: Option<Vec<Part>>) -> bool {
+        match parts {
+            Some(parts) => {
+                self.finished.extend(parts);
+                self.tasks -= 1;
+                self.tasks > 0
+            }
+            None => false,
+        }
+    }
+
     fn run(mut self) -> Result<()> {
         let tick = Duration::from_millis(50);
         let mut next_at = Instant::now() + self.settings.interval;
         loop {
-            // Between checkpoints, a task that ends means the job is ending: no more.
             while Instant::now() < next_at {
                 if self.stopped() {
                     return Ok(());
                 }
                 let left = next_at.saturating_duration_since(Instant::now());
                 match self.reports.recv_timeout(left.min(tick)) {
-                    Ok(Report::Finished) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    Ok(Report::Finished(parts)) => {
+                        if !self.task_finished(parts) {
+                            return Ok(());
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
                     Ok(Report::Parts { .. }) | Err(RecvTimeoutError::Timeout) => {}
                 }
             }
@@ -582,10 +621,17 @@ impl Coordinator {
                         reported += 1;
                     }
                     Ok(Report::Parts { .. }) | Err(RecvTimeoutError::Timeout) => {}
-                    // A task ended before its barrier: this checkpoint cannot complete.
-                    Ok(Report::Finished) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    // A task that ends before its barrier is in the checkpoint with its
+                    // final state: its input is done, and downstream saw its end.
+                    Ok(Report::Finished(p)) => {
+                        if !self.task_finished(p) {
+                            return Ok(());
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             }
+            parts.extend(self.finished.iter().cloned());
             let written = checkpoint::write(&self.settings.dir, id, &self.shape, &parts)?;
             commit_sinks(&self.sinks, |node| {
                 let mut mine: Vec<&Part> = parts.iter().filter(|p| p.node == node).collect();
@@ -789,7 +835,22 @@ impl SourceTask {
             control.metrics.set_watermark(&self.name, i64::MAX);
             self.fanout.push_watermark(i64::MAX)?;
         }
-        self.fanout.finish(control.aborted())
+        let aborted = control.aborted();
+        self.fanout.finish(aborted)?;
+        if let (Some(cp), false) = (&control.checkpoints, aborted) {
+            let mut parts = vec![Part {
+                node: self.node,
+                instance: self.instance,
+                state: StateSnapshot {
+                    watermark: Some(emitted),
+                    batches: vec![watermark_batch(&partitions)?],
+                    blob: reader.snapshot()?.unwrap_or_default(),
+                },
+            }];
+            self.fanout.final_snapshots(self.instance, &mut parts)?;
+            let _ = cp.reports.send(Report::Finished(Some(parts)));
+        }
+        Ok(())
     }
 }
 
@@ -913,7 +974,14 @@ fn run_receiver(
             _ => {}
         }
     }
-    chain.finish(control.aborted())
+    let aborted = control.aborted();
+    chain.finish(aborted)?;
+    if let (Some(cp), false) = (&control.checkpoints, aborted) {
+        let mut parts = Vec::new();
+        chain.final_snapshots(instance, &mut parts)?;
+        let _ = cp.reports.send(Report::Finished(Some(parts)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
