@@ -397,17 +397,26 @@ fn run_job(
     }
     let checkpoints = checkpoint_run(plan.checkpoints.clone(), &plan.graph.shape(), resume)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let control = JobControl::new(Arc::clone(&metrics), Arc::clone(&stop));
     {
-        let stop = Arc::clone(&stop);
-        // A second Ctrl-C while stopping kills the process the usual way.
+        let savepoint = Arc::clone(&control.savepoint);
+        let checkpointing = checkpoints.is_some();
+        let asked = AtomicBool::new(false);
+        // Ctrl-C or SIGTERM. With checkpoints: a last checkpoint (a savepoint), committed,
+        // then stop; without: flush and close the sinks. Again while stopping: exit at once.
         let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
+            if asked.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\nsluice: stopping: flushing and closing sinks (Ctrl-C again to kill)");
+            if checkpointing {
+                eprintln!("\nsluice: stopping: taking a savepoint (Ctrl-C again to kill)");
+                savepoint.store(true, Ordering::SeqCst);
+            } else {
+                eprintln!("\nsluice: stopping: flushing and closing sinks (Ctrl-C again to kill)");
+                stop.store(true, Ordering::SeqCst);
+            }
         });
     }
-    let control = JobControl::new(Arc::clone(&metrics), stop);
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let progress = std::io::stderr().is_terminal().then(|| {

@@ -353,3 +353,73 @@ fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
     );
     assert_same_output(expected, &actual);
 }
+
+#[test]
+fn sigterm_takes_a_savepoint_leaves_committed_files_only_and_the_next_run_resumes() {
+    // The archive job (every record to Parquet): files roll on each checkpoint, so output
+    // is committed all along the run.
+    let dir = JobDir::new();
+    let Reference { input, .. } = reference();
+    let actual = dir.path().join("archive");
+    let checkpoints = dir.path().join("checkpoints");
+    let job = dir.path().join("archive.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'parallelism.default' = '2';
+             SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'state.checkpoints.dir' = '{}';
+             CREATE TABLE tx (
+               tx_hash STRING, block BIGINT, fee DOUBLE, amount DOUBLE, currency STRING,
+               event_time BIGINT
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE archive (
+               tx_hash STRING, block BIGINT, fee DOUBLE, amount DOUBLE, currency STRING,
+               event_time BIGINT
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO archive SELECT * FROM tx;",
+            checkpoints.display(),
+            input.display(),
+            actual.display()
+        ),
+    )
+    .expect("write the job");
+    let mut running = sluice_run(&job).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while newest_complete(&checkpoints) < 2 {
+        assert!(
+            running.is_running(),
+            "the job ended before its second checkpoint"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoints within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stopped = running.terminate();
+    stopped.assert_success();
+    assert!(
+        stopped.stderr.contains("savepoint") && stopped.stderr.contains("taken and committed"),
+        "{}",
+        stopped.stderr
+    );
+    // Committed files only, and some of them: nothing hidden is left in the output.
+    common::assert_no_hidden_files(&actual);
+    let partial = duckdb_query(&[("a", &actual)], "SELECT count(*) AS n FROM a");
+    let n = partial[0]["n"].as_u64().expect("a count");
+    assert!(n > 0 && n < 2_000_000, "{n} rows after the savepoint");
+    let resumed = sluice_run(&job).output();
+    resumed.assert_success();
+    assert!(
+        resumed.stderr.contains("resuming from checkpoint"),
+        "{}",
+        resumed.stderr
+    );
+    // Every record exactly once.
+    let all = duckdb_query(
+        &[("a", &actual)],
+        "SELECT count(*) AS n, count(DISTINCT tx_hash) AS hashes FROM a",
+    );
+    assert_eq!(all[0], json!({"n": 2_000_000, "hashes": 2_000_000}));
+}

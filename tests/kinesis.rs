@@ -565,6 +565,50 @@ fn the_sink_retries_records_kinesis_rejects() {
 }
 
 #[test]
+fn the_sink_flushes_on_every_checkpoint_and_loses_nothing() {
+    let endpoint = &moto().endpoint;
+    let proxy = FaultProxy::start(
+        endpoint,
+        &["--seed", "9", "--partial", "0.1", "--only", "PutRecords"],
+    );
+    let stream = unique_stream("sink-checkpoints");
+    let dir = JobDir::new();
+    create_stream(endpoint, &stream, 2);
+    // A source that stays alive for about 3 s, so checkpoints happen while records wait in
+    // the sink's buffer; each checkpoint waits until they are in the stream.
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'parallelism.default' = '1';
+SET 'execution.checkpointing.interval' = '100 ms';
+SET 'state.checkpoints.dir' = '{{checkpoints}}';
+CREATE TABLE src (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3000',
+  'rows-per-second' = '1000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
+  'fields.id.end' = '2999');
+CREATE TABLE dst (id BIGINT, k STRING, n BIGINT) PARTITIONED BY (k)
+WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = 'json',
+  'sink.flush-buffer.timeout' = '10 s');
+INSERT INTO dst SELECT id, CONCAT('key-', CAST(MOD(id, 300) AS STRING)), id / 300 FROM src;"
+        ),
+        &[("{checkpoints}", &dir.path().join("checkpoints"))],
+    );
+    let metrics = dir.path().join("metrics.json");
+    let outcome = sluice_run(&job)
+        .aws(&proxy.endpoint)
+        .metrics_json(&metrics)
+        .output();
+    outcome.assert_success();
+    let m: Value = serde_json::from_str(&fs::read_to_string(&metrics).unwrap()).unwrap();
+    // The 10 s flush timeout would hold records until the end: only the checkpoints make
+    // the sink send them while the job runs.
+    assert!(
+        m["checkpoints"]["completed"].as_u64().unwrap_or(0) >= 3,
+        "{m}"
+    );
+    check_sink_output(endpoint, &stream, dir.path(), 3_000);
+}
+
+#[test]
 fn a_record_over_one_mib_is_refused_or_dead_lettered() {
     let endpoint = &moto().endpoint;
     let stream = unique_stream("big");

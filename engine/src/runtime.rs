@@ -250,6 +250,9 @@ pub struct JobControl {
     failed: Arc<AtomicBool>,
     /// Checkpointing, when it is on.
     checkpoints: Option<Arc<Checkpoints>>,
+    /// Set by Ctrl-C or SIGTERM when checkpoints are on: take a checkpoint now, then stop
+    /// (a savepoint).
+    pub savepoint: Arc<AtomicBool>,
 }
 
 impl JobControl {
@@ -264,6 +267,7 @@ impl JobControl {
             stop,
             failed: Arc::new(AtomicBool::new(false)),
             checkpoints: None,
+            savepoint: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -397,10 +401,10 @@ pub fn run_with_checkpoints(
             let task: Box<dyn FnOnce() -> Result<()> + Send> = match (&node.kind, &node.input) {
                 (
                     NodeKind::Source {
+                        table,
                         connector,
                         prep,
                         idle_timeout,
-                        ..
                     },
                     _,
                 ) => {
@@ -413,6 +417,13 @@ pub fn run_with_checkpoints(
                     let mut watermarks = HashMap::new();
                     if let Some(restored) = restored {
                         let parts = restored.node(id);
+                        if !parts.is_empty() && parts.iter().all(|p| p.blob.is_empty()) {
+                            return Err(Error::plan(format!(
+                                "table '{table}': its source ({}) cannot resume from a \
+                                 checkpoint; run with --fresh to start over",
+                                connector.describe()
+                            )));
+                        }
                         ctx.restored = Arc::new(parts.iter().map(|p| p.blob.clone()).collect());
                         watermarks = restored_watermarks(parts);
                     }
@@ -486,6 +497,8 @@ pub fn run_with_checkpoints(
                 metrics: Arc::clone(&control.metrics),
                 done: Arc::clone(&done),
                 failed: Arc::clone(&control.failed),
+                stop: Arc::clone(&control.stop),
+                savepoint: Arc::clone(&control.savepoint),
                 finished: Vec::new(),
             };
             let c = control.clone();
@@ -568,6 +581,8 @@ struct Coordinator {
     failed: Arc<AtomicBool>,
     /// Final snapshots of the tasks that have ended.
     finished: Vec<Part>,
+    stop: Arc<AtomicBool>,
+    savepoint: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -588,10 +603,20 @@ impl Coordinator {
     }
 
     fn run(mut self) -> Result<()> {
+        let result = self.take_checkpoints();
+        // Asked for a savepoint and it could not be taken (the input ended first, or a
+        // task failed): stop all the same.
+        if self.savepoint.load(Ordering::SeqCst) {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn take_checkpoints(&mut self) -> Result<()> {
         let tick = Duration::from_millis(50);
         let mut next_at = Instant::now() + self.settings.interval;
         loop {
-            while Instant::now() < next_at {
+            while Instant::now() < next_at && !self.savepoint.load(Ordering::SeqCst) {
                 if self.stopped() {
                     return Ok(());
                 }
@@ -641,6 +666,14 @@ impl Coordinator {
             self.metrics
                 .add_checkpoint(id, started.elapsed(), written.bytes);
             checkpoint::retain(&self.settings.dir, self.settings.retained);
+            if self.savepoint.load(Ordering::SeqCst) {
+                eprintln!(
+                    "sluice: savepoint {} taken and committed; stopping",
+                    checkpoint::checkpoint_path(&self.settings.dir, id).display()
+                );
+                self.stop.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
             self.next_id += 1;
             next_at = (started + self.settings.interval).max(Instant::now() + tick);
         }

@@ -587,9 +587,16 @@ impl Rejections {
 enum Output {
     Local(Arc<LocalStore>),
     Service {
-        tx: Option<mpsc::Sender<Vec<Record>>>,
+        tx: Option<mpsc::Sender<ToPutter>>,
         task: Option<JoinHandle<Result<()>>>,
     },
+}
+
+/// What the writer hands its putter.
+enum ToPutter {
+    Records(Vec<Record>),
+    /// Answer once every record handed over before is put (a checkpoint).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// One parallel instance of a Feature Store sink.
@@ -659,13 +666,30 @@ impl SinkWriter for FeatureWriter {
             Output::Service { tx, .. } => {
                 let sent = tx
                     .as_ref()
-                    .is_some_and(|tx| tx.blocking_send(records).is_ok());
+                    .is_some_and(|tx| tx.blocking_send(ToPutter::Records(records)).is_ok());
                 if sent {
                     Ok(())
                 } else {
                     Err(self.putter_error())
                 }
             }
+        }
+    }
+
+    /// A checkpoint: every record written so far is put before it completes
+    /// (at-least-once; the local store applies writes at once).
+    fn prepare_commit(&mut self) -> Result<Vec<u8>> {
+        let Output::Service { tx, .. } = &self.out else {
+            return Ok(Vec::new());
+        };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let sent = tx
+            .as_ref()
+            .is_some_and(|tx| tx.blocking_send(ToPutter::Flush(done)).is_ok());
+        if sent && wait.blocking_recv().is_ok() {
+            Ok(Vec::new())
+        } else {
+            Err(self.putter_error())
         }
     }
 
@@ -714,10 +738,20 @@ enum PutResult {
 }
 
 impl Putter {
-    async fn run(self, mut rx: mpsc::Receiver<Vec<Record>>) -> Result<()> {
+    async fn run(self, mut rx: mpsc::Receiver<ToPutter>) -> Result<()> {
         let max = self.table.config.max_inflight;
         let mut inflight: JoinSet<Result<PutResult>> = JoinSet::new();
-        while let Some(records) = rx.recv().await {
+        while let Some(message) = rx.recv().await {
+            let records = match message {
+                ToPutter::Records(records) => records,
+                ToPutter::Flush(done) => {
+                    while !inflight.is_empty() {
+                        self.settle(inflight.join_next().await)?;
+                    }
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             for record in records {
                 while inflight.len() >= max {
                     self.settle(inflight.join_next().await)?;

@@ -252,9 +252,16 @@ struct KinesisWriter {
     table: Arc<SinkTable>,
     encoder: Encoder,
     fixed_key: String,
-    tx: Option<mpsc::Sender<Vec<Entry>>>,
+    tx: Option<mpsc::Sender<ToFlusher>>,
     flusher: Option<JoinHandle<Result<()>>>,
     dead_letter: Option<File>,
+}
+
+/// What the writer hands its flusher.
+enum ToFlusher {
+    Records(Vec<Entry>),
+    /// Answer once every record handed over before is accepted by Kinesis (a checkpoint).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl KinesisWriter {
@@ -356,11 +363,26 @@ impl SinkWriter for KinesisWriter {
             return Ok(());
         }
         let sent = match &self.tx {
-            Some(tx) => tx.blocking_send(entries).is_ok(),
+            Some(tx) => tx.blocking_send(ToFlusher::Records(entries)).is_ok(),
             None => false,
         };
         if sent {
             Ok(())
+        } else {
+            Err(self.flusher_error())
+        }
+    }
+
+    /// A checkpoint: at-least-once, so everything written so far must be in the stream
+    /// before the checkpoint completes (a restore replays only what came after it).
+    fn prepare_commit(&mut self) -> Result<Vec<u8>> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let sent = match &self.tx {
+            Some(tx) => tx.blocking_send(ToFlusher::Flush(done)).is_ok(),
+            None => false,
+        };
+        if sent && wait.blocking_recv().is_ok() {
+            Ok(Vec::new())
         } else {
             Err(self.flusher_error())
         }
@@ -409,7 +431,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    async fn run(self, mut rx: mpsc::Receiver<Vec<Entry>>) -> Result<()> {
+    async fn run(self, mut rx: mpsc::Receiver<ToFlusher>) -> Result<()> {
         let config = &self.table.config;
         let mut buffer: VecDeque<Entry> = VecDeque::new();
         let mut buffered_bytes = 0u64;
@@ -417,6 +439,8 @@ impl Flusher {
         let mut inflight: JoinSet<Result<Outcome>> = JoinSet::new();
         let mut busy_keys: HashSet<String> = HashSet::new();
         let mut closed = false;
+        // Checkpoints waiting for everything before them to be accepted.
+        let mut flushes: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         // Rejected records waiting in the buffer for their backoff to pass.
         let mut retrying = 0usize;
         let ordered = matches!(config.partitioner, Partitioner::Columns(_));
@@ -424,8 +448,10 @@ impl Flusher {
             let now = Instant::now();
             // A partial call goes out after the flush timeout, at the end, or when rejected
             // records wait (they must not wait for a full call as well as their backoff).
-            let due =
-                closed || retrying > 0 || oldest.is_some_and(|t| now >= t + config.flush_timeout);
+            let due = closed
+                || retrying > 0
+                || !flushes.is_empty()
+                || oldest.is_some_and(|t| now >= t + config.flush_timeout);
             while inflight.len() < config.max_inflight && !buffer.is_empty() {
                 let full = buffer.len() >= config.batch_max_records
                     || buffered_bytes >= config.batch_max_bytes;
@@ -460,8 +486,13 @@ impl Flusher {
             if buffer.is_empty() {
                 oldest = None;
             }
-            if closed && buffer.is_empty() && inflight.is_empty() {
-                return Ok(());
+            if buffer.is_empty() && inflight.is_empty() {
+                for done in flushes.drain(..) {
+                    let _ = done.send(());
+                }
+                if closed {
+                    return Ok(());
+                }
             }
             let next_retry = if retrying > 0 {
                 buffer.iter().filter_map(|e| e.not_before).min()
@@ -476,11 +507,12 @@ impl Flusher {
             };
             tokio::select! {
                 received = rx.recv(), if !closed => match received {
-                    Some(entries) => {
+                    Some(ToFlusher::Records(entries)) => {
                         oldest.get_or_insert_with(Instant::now);
                         buffered_bytes += entries.iter().map(Entry::size).sum::<u64>();
                         buffer.extend(entries);
                     }
+                    Some(ToFlusher::Flush(done)) => flushes.push(done),
                     None => closed = true,
                 },
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {

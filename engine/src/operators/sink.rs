@@ -11,11 +11,17 @@ use crate::operator::{Operator, StateSnapshot, StreamBatch};
 pub struct Sink {
     writer: Box<dyn SinkWriter>,
     metrics: Arc<JobMetrics>,
+    /// The writer finished (committed everything): nothing is left for a checkpoint.
+    finished: bool,
 }
 
 impl Sink {
     pub fn new(writer: Box<dyn SinkWriter>, metrics: Arc<JobMetrics>) -> Self {
-        Self { writer, metrics }
+        Self {
+            writer,
+            metrics,
+            finished: false,
+        }
     }
 }
 
@@ -31,10 +37,12 @@ impl Operator for Sink {
     }
 
     fn on_finish(&mut self, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        self.finished = true;
         self.writer.finish()
     }
 
     fn on_abort(&mut self) -> Result<()> {
+        self.finished = true;
         self.writer.abort()
     }
 
@@ -43,8 +51,13 @@ impl Operator for Sink {
         _checkpoint: u64,
         _out: &mut Vec<StreamBatch>,
     ) -> Result<Option<StateSnapshot>> {
+        let blob = if self.finished {
+            Vec::new()
+        } else {
+            self.writer.prepare_commit()?
+        };
         Ok(Some(StateSnapshot {
-            blob: self.writer.prepare_commit()?,
+            blob,
             ..Default::default()
         }))
     }
