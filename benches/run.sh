@@ -7,6 +7,10 @@
 #   benches/run.sh datagen     # 3. datagen -> the same window -> blackhole (no JSON)
 #   benches/run.sh sink        # 4. 5M rows straight to Parquet (INSERT INTO pq SELECT * FROM tx)
 #   benches/run.sh flink       # 5. side by side with Flink (../shared/bench/compare_flink.sh)
+#   benches/run.sh featurestore # 6. per-minute metrics of 100,000 keys into Feature Store:
+#                              #    the embedded local store, then `sluice featurestore serve`
+#   benches/run.sh checkpoints # 7. benchmark 2's job with ~100,000 keys in every window, with
+#                              #    no checkpoints, every 10 s and every 1 s
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench)
 set -euo pipefail
@@ -79,8 +83,100 @@ tx_bench() { # name events keys
   check_metrics "$input" "$out"
 }
 
+# gen_tx.py input with a given event rate (events per second of event time).
+input_rate_for() { # events keys rate
+  local file="$work/tx_$1_k$2_r$3.jsonl"
+  [ -s "$file" ] || python3 "$shared/gen_tx.py" --events "$1" --keys "$2" --rate "$3" "$file"
+  echo "$file"
+}
+
+# The window job of benchmark 2 into a Feature Store sink with the given endpoint.
+features_job() { # input endpoint
+  cat <<SQL
+SET 'parallelism.default' = '$par';
+CREATE TABLE tx (
+  tx_hash STRING, block BIGINT, fee DOUBLE, amount DOUBLE, currency STRING, event_time BIGINT,
+  ts AS TO_TIMESTAMP_LTZ(event_time, 3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '$1', 'format' = 'json');
+CREATE TABLE features (
+  currency STRING, window_end TIMESTAMP(3), tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
+) WITH ('connector' = 'sagemaker-featurestore', 'feature-group.name' = 'tx-metrics',
+  'aws.endpoint' = '$2', 'aws.region' = 'us-east-1', 'record-identifier' = 'currency');
+INSERT INTO features
+SELECT currency, window_end, COUNT(*), SUM(fee), AVG(fee)
+FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, currency;
+SQL
+}
+
+# Prints the sink's figures and checks that it put one record per window and key (as
+# DuckDB counts them over the input) and rejected none.
+features_figures() { # name input
+  "$python" - "$work/$1.metrics.json" "$1" "$2" <<'PY'
+import duckdb, json, sys
+m = json.load(open(sys.argv[1])); name = sys.argv[2]
+sink = m["sinks"][0]
+windows = duckdb.sql(f"select count(distinct (currency, event_time // 60000)) from read_json('{sys.argv[3]}')").fetchall()[0][0]
+assert sink["records"] == windows and sink["failures"] == 0, (sink, windows)
+print(f"{name}: {sink['records']} records put in {m['seconds']:.2f} s = {sink['records']/m['seconds']:,.0f} records/s, "
+      f"put latency p50 {sink['latency_p50_ms']:.2f} ms p99 {sink['latency_p99_ms']:.2f} ms, "
+      f"{sink['retries']} retries, peak RSS {m['peak_rss_bytes']/1e6:.0f} MB")
+print(f"  checked: one record per window and key ({windows}), none rejected")
+PY
+}
+
 case "${1:-}" in
   tx) tx_bench tx "$events" 4 ;;
+  checkpoints)
+    # 5,000 events per second of event time over 100,000 keys: about 95,000 keys in every
+    # one-minute window.
+    input="$(input_rate_for "${CP_EVENTS:-20000000}" 100000 5000)"
+    for interval in none "10 s" "1 s"; do
+      name="checkpoints-${interval// /}"
+      out="$work/${name}_out"; cp="$work/${name}_cp"; job="$work/$name.sql"
+      rm -rf "$out" "$cp"
+      {
+        [ "$interval" = none ] || printf "SET 'execution.checkpointing.interval' = '%s';\nSET 'state.checkpoints.dir' = '%s';\n" "$interval" "$cp"
+        metrics_job "$input" "$out"
+      } >"$job"
+      run_job "$name" "$job"
+      "$python" - "$work/$name.metrics.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["checkpoints"]
+if c["completed"]:
+    print(f"  {c['completed']} checkpoints; last {c['last_ms']:.0f} ms, {c['last_bytes']/1e6:.1f} MB; "
+          f"longest {c['max_ms']:.0f} ms, largest {c['max_bytes']/1e6:.1f} MB")
+PY
+      check_metrics "$input" "$out"
+    done
+    ;;
+  featurestore)
+    input="$(input_for "${FS_EVENTS:-200000}" 100000)"
+    # The embedded store: records go straight into a local store folder.
+    rm -rf "$work/fs_local"
+    features_job "$input" "local:$work/fs_local" >"$work/fs-local.sql"
+    "$sluice" run "$work/fs-local.sql" --metrics-json "$work/featurestore-local.metrics.json" \
+      2>"$work/featurestore-local.log"
+    features_figures featurestore-local "$input"
+    # The served store: PutRecord over HTTP through the AWS SDK.
+    rm -rf "$work/fs_served"
+    "$sluice" featurestore serve --listen 127.0.0.1:0 --data "$work/fs_served" \
+      >"$work/fs_served.out" 2>&1 &
+    server=$!
+    trap 'kill $server 2>/dev/null || true' EXIT
+    until grep -q "listening on" "$work/fs_served.out" 2>/dev/null; do sleep 0.1; done
+    endpoint="$(grep -o 'http://[0-9.:]*' "$work/fs_served.out" | head -n 1)"
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+      AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    "$python" "$repo/tests/support/featurestore_tool.py" create-group --endpoint "$endpoint" \
+      --name tx-metrics --id currency --time window_end --features \
+      currency:String,window_end:String,tx_count:Integral,total_fee:Fractional,avg_fee:Fractional
+    features_job "$input" "$endpoint" >"$work/fs-served.sql"
+    "$sluice" run "$work/fs-served.sql" --metrics-json "$work/featurestore-served.metrics.json" \
+      2>"$work/featurestore-served.log"
+    features_figures featurestore-served "$input"
+    ;;
   tx-keys)
     tx_bench tx-keys-1m 1000000 100000
     tx_bench tx-keys "$events" 100000
