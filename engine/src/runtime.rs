@@ -274,12 +274,19 @@ impl JobControl {
 
 /// What a task tells the checkpoint coordinator.
 enum Report {
-    /// The task passed barrier `id`; these are the snapshots of its operators.
-    Parts { id: u64, parts: Vec<Part> },
+    /// Task `task` passed barrier `id`; these are the snapshots of its operators.
+    Parts {
+        task: usize,
+        id: u64,
+        parts: Vec<Part>,
+    },
     /// The task ended. After a normal end, its final snapshots (positions at the end of its
     /// input, empty windows), which later checkpoints include in its place; `None` after a
     /// failure or a stop: no checkpoint can complete any more.
-    Finished(Option<Vec<Part>>),
+    Finished {
+        task: usize,
+        parts: Option<Vec<Part>>,
+    },
 }
 
 /// The tasks' side of checkpointing.
@@ -290,8 +297,12 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
-    fn report(&self, id: u64, parts: Vec<Part>) {
-        let _ = self.reports.send(Report::Parts { id, parts });
+    fn report(&self, task: usize, id: u64, parts: Vec<Part>) {
+        let _ = self.reports.send(Report::Parts { task, id, parts });
+    }
+
+    fn finished(&self, task: usize, parts: Option<Vec<Part>>) {
+        let _ = self.reports.send(Report::Finished { task, parts });
     }
 }
 
@@ -398,7 +409,8 @@ pub fn run_with_checkpoints(
             }
             let name = format!("{}#{}", node.name, instance);
             let task_control = control.clone();
-            let task: Box<dyn FnOnce() -> Result<()> + Send> = match (&node.kind, &node.input) {
+            let task: Box<dyn FnOnce(usize) -> Result<()> + Send> = match (&node.kind, &node.input)
+            {
                 (
                     NodeKind::Source {
                         table,
@@ -437,7 +449,7 @@ pub fn run_with_checkpoints(
                         name: name.clone(),
                         restored_watermarks: watermarks,
                     };
-                    Box::new(move || source.run(reader, ctx, &task_control))
+                    Box::new(move |task| source.run(task, reader, ctx, &task_control))
                 }
                 (NodeKind::Operator { factory }, Some((from, _))) => {
                     let receiver = inboxes
@@ -454,8 +466,8 @@ pub fn run_with_checkpoints(
                     }
                     let inputs = graph.nodes[*from].parallelism;
                     let name = name.clone();
-                    Box::new(move || {
-                        run_receiver(name, instance, receiver, inputs, chain, &task_control)
+                    Box::new(move |task| {
+                        run_receiver(name, task, instance, receiver, inputs, chain, &task_control)
                     })
                 }
                 (NodeKind::Operator { .. }, None) => {
@@ -463,15 +475,16 @@ pub fn run_with_checkpoints(
                 }
             };
             let c = control.clone();
+            let task_index = handles.len();
             let handle = std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
-                    let result = task();
+                    let result = task(task_index);
                     if result.is_err() {
                         c.failed.store(true, Ordering::SeqCst);
                         c.stop.store(true, Ordering::SeqCst);
                         if let Some(cp) = &c.checkpoints {
-                            let _ = cp.reports.send(Report::Finished(None));
+                            cp.finished(task_index, None);
                         }
                     }
                     result
@@ -499,7 +512,7 @@ pub fn run_with_checkpoints(
                 failed: Arc::clone(&control.failed),
                 stop: Arc::clone(&control.stop),
                 savepoint: Arc::clone(&control.savepoint),
-                finished: Vec::new(),
+                finished: Default::default(),
             };
             let c = control.clone();
             Some(
@@ -579,8 +592,8 @@ struct Coordinator {
     metrics: Arc<JobMetrics>,
     done: Arc<AtomicBool>,
     failed: Arc<AtomicBool>,
-    /// Final snapshots of the tasks that have ended.
-    finished: Vec<Part>,
+    /// Final snapshots of the tasks that have ended, by task.
+    finished: std::collections::BTreeMap<usize, Vec<Part>>,
     stop: Arc<AtomicBool>,
     savepoint: Arc<AtomicBool>,
 }
@@ -591,12 +604,11 @@ impl Coordinator {
     }
 
     /// Takes a task's end into account; false when checkpoints cannot go on.
-    fn task_finished(&mut self, parts: Option<Vec<Part>>) -> bool {
+    fn task_finished(&mut self, task: usize, parts: Option<Vec<Part>>) -> bool {
         match parts {
             Some(parts) => {
-                self.finished.extend(parts);
-                self.tasks -= 1;
-                self.tasks > 0
+                self.finished.insert(task, parts);
+                self.finished.len() < self.tasks
             }
             None => false,
         }
@@ -622,8 +634,8 @@ impl Coordinator {
                 }
                 let left = next_at.saturating_duration_since(Instant::now());
                 match self.reports.recv_timeout(left.min(tick)) {
-                    Ok(Report::Finished(parts)) => {
-                        if !self.task_finished(parts) {
+                    Ok(Report::Finished { task, parts }) => {
+                        if !self.task_finished(task, parts) {
                             return Ok(());
                         }
                     }
@@ -634,29 +646,44 @@ impl Coordinator {
             let id = self.next_id;
             let started = Instant::now();
             self.shared.requested.store(id, Ordering::SeqCst);
-            let mut parts = Vec::new();
-            let mut reported = 0;
-            while reported < self.tasks {
+            let mut reported: std::collections::BTreeMap<usize, Vec<Part>> = Default::default();
+            let tasks = self.tasks;
+            let complete =
+                |reported: &std::collections::BTreeMap<usize, Vec<Part>>,
+                 finished: &std::collections::BTreeMap<usize, Vec<Part>>| {
+                    (0..tasks).all(|t| reported.contains_key(&t) || finished.contains_key(&t))
+                };
+            while !complete(&reported, &self.finished) {
                 if self.stopped() {
                     return Ok(());
                 }
                 match self.reports.recv_timeout(tick) {
-                    Ok(Report::Parts { id: got, parts: p }) if got == id => {
-                        parts.extend(p);
-                        reported += 1;
+                    Ok(Report::Parts {
+                        task,
+                        id: got,
+                        parts,
+                    }) if got == id => {
+                        reported.insert(task, parts);
                     }
                     Ok(Report::Parts { .. }) | Err(RecvTimeoutError::Timeout) => {}
                     // A task that ends before its barrier is in the checkpoint with its
                     // final state: its input is done, and downstream saw its end.
-                    Ok(Report::Finished(p)) => {
-                        if !self.task_finished(p) {
+                    Ok(Report::Finished { task, parts }) => {
+                        if !self.task_finished(task, parts) {
                             return Ok(());
                         }
                     }
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             }
-            parts.extend(self.finished.iter().cloned());
+            // A task's barrier-time snapshot if it reported one, else its final one.
+            let mut parts = Vec::new();
+            for task in 0..self.tasks {
+                match reported.remove(&task) {
+                    Some(p) => parts.extend(p),
+                    None => parts.extend(self.finished[&task].iter().cloned()),
+                }
+            }
             let written = checkpoint::write(&self.settings.dir, id, &self.shape, &parts)?;
             commit_sinks(&self.sinks, |node| {
                 let mut mine: Vec<&Part> = parts.iter().filter(|p| p.node == node).collect();
@@ -750,6 +777,7 @@ struct SourceTask {
 impl SourceTask {
     fn run(
         mut self,
+        task: usize,
         mut reader: Box<dyn crate::connector::SourceReader>,
         ctx: SourceContext,
         control: &JobControl,
@@ -806,7 +834,7 @@ impl SourceTask {
                         state,
                     }];
                     self.fanout.push_barrier(id, self.instance, &mut parts)?;
-                    cp.report(id, parts);
+                    cp.report(task, id, parts);
                 }
             }
             // Connector errors name their table already.
@@ -881,7 +909,7 @@ impl SourceTask {
                 },
             }];
             self.fanout.final_snapshots(self.instance, &mut parts)?;
-            let _ = cp.reports.send(Report::Finished(Some(parts)));
+            cp.finished(task, Some(parts));
         }
         Ok(())
     }
@@ -895,6 +923,7 @@ struct InputState {
 
 fn run_receiver(
     name: String,
+    task: usize,
     instance: usize,
     receiver: Receiver<Envelope>,
     inputs: usize,
@@ -967,7 +996,7 @@ fn run_receiver(
                 let mut parts = Vec::new();
                 chain.push_barrier(id, instance, &mut parts)?;
                 if let Some(cp) = &control.checkpoints {
-                    cp.report(id, parts);
+                    cp.report(task, id, parts);
                 }
                 aligning = None;
                 arrived.iter_mut().for_each(|a| *a = false);
@@ -1012,7 +1041,7 @@ fn run_receiver(
     if let (Some(cp), false) = (&control.checkpoints, aborted) {
         let mut parts = Vec::new();
         chain.final_snapshots(instance, &mut parts)?;
-        let _ = cp.reports.send(Report::Finished(Some(parts)));
+        cp.finished(task, Some(parts));
     }
     Ok(())
 }
