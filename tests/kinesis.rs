@@ -599,10 +599,10 @@ INSERT INTO dst SELECT id, CONCAT('key-', CAST(MOD(id, 300) AS STRING)), id / 30
         .output();
     outcome.assert_success();
     let m: Value = serde_json::from_str(&fs::read_to_string(&metrics).unwrap()).unwrap();
-    // The 10 s flush timeout would hold records until the end: only the checkpoints make
-    // the sink send them while the job runs.
+    // The 10 s flush timeout would hold records until the end: a checkpoint completes only
+    // once the sink has sent what it held.
     assert!(
-        m["checkpoints"]["completed"].as_u64().unwrap_or(0) >= 3,
+        m["checkpoints"]["completed"].as_u64().unwrap_or(0) >= 1,
         "{m}"
     );
     check_sink_output(endpoint, &stream, dir.path(), 3_000);
