@@ -114,6 +114,22 @@ impl WindowAggregateSpec {
     }
 }
 
+/// `columns` cast to the types of `schema`'s fields where they differ (accumulator states
+/// come out in their own types).
+fn cast_to_schema(columns: Vec<ArrayRef>, schema: &Schema) -> Result<Vec<ArrayRef>> {
+    columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(a, f)| {
+            if a.data_type() == f.data_type() {
+                Ok(a)
+            } else {
+                Ok(cast(&a, f.data_type())?)
+            }
+        })
+        .collect()
+}
+
 /// Interns `columns` into group ids; without grouping columns every row is group 0.
 fn intern(
     group_values: &mut Option<Box<dyn GroupValues>>,
@@ -204,17 +220,7 @@ impl Operator for PartialAggregate {
         for acc in self.accumulators.iter_mut() {
             output.extend(acc.state(EmitTo::All)?);
         }
-        let output = output
-            .into_iter()
-            .zip(self.schema.fields())
-            .map(|(a, f)| {
-                if a.data_type() == f.data_type() {
-                    Ok(a)
-                } else {
-                    cast(&a, f.data_type())
-                }
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let output = cast_to_schema(output, &self.schema)?;
         out.push(StreamBatch::new(RecordBatch::try_new(
             Arc::clone(&self.schema),
             output,
@@ -281,17 +287,7 @@ impl FinalAggregate {
             }
             let mut all: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![start; rows]))];
             all.extend(columns);
-            let all = all
-                .into_iter()
-                .zip(schema.fields())
-                .map(|(a, f)| {
-                    if a.data_type() == f.data_type() {
-                        Ok(a)
-                    } else {
-                        cast(&a, f.data_type())
-                    }
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let all = cast_to_schema(all, &schema)?;
             batches.push(RecordBatch::try_new(Arc::clone(&schema), all)?);
         }
         Ok(batches)
