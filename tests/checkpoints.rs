@@ -62,6 +62,36 @@ fn reference() -> &'static Reference {
     })
 }
 
+/// The checkpointed window job over the reference input, in a folder of its own.
+struct Checkpointed {
+    dir: JobDir,
+    job: PathBuf,
+    actual: PathBuf,
+    checkpoints: PathBuf,
+    expected: &'static Path,
+}
+
+fn checkpointed() -> Checkpointed {
+    let dir = JobDir::new();
+    let reference = reference();
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    let job = window_job(
+        dir.path(),
+        "checkpointed.sql",
+        &reference.input,
+        &actual,
+        Some(&checkpoints),
+    );
+    Checkpointed {
+        dir,
+        job,
+        actual,
+        checkpoints,
+        expected: &reference.expected,
+    }
+}
+
 /// The per-minute metrics job from `input` into Parquet at `output`, with checkpoints into
 /// `checkpoints` when given.
 fn window_job(
@@ -203,20 +233,13 @@ fn assert_same_output(expected: &Path, actual: &Path) {
 
 #[test]
 fn a_killed_file_job_resumes_to_the_output_of_an_uninterrupted_run() {
-    let dir = JobDir::new();
-    let Reference {
-        input, expected, ..
-    } = reference();
-
-    let actual = dir.path().join("actual");
-    let checkpoints = dir.path().join("checkpoints");
-    let job = window_job(
-        dir.path(),
-        "checkpointed.sql",
-        input,
-        &actual,
-        Some(&checkpoints),
-    );
+    let Checkpointed {
+        dir: _dir,
+        job,
+        actual,
+        checkpoints,
+        expected,
+    } = checkpointed();
     let mut rng = Lcg(7);
     let delays: Vec<u64> = (0..5).map(|_| rng.below(300)).collect();
     let runs: Vec<(u64, Vec<(&str, &str)>)> = delays.iter().map(|&d| (d, vec![])).collect();
@@ -239,20 +262,13 @@ fn a_killed_file_job_resumes_to_the_output_of_an_uninterrupted_run() {
 
 #[test]
 fn a_checkpoint_restores_at_another_parallelism() {
-    let dir = JobDir::new();
-    let Reference {
-        input, expected, ..
-    } = reference();
-
-    let actual = dir.path().join("actual");
-    let checkpoints = dir.path().join("checkpoints");
-    let job = window_job(
-        dir.path(),
-        "checkpointed.sql",
-        input,
-        &actual,
-        Some(&checkpoints),
-    );
+    let Checkpointed {
+        dir: _dir,
+        job,
+        actual,
+        checkpoints,
+        expected,
+    } = checkpointed();
     // 2 instances, then 4, then 1 to the end.
     let runs = vec![
         (50, vec![("parallelism.default", "2")]),
@@ -270,19 +286,13 @@ fn a_checkpoint_restores_at_another_parallelism() {
 
 #[test]
 fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
-    let dir = JobDir::new();
-    let Reference {
-        input, expected, ..
-    } = reference();
-    let actual = dir.path().join("actual");
-    let checkpoints = dir.path().join("checkpoints");
-    let job = window_job(
-        dir.path(),
-        "checkpointed.sql",
-        input,
-        &actual,
-        Some(&checkpoints),
-    );
+    let Checkpointed {
+        dir,
+        job,
+        actual,
+        checkpoints,
+        expected,
+    } = checkpointed();
     // Killed after two checkpoints at least.
     let mut running = sluice_run(&job).spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
