@@ -6,7 +6,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{duckdb_query, run_python_file, sluice_run, JobDir, Outcome, REPO};
+use common::aws::{aws_tool, kinesis_tool, moto, unique_stream};
+use common::{
+    checkpoint_folders, duckdb_query, newest_complete, run_python, run_python_file, sluice_run,
+    wait_for_checkpoint, JobDir, Outcome, Sluice, REPO,
+};
 use serde_json::json;
 
 /// `gen_tx.py` transactions split over `files` JSON-lines files in `dir/in/`.
@@ -137,16 +141,6 @@ fn window_job(
     job
 }
 
-/// The newest checkpoint in `dir` with a manifest (0: none).
-fn newest_complete(dir: &Path) -> u64 {
-    checkpoint_folders(dir)
-        .iter()
-        .filter_map(|n| n.strip_prefix("chk-")?.parse().ok())
-        .filter(|id: &u64| dir.join(format!("chk-{id}/_manifest.json")).exists())
-        .max()
-        .unwrap_or(0)
-}
-
 /// Runs `job` once per entry of `runs` (a delay in ms and `--set` pairs): each run is
 /// killed with SIGKILL `delay` ms after it completed a checkpoint of its own, unless it
 /// ended by itself. Then, unless a run ended by itself, it runs once more to the end with
@@ -157,10 +151,20 @@ fn kill_runs(
     runs: &[(u64, Vec<(&str, &str)>)],
     last: &[(&str, &str)],
 ) -> (usize, Outcome) {
+    kill_runs_with(|| sluice_run(job), checkpoints, runs, last)
+}
+
+/// [`kill_runs`] with the command each run starts from.
+fn kill_runs_with(
+    command: impl Fn() -> Sluice,
+    checkpoints: &Path,
+    runs: &[(u64, Vec<(&str, &str)>)],
+    last: &[(&str, &str)],
+) -> (usize, Outcome) {
     let mut killed = 0;
     for (delay, sets) in runs {
         let before = newest_complete(checkpoints);
-        let mut running = sluice_run(job).sets(sets).spawn();
+        let mut running = command().sets(sets).spawn();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while newest_complete(checkpoints) == before && running.is_running() {
             assert!(
@@ -179,21 +183,9 @@ fn kill_runs(
             return (killed, outcome);
         }
     }
-    let outcome = sluice_run(job).sets(last).output();
+    let outcome = command().sets(last).output();
     outcome.assert_success();
     (killed, outcome)
-}
-
-fn checkpoint_folders(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("chk-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A small deterministic random sequence (the test must be repeatable).
@@ -395,18 +387,7 @@ fn sigterm_takes_a_savepoint_leaves_committed_files_only_and_the_next_run_resume
     )
     .expect("write the job");
     let mut running = sluice_run(&job).spawn();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while newest_complete(&checkpoints) < 2 {
-        assert!(
-            running.is_running(),
-            "the job ended before its second checkpoint"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoints within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_checkpoint(&mut running, &checkpoints, 2);
     let stopped = running.terminate();
     stopped.assert_success();
     assert!(
@@ -432,4 +413,141 @@ fn sigterm_takes_a_savepoint_leaves_committed_files_only_and_the_next_run_resume
         "SELECT count(*) AS n, count(DISTINCT tx_hash) AS hashes FROM a",
     );
     assert_eq!(all[0], json!({"n": 2_000_000, "hashes": 2_000_000}));
+}
+
+/// The windows of the Kinesis job: per key and minute, count, sum, min and max of `v`.
+fn kinesis_window_job(
+    dir: &Path,
+    stream: &str,
+    bucket: &str,
+    prefix: &str,
+    checkpoints: Option<&Path>,
+) -> PathBuf {
+    let settings = match checkpoints {
+        None => String::new(),
+        Some(cp) => format!(
+            "SET 'execution.checkpointing.interval' = '1 s';
+             SET 'state.checkpoints.dir' = '{}';",
+            cp.display()
+        ),
+    };
+    let job = dir.join(format!("{prefix}.sql"));
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'parallelism.default' = '2';
+             {settings}
+             CREATE TABLE events (
+               k STRING, v DOUBLE, ts BIGINT,
+               event_ts AS TO_TIMESTAMP_LTZ(ts, 3),
+               WATERMARK FOR event_ts AS event_ts - INTERVAL '5' SECOND
+             ) WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = 'json',
+               'source.init.position' = 'TRIM_HORIZON', 'scan.bounded' = 'latest',
+               'source.shard.discovery.interval' = '500 ms',
+               'source.reader.empty-records-fetch-interval' = '50 ms');
+             CREATE TABLE windows (
+               window_start TIMESTAMP(3), window_end TIMESTAMP(3), k STRING,
+               cnt BIGINT, total DOUBLE, lo DOUBLE, hi DOUBLE
+             ) WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/{prefix}',
+               'format' = 'parquet');
+             INSERT INTO windows
+             SELECT window_start, window_end, k, COUNT(*), SUM(v), MIN(v), MAX(v)
+             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_ts), INTERVAL '1' MINUTE))
+             GROUP BY window_start, window_end, k;"
+        ),
+    )
+    .expect("write the job");
+    job
+}
+
+/// The issue's crash test: 500,000 records in a 4-shard Kinesis stream (moto), a window
+/// job checkpointing every second into S3 Parquet, killed with SIGKILL at 5 random
+/// moments and restarted each time, ends with the output of an uninterrupted run.
+#[test]
+fn a_killed_kinesis_to_s3_job_resumes_to_the_output_of_an_uninterrupted_run() {
+    let endpoint = &moto().endpoint;
+    let dir = JobDir::new();
+    let input = dir.path().join("events.jsonl");
+    run_python(
+        "gen_events.py",
+        &[
+            "--events=500000",
+            "--keys=100",
+            "--rate=500",
+            "--disorder-ms=2000",
+            &input.display().to_string(),
+        ],
+    );
+    let stream = unique_stream("crash");
+    let file = input.display().to_string();
+    kinesis_tool(endpoint, &["create", "--stream", &stream, "--shards", "4"]);
+    kinesis_tool(
+        endpoint,
+        &[
+            "put", "--stream", &stream, "--file", &file, "--key", "random",
+        ],
+    );
+    let bucket = unique_stream("crash").to_lowercase();
+    aws_tool(
+        "s3_tool.py",
+        endpoint,
+        &["create-bucket", "--bucket", &bucket],
+    );
+
+    let plain = kinesis_window_job(dir.path(), &stream, &bucket, "expected", None);
+    sluice_run(&plain).aws(endpoint).output().assert_success();
+
+    let checkpoints = dir.path().join("checkpoints");
+    let job = kinesis_window_job(dir.path(), &stream, &bucket, "actual", Some(&checkpoints));
+    let mut rng = Lcg(11);
+    let runs: Vec<(u64, Vec<(&str, &str)>)> = (0..5).map(|_| (rng.below(1000), vec![])).collect();
+    let (killed, outcome) =
+        kill_runs_with(|| sluice_run(&job).aws(endpoint), &checkpoints, &runs, &[]);
+    assert!(
+        killed >= 3,
+        "the job ended before it could be killed three times"
+    );
+    assert!(
+        outcome.stderr.contains("resuming from checkpoint"),
+        "{}",
+        outcome.stderr
+    );
+
+    let fetch = |prefix: &str| {
+        let out = dir.path().join(prefix);
+        let prefix = format!("{prefix}/");
+        aws_tool(
+            "s3_tool.py",
+            endpoint,
+            &[
+                "fetch",
+                "--bucket",
+                &bucket,
+                "--prefix",
+                &prefix,
+                "--out",
+                &out.display().to_string(),
+            ],
+        );
+        out
+    };
+    let (expected, actual) = (fetch("expected"), fetch("actual"));
+    let stats = duckdb_query(
+        &[("e", &expected), ("a", &actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT sum(cnt) FROM a) AS records,
+           (SELECT count(*) - count(DISTINCT (window_start, k)) FROM a) AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (window_start, k)
+             WHERE e.cnt IS DISTINCT FROM a.cnt
+                OR e.window_end IS DISTINCT FROM a.window_end
+                OR e.lo IS DISTINCT FROM a.lo OR e.hi IS DISTINCT FROM a.hi
+                OR abs(e.total - a.total) > 1e-9 * abs(e.total)) AS different",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+    assert_eq!(s["records"], json!(500_000), "{s}");
 }

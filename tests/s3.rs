@@ -402,3 +402,77 @@ INSERT INTO out SELECT id, name, CAST(MOD(id, 2) AS INT) FROM gen;"
         serde_json::json!({"n": rows, "ids": rows, "lo": 1, "hi": rows})
     );
 }
+
+/// With checkpoints, files are committed by each completed checkpoint; SIGTERM takes a
+/// savepoint, commits it and aborts every upload no checkpoint covers; the next run goes on
+/// from the savepoint (the datagen source resumes its sequence) and ends with every row
+/// exactly once.
+#[test]
+fn a_checkpointed_s3_job_stopped_by_sigterm_leaves_no_upload_and_resumes() {
+    let bucket = new_bucket();
+    let dir = JobDir::new();
+    let checkpoints = dir.path().join("checkpoints");
+    let rows = 60_000;
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'parallelism.default' = '2';
+SET 'execution.checkpointing.interval' = '300 ms';
+SET 'state.checkpoints.dir' = '{{checkpoints}}';
+CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen',
+  'rows-per-second' = '10000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+  'fields.id.end' = '{rows}', 'fields.name.length' = '12');
+CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem',
+  'path' = 's3://{bucket}/seq', 'format' = 'parquet');
+INSERT INTO out SELECT id, name FROM gen;"
+        ),
+        &[("{checkpoints}", &checkpoints)],
+    );
+    let mut running = sluice_run(&job).aws(&moto().endpoint).spawn();
+    common::wait_for_checkpoint(&mut running, &checkpoints, 3);
+    // Committed files are visible while the job runs.
+    assert!(
+        list(&bucket).iter().any(|k| k.ends_with(".parquet")),
+        "no file committed after three checkpoints"
+    );
+    let stopped = running.terminate();
+    stopped.assert_success();
+    assert!(
+        stopped.stderr.contains("taken and committed"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(
+        s3_tool(&["uploads", "--bucket", &bucket]).trim(),
+        "[]",
+        "a stopped job leaves no pending upload"
+    );
+    let count = |fetched: &std::path::Path| {
+        duckdb_query(
+            &[("m", fetched)],
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id) AS lo, max(id) AS hi FROM m",
+        )
+        .remove(0)
+    };
+    let partial = dir.path().join("partial");
+    fetch(&bucket, "seq/", &partial);
+    let before = count(&partial);
+    let n = before["n"].as_u64().unwrap();
+    assert!(n > 0 && n < rows, "{before}");
+    assert_eq!(before["ids"], before["n"], "no row twice: {before}");
+
+    let resumed = sluice_run(&job).aws(&moto().endpoint).output();
+    resumed.assert_success();
+    assert!(
+        resumed.stderr.contains("resuming from checkpoint"),
+        "{}",
+        resumed.stderr
+    );
+    let all = dir.path().join("all");
+    fetch(&bucket, "seq/", &all);
+    assert_eq!(
+        count(&all),
+        serde_json::json!({"n": rows, "ids": rows, "lo": 1, "hi": rows})
+    );
+    assert_eq!(s3_tool(&["uploads", "--bucket", &bucket]).trim(), "[]");
+}

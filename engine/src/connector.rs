@@ -282,4 +282,14 @@ pub trait SinkWriter: Send {
     fn abort(&mut self) -> Result<()> {
         self.finish()
     }
+    /// The input's watermark advanced (milliseconds); sinks that commit partitions by
+    /// event time use it.
+    fn on_watermark(&mut self, _watermark: i64) -> Result<()> {
+        Ok(())
+    }
+    /// Before the first row of a restored job: what every writer of this sink prepared for
+    /// the checkpoint restored from (the job may run at another parallelism now).
+    fn restore(&mut self, _prepared: &[Vec<u8>]) -> Result<()> {
+        Ok(())
+    }
 }

@@ -883,3 +883,40 @@ impl TumbleCheck<'_> {
         }
     }
 }
+
+/// The newest checkpoint in `dir` with a manifest (0: none).
+pub fn newest_complete(dir: &Path) -> u64 {
+    checkpoint_folders(dir)
+        .iter()
+        .filter_map(|n| n.strip_prefix("chk-")?.parse().ok())
+        .filter(|id: &u64| dir.join(format!("chk-{id}/_manifest.json")).exists())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The `chk-*` folders in `dir`.
+pub fn checkpoint_folders(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("chk-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `dir` holds a complete checkpoint numbered `id` or higher; fails if the job
+/// ends first or none comes within 60 s.
+pub fn wait_for_checkpoint(running: &mut Running, dir: &Path, id: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while newest_complete(dir) < id {
+        assert!(
+            running.is_running(),
+            "the job ended before its checkpoint {id}"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint {id} within 60 s");
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -4,6 +4,11 @@
 //! and of the rate. A sequence column is split into contiguous ranges, one per instance, so
 //! over all instances every value appears exactly once. The reader sleeps to stay on its
 //! rate and emits batches of up to 8192 rows, smaller at low rates so rows flow steadily.
+//!
+//! A checkpoint keeps how many rows each instance has emitted. A restore (at the same
+//! parallelism) goes on from there: sequences continue after their last value and
+//! `number-of-rows` counts what was emitted before; random values are new ones, as in
+//! Flink's datagen.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -81,11 +86,14 @@ impl SourceConnector for DatagenSource {
         let share = (ctx.instance, parallelism);
         let mut columns = Vec::with_capacity(self.config.fields.len());
         let mut remaining = self.config.number_of_rows.map(|n| split(n, share).1);
+        let emitted = self.restored_position(ctx)?;
         for (field, config) in self.schema.fields().iter().zip(&self.config.fields) {
             let generator = Generator::new(field.data_type(), config, share).map_err(|e| {
                 e.context(format!("table '{}': column '{}'", self.table, field.name()))
             })?;
-            if let Generator::Sequence { next, end, .. } = &generator {
+            let mut generator = generator;
+            if let Generator::Sequence { next, end, .. } = &mut generator {
+                *next = (*next).saturating_add_unsigned(emitted).min(*end);
                 let len = u64::try_from(i128::from(*end) - i128::from(*next)).unwrap_or(0);
                 remaining = Some(remaining.map_or(len, |r| r.min(len)));
             }
@@ -93,6 +101,11 @@ impl SourceConnector for DatagenSource {
                 generator,
                 null_rate: config.null_rate,
             });
+        }
+        if let Some(r) = &mut remaining {
+            if self.config.number_of_rows.is_some() {
+                *r = r.saturating_sub(emitted);
+            }
         }
         let rng = match self.config.seed {
             // Instances must not repeat each other's values: mix the instance into the seed.
@@ -107,12 +120,48 @@ impl SourceConnector for DatagenSource {
             rate: self.config.rows_per_second / parallelism as f64,
             remaining,
             produced: 0,
+            emitted,
+            parallelism,
             started: None,
             partition_finished: false,
             columns,
             rng,
         }))
     }
+}
+
+impl DatagenSource {
+    /// The rows this instance had emitted at the restored checkpoint (0 on a fresh start).
+    fn restored_position(&self, ctx: &SourceContext) -> Result<u64> {
+        let mut emitted = 0;
+        for blob in ctx.restored.iter().filter(|b| !b.is_empty()) {
+            let position: Position = serde_json::from_slice(blob).map_err(|e| {
+                Error::connector(format!(
+                    "table '{}': the checkpoint's datagen position is damaged: {e}",
+                    self.table
+                ))
+            })?;
+            if position.parallelism != ctx.parallelism.max(1) {
+                return Err(Error::plan(format!(
+                    "table '{}': a datagen source resumes only at the parallelism of its \
+                     checkpoint ({}), not {}; run with --fresh to start over",
+                    self.table, position.parallelism, ctx.parallelism
+                )));
+            }
+            if position.instance == ctx.instance {
+                emitted = position.emitted;
+            }
+        }
+        Ok(emitted)
+    }
+}
+
+/// What a checkpoint keeps of a datagen reader.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Position {
+    instance: usize,
+    parallelism: usize,
+    emitted: u64,
 }
 
 /// `(offset, count)` of instance `share.0`'s part when `total` items are split over
@@ -139,6 +188,9 @@ struct DatagenReader {
     /// Rows still to produce; `None` when unbounded.
     remaining: Option<u64>,
     produced: u64,
+    /// Rows emitted since the job first started (restores included).
+    emitted: u64,
+    parallelism: usize,
     started: Option<Instant>,
     partition_finished: bool,
     columns: Vec<Column>,
@@ -187,6 +239,7 @@ impl SourceReader for DatagenReader {
             .generate(rows)
             .map_err(|e| Error::internal(format!("datagen: {e}")))?;
         self.produced += rows as u64;
+        self.emitted += rows as u64;
         if let Some(remaining) = &mut self.remaining {
             *remaining -= rows as u64;
         }
@@ -194,6 +247,17 @@ impl SourceReader for DatagenReader {
             partition: self.partition,
             batch,
         })
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        let position = Position {
+            instance: self.partition,
+            parallelism: self.parallelism,
+            emitted: self.emitted,
+        };
+        serde_json::to_vec(&position)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("datagen position: {e}")))
     }
 }
 
@@ -690,6 +754,57 @@ mod tests {
         let a = drain(&make(), &context(0, 1));
         let b = drain(&make(), &context(0, 1));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_restored_reader_goes_on_after_its_position() {
+        let source = source(
+            vec![Field::new("id", DataType::Int64, false)],
+            &[
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "1"),
+                ("fields.id.end", "100"),
+                ("rows-per-second", "200"),
+            ],
+        )
+        .unwrap();
+        // Instance 1 of 2 owns 51..=100; it emits one batch, then a checkpoint is taken.
+        let first = context(1, 2);
+        let mut reader = source.create_reader(&first).unwrap();
+        let SourceEvent::Batch { batch, .. } = reader.next(&first).unwrap() else {
+            panic!("a batch expected")
+        };
+        let emitted = batch.num_rows() as i64;
+        assert_eq!(emitted, 10, "a tenth of a second of 100 rows per second");
+        let position = reader.snapshot().unwrap().unwrap();
+        let other = Position {
+            instance: 0,
+            parallelism: 2,
+            emitted: 3,
+        };
+        let mut restored = context(1, 2);
+        restored.restored = Arc::new(vec![serde_json::to_vec(&other).unwrap(), position.clone()]);
+        let ids: Vec<i64> = drain(&source, &restored)
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, (51 + emitted..=100).collect::<Vec<_>>());
+        // Another parallelism cannot split the positions.
+        let mut elsewhere = context(0, 3);
+        elsewhere.restored = Arc::new(vec![position]);
+        let e = source.create_reader(&elsewhere).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("parallelism of its checkpoint (2), not 3"),
+            "{e}"
+        );
     }
 
     #[test]

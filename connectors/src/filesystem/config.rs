@@ -69,16 +69,6 @@ pub struct FileSinkConfig {
     pub success_file: bool,
 }
 
-/// Flink options the sink accepts without acting on them yet: partitions are committed
-/// (their files made visible, `_SUCCESS` written) at the end of the job, as with a
-/// partition-time trigger whose watermark reaches the end; mid-run partition commits come
-/// with checkpoints.
-const ACCEPTED_NOT_YET_USED: [&str; 3] = [
-    "sink.partition-commit.trigger",
-    "sink.partition-commit.delay",
-    "partition.time-extractor.timestamp-pattern",
-];
-
 impl FileSinkConfig {
     pub fn take(options: &mut Options) -> Result<Self> {
         let path_text = options.take_required("path")?;
@@ -97,9 +87,6 @@ impl FileSinkConfig {
                 .take_parsed("sink.rolling-policy.inactivity-interval", parse_duration)?
                 .unwrap_or(defaults.inactivity_interval),
         };
-        for key in ACCEPTED_NOT_YET_USED {
-            options.take(&[key]);
-        }
         let policy = options
             .take(&["sink.partition-commit.policy.kind"])
             .unwrap_or_default();
@@ -152,7 +139,6 @@ mod tests {
             ("format", "parquet"),
             ("sink.rolling-policy.file-size", "1 kb"),
             ("sink.rolling-policy.rollover-interval", "10 s"),
-            ("sink.partition-commit.trigger", "partition-time"),
             ("parquet.compression", "snappy"),
         ]);
         let config = FileSinkConfig::take(&mut o).unwrap();

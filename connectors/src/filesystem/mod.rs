@@ -6,6 +6,7 @@
 //! `format` (`parquet`, `json`, `csv`), the format's options, the `sink.rolling-policy.*`
 //! options, and for S3 `aws.region`, `aws.endpoint`, `s3.path-style-access` (see [`config`]).
 
+mod commit;
 pub mod config;
 pub mod glue;
 mod part_file;

@@ -3,8 +3,10 @@
 //! Bytes are uploaded in parts of 8 MiB while the file is written; closing the file uploads
 //! the last part and leaves the upload *pending*: no object exists under the table's path
 //! yet. Pending uploads are completed (the object appears, whole, at once) when the sink
-//! commits: at the end of the job. An upload that is dropped before it was completed (the
-//! job failed) is aborted, so no parts are left behind to be billed.
+//! commits: at the end of the job, or, with checkpoints, when the checkpoint that holds the
+//! upload ([`S3Pending`]: key, upload id and parts) completes. An upload that is dropped
+//! before it was completed or handed to a checkpoint (the job failed or was stopped) is
+//! aborted, so no parts are left behind to be billed.
 //!
 //! The client comes from the standard AWS chain, with `aws.region` and `aws.endpoint` (or
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3`), and path-style addressing when an endpoint
@@ -160,6 +162,76 @@ impl S3Target {
             .map_err(|f| self.error("PutObject", key, &f))
     }
 
+    /// Whether object `key` exists.
+    fn exists(&self, key: &str) -> Result<bool> {
+        let what = format!("table '{}': HeadObject {key}", self.table);
+        let result = runtime().block_on(retry(&what, None, || {
+            let call = self
+                .client
+                .head_object()
+                .bucket(&self.location.bucket)
+                .key(key);
+            async move { call.send().await.map_err(|e| Failure::of(&e)) }
+        }));
+        match result {
+            Ok(_) => Ok(true),
+            Err(Failure::NotFound(_)) => Ok(false),
+            Err(f) => Err(self.error("HeadObject", key, &f)),
+        }
+    }
+
+    /// Completes a pending upload: the object appears under its final key, whole.
+    /// Idempotent: an upload completed before (a checkpoint committed again after a crash,
+    /// or by the writer and the checkpoint at once) is fine when its object exists.
+    pub fn complete(&self, pending: &S3Pending) -> Result<()> {
+        let key = &pending.key;
+        let parts = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                pending
+                    .parts
+                    .iter()
+                    .map(|(number, e_tag)| {
+                        CompletedPart::builder()
+                            .part_number(*number)
+                            .e_tag(e_tag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let what = format!("table '{}': CompleteMultipartUpload {key}", self.table);
+        let result = runtime().block_on(retry(&what, None, || {
+            let call = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.location.bucket)
+                .key(key)
+                .upload_id(&pending.upload_id)
+                .multipart_upload(parts.clone());
+            async move { call.send().await.map_err(|e| Failure::of(&e)) }
+        }));
+        match result {
+            Ok(_) => Ok(()),
+            Err(Failure::Fatal(m)) if m.starts_with("NoSuchUpload") => {
+                // Completed already, perhaps by a call still finishing: look for the object
+                // for a few seconds before calling the upload lost.
+                for _ in 0..20 {
+                    if self.exists(key)? {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(Error::connector(format!(
+                    "table '{}': the pending upload of s3://{}/{key} no longer exists (aborted, \
+                     or removed by a lifecycle rule) and the object was never completed, so \
+                     its rows are lost",
+                    self.table, self.location.bucket
+                )))
+            }
+            Err(f) => Err(self.error("CompleteMultipartUpload", key, &f)),
+        }
+    }
+
     /// Starts the multipart upload of `key`.
     pub fn create(self: &Arc<Self>, key: String) -> Result<S3Upload> {
         let what = format!("table '{}': CreateMultipartUpload {key}", self.table);
@@ -290,36 +362,48 @@ impl Write for S3Upload {
 pub struct PendingUpload(S3Upload);
 
 impl PendingUpload {
-    pub fn key(&self) -> String {
-        self.0.key()
+    /// Hands the upload over to a checkpoint: it is no longer aborted when dropped, and is
+    /// completed by whoever commits the checkpoint.
+    pub fn hand_over(self) -> S3Pending {
+        let pending = self.describe();
+        self.0.state().done = true;
+        pending
+    }
+
+    fn describe(&self) -> S3Pending {
+        let state = self.0.state();
+        S3Pending {
+            key: state.key.clone(),
+            upload_id: state.upload_id.clone(),
+            parts: state
+                .parts
+                .iter()
+                .map(|p| {
+                    (
+                        p.part_number().unwrap_or_default(),
+                        p.e_tag().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Completes the upload: the object appears under its final key, whole.
     pub fn commit(self) -> Result<()> {
-        let mut state = self.0.state();
-        let target = Arc::clone(&state.target);
-        let parts = CompletedMultipartUpload::builder()
-            .set_parts(Some(state.parts.clone()))
-            .build();
-        let what = format!(
-            "table '{}': CompleteMultipartUpload {}",
-            target.table, state.key
-        );
-        runtime()
-            .block_on(retry(&what, None, || {
-                let call = target
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(&target.location.bucket)
-                    .key(&state.key)
-                    .upload_id(&state.upload_id)
-                    .multipart_upload(parts.clone());
-                async move { call.send().await.map_err(|e| Failure::of(&e)) }
-            }))
-            .map_err(|f| target.error("CompleteMultipartUpload", &state.key, &f))?;
-        state.done = true;
+        let target = Arc::clone(&self.0.state().target);
+        target.complete(&self.describe())?;
+        self.0.state().done = true;
         Ok(())
     }
+}
+
+/// A pending upload as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct S3Pending {
+    pub key: String,
+    pub upload_id: String,
+    /// Part numbers and ETags, in order.
+    pub parts: Vec<(i32, String)>,
 }
 
 impl Drop for UploadState {

@@ -5,6 +5,12 @@
 //! interval or idle for the inactivity interval (both checked when rows arrive), and at the
 //! end of the input. A closed local file is visible at once; a closed S3 file (an upload)
 //! stays pending until the end of the input, when every pending upload is completed.
+//!
+//! With checkpoints (exactly once), every file is closed at a checkpoint barrier and stays
+//! hidden (a local file under its in-progress name, an S3 upload uncompleted); the
+//! checkpoint keeps the pending files ([`PendingFile`]) and, when it completes, the sink
+//! commits them, then commits the partitions whose trigger fired (see [`super::commit`]).
+//! A restore commits the restored checkpoint again; commits are idempotent.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,11 +22,12 @@ use arrow::datatypes::{DataType, Schema};
 use sluice_engine::connector::{Options, SinkConnector, SinkContext, SinkWriter, TableSpec};
 use sluice_engine::{Error, Result};
 
+use super::commit::{CommitPolicy, Committer, PartitionReport};
 use super::config::{FileSinkConfig, RollingPolicy};
 use super::glue::{CatalogTable, GlueCatalog};
 use super::part_file::{Closed, FileEncoding, LocalPending, PartFile, Storage};
 use super::partition::PartitionPath;
-use super::s3::{PendingUpload, S3Target};
+use super::s3::{PendingUpload, S3Pending, S3Target};
 use crate::aws::{runtime, sdk_config};
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
@@ -49,6 +56,36 @@ struct Table {
     /// Writers that have finished, and the partition folders they wrote: the last one to
     /// finish writes the `_SUCCESS` files, once every writer's files are committed.
     finished: Mutex<(usize, BTreeSet<String>)>,
+    /// When partitions are committed during a checkpointed run.
+    policy: CommitPolicy,
+    committer: Committer,
+}
+
+/// A closed file that a checkpoint keeps until it is committed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PendingFile {
+    /// A local file under its hidden name.
+    Local(LocalPending),
+    /// An S3 multipart upload, not completed.
+    S3(S3Pending),
+}
+
+/// What a writer hands to a checkpoint.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Prepared {
+    files: Vec<PendingFile>,
+    #[serde(flatten)]
+    report: PartitionReport,
+}
+
+impl Prepared {
+    fn decode(table: &str, blob: &[u8]) -> Result<Self> {
+        serde_json::from_slice(blob).map_err(|e| {
+            Error::connector(format!(
+                "table '{table}': the checkpoint's pending files are damaged: {e}"
+            ))
+        })
+    }
 }
 
 impl Table {
@@ -82,6 +119,55 @@ impl Table {
         Ok(storage)
     }
 
+    /// Makes a pending file visible (idempotent).
+    fn commit_file(&self, file: &PendingFile) -> Result<()> {
+        match (file, self.storage()?) {
+            (PendingFile::Local(file), _) => file
+                .commit()
+                .map_err(|e| e.context(format!("table '{}'", self.name))),
+            (PendingFile::S3(upload), Storage::S3(target)) => target.complete(upload),
+            (PendingFile::S3(upload), Storage::Local(_)) => Err(Error::connector(format!(
+                "table '{}': the checkpoint holds an S3 upload ({}) but the table's path is \
+                 local now",
+                self.name, upload.key
+            ))),
+        }
+    }
+
+    /// Commits partitions: registers them in Glue and writes their `_SUCCESS` files, as
+    /// the table's policy asks.
+    fn commit_partitions(&self, folders: &BTreeSet<String>) -> Result<()> {
+        let folders: BTreeSet<String> = folders.iter().filter(|f| !f.is_empty()).cloned().collect();
+        if folders.is_empty() {
+            return Ok(());
+        }
+        if let Some(catalog) = self.catalog() {
+            catalog.add_partitions(&folders)?;
+        }
+        if !self.config.success_file {
+            return Ok(());
+        }
+        let storage = self.storage()?;
+        for folder in folders {
+            match &storage {
+                Storage::Local(root) => {
+                    let path = root.join(&folder).join("_SUCCESS");
+                    std::fs::write(&path, b"").map_err(|e| {
+                        Error::connector(format!(
+                            "table '{}': cannot write {}: {e}",
+                            self.name,
+                            path.display()
+                        ))
+                    })?;
+                }
+                Storage::S3(target) => {
+                    target.put_object(&target.location.key(&folder, "_SUCCESS"), Vec::new())?
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn catalog(&self) -> Option<Arc<GlueCatalog>> {
         self.catalog
             .lock()
@@ -98,6 +184,7 @@ pub struct FileSink {
 impl FileSink {
     pub fn new(spec: TableSpec, options: &mut Options) -> Result<Self> {
         let config = FileSinkConfig::take(options)?;
+        let policy = CommitPolicy::take(options, &spec.partition_by)?;
         let schema = &spec.schema;
         let mut partition_columns = Vec::new();
         for name in &spec.partition_by {
@@ -154,6 +241,8 @@ impl FileSink {
                     .collect(),
                 catalog: Mutex::new(None),
                 finished: Mutex::new((0, BTreeSet::new())),
+                policy,
+                committer: Committer::default(),
             }),
         })
     }
@@ -177,19 +266,20 @@ impl SinkConnector for FileSink {
     }
 
     fn commit(&self, prepared: &[Vec<u8>]) -> Result<()> {
+        let table = &self.table;
+        let mut reports = Vec::new();
         for blob in prepared.iter().filter(|b| !b.is_empty()) {
-            let files: Vec<LocalPending> = serde_json::from_slice(blob).map_err(|e| {
-                Error::connector(format!(
-                    "table '{}': the checkpoint's pending files are damaged: {e}",
-                    self.table.name
-                ))
-            })?;
-            for file in files {
-                file.commit()
-                    .map_err(|e| e.context(format!("table '{}'", self.table.name)))?;
+            let prepared = Prepared::decode(&table.name, blob)?;
+            for file in &prepared.files {
+                table.commit_file(file)?;
             }
+            reports.push(prepared.report);
         }
-        Ok(())
+        let due = table
+            .committer
+            .due(&table.policy, &reports)
+            .map_err(|e| Error::connector(format!("table '{}': {e}", table.name)))?;
+        table.commit_partitions(&due.into_iter().collect())
     }
 
     fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
@@ -199,6 +289,9 @@ impl SinkConnector for FileSink {
             exactly_once: ctx.exactly_once,
             local_pending: Vec::new(),
             prepared: Vec::new(),
+            unreported: BTreeSet::new(),
+            reported: BTreeSet::new(),
+            watermark: None,
             parallelism,
             pending: Vec::new(),
             folders: BTreeSet::new(),
@@ -220,9 +313,15 @@ struct FileWriter {
     exactly_once: bool,
     /// Closed local files no checkpoint covers yet.
     local_pending: Vec<LocalPending>,
-    /// Closed local files handed to a checkpoint, kept so the end of the input commits them
-    /// if that checkpoint never completes (commits are idempotent).
-    prepared: Vec<LocalPending>,
+    /// Closed files handed to a checkpoint, kept so the end of the input commits them if
+    /// that checkpoint never completes (commits are idempotent).
+    prepared: Vec<PendingFile>,
+    /// Partition folders of files closed since the last checkpoint.
+    unreported: BTreeSet<String>,
+    /// Partition folders reported to checkpoints and not known to be committed.
+    reported: BTreeSet<String>,
+    /// The input's watermark.
+    watermark: Option<i64>,
     /// Closed S3 files waiting for the commit (dropped uncommitted: aborted).
     pending: Vec<PendingUpload>,
     /// Partition folders this writer wrote to, for the catalog.
@@ -277,19 +376,22 @@ impl FileWriter {
     }
 
     fn close_as(&mut self, folder: &str, publish: bool) -> Result<()> {
-        match self.open.remove(folder) {
-            Some(file) => match file.close_as(publish).map_err(|e| self.error(e))? {
-                Closed::Visible => Ok(()),
-                Closed::Pending(upload) => {
-                    self.pending.push(upload);
-                    Ok(())
-                }
-                Closed::LocalPending(file) => {
-                    self.local_pending.push(file);
-                    Ok(())
-                }
-            },
-            None => Ok(()),
+        let Some(file) = self.open.remove(folder) else {
+            return Ok(());
+        };
+        if !folder.is_empty() {
+            self.unreported.insert(folder.to_string());
+        }
+        match file.close_as(publish).map_err(|e| self.error(e))? {
+            Closed::Visible => Ok(()),
+            Closed::Pending(upload) => {
+                self.pending.push(upload);
+                Ok(())
+            }
+            Closed::LocalPending(file) => {
+                self.local_pending.push(file);
+                Ok(())
+            }
         }
     }
 
@@ -378,7 +480,10 @@ impl SinkWriter for FileWriter {
 
     fn finish(&mut self) -> Result<()> {
         self.close_all(true)?;
-        for file in self.prepared.drain(..).chain(self.local_pending.drain(..)) {
+        for file in std::mem::take(&mut self.prepared) {
+            self.table.commit_file(&file)?;
+        }
+        for file in self.local_pending.drain(..) {
             file.commit()
                 .map_err(|e| e.context(format!("table '{}'", self.table.name)))?;
         }
@@ -390,6 +495,26 @@ impl SinkWriter for FileWriter {
         }
         if self.table.config.success_file {
             self.write_success_files()?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<()> {
+        self.watermark = Some(watermark);
+        Ok(())
+    }
+
+    fn restore(&mut self, prepared: &[Vec<u8>]) -> Result<()> {
+        // The first writer carries on reporting the partitions the checkpoint had not
+        // committed, so a later checkpoint commits them.
+        if self.instance != 0 {
+            return Ok(());
+        }
+        for blob in prepared.iter().filter(|b| !b.is_empty()) {
+            let prepared = Prepared::decode(&self.table.name, blob)?;
+            self.folders
+                .extend(prepared.report.partitions.iter().cloned());
+            self.reported.extend(prepared.report.partitions);
         }
         Ok(())
     }
@@ -417,17 +542,31 @@ impl FileWriter {
         if !self.exactly_once {
             return Ok(Vec::new());
         }
-        if let Storage::S3(_) = self.storage {
-            return Err(Error::connector(format!(
-                "table '{}': checkpoints with an s3:// sink are not supported yet",
-                self.table.name
-            )));
-        }
         self.close_all(false)?;
-        let files = std::mem::take(&mut self.local_pending);
-        let blob = serde_json::to_vec(&files)
+        let mut files: Vec<PendingFile> = self
+            .local_pending
+            .drain(..)
+            .map(PendingFile::Local)
+            .collect();
+        files.extend(
+            self.pending
+                .drain(..)
+                .map(|upload| PendingFile::S3(upload.hand_over())),
+        );
+        // Partitions committed since the last report are dropped, unless new files came.
+        let committer = &self.table.committer;
+        self.reported.retain(|folder| !committer.committed(folder));
+        self.reported.append(&mut self.unreported);
+        let prepared = Prepared {
+            files,
+            report: PartitionReport {
+                partitions: self.reported.clone(),
+                watermark: self.watermark,
+            },
+        };
+        let blob = serde_json::to_vec(&prepared)
             .map_err(|e| Error::internal(format!("table '{}': {e}", self.table.name)))?;
-        self.prepared.extend(files);
+        self.prepared.extend(prepared.files);
         Ok(blob)
     }
 
@@ -448,23 +587,7 @@ impl FileWriter {
             // Partition commit is for partitioned tables, as in Flink.
             std::mem::take(&mut finished.1)
         };
-        for folder in folders {
-            match &self.storage {
-                Storage::Local(root) => {
-                    let path = root.join(&folder).join("_SUCCESS");
-                    std::fs::write(&path, b"").map_err(|e| {
-                        self.error(Error::connector(format!(
-                            "cannot write {}: {e}",
-                            path.display()
-                        )))
-                    })?;
-                }
-                Storage::S3(target) => {
-                    target.put_object(&target.location.key(&folder, "_SUCCESS"), Vec::new())?
-                }
-            }
-        }
-        Ok(())
+        self.table.commit_partitions(&folders)
     }
 }
 

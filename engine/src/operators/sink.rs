@@ -36,6 +36,15 @@ impl Operator for Sink {
         Ok(())
     }
 
+    fn handle_watermark(&mut self, watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        self.writer.on_watermark(watermark)
+    }
+
+    fn restore(&mut self, parts: &[StateSnapshot]) -> Result<()> {
+        let prepared: Vec<Vec<u8>> = parts.iter().map(|p| p.blob.clone()).collect();
+        self.writer.restore(&prepared)
+    }
+
     fn on_finish(&mut self, _out: &mut Vec<StreamBatch>) -> Result<()> {
         self.finished = true;
         self.writer.finish()
