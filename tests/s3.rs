@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::aws::{aws_tool, moto, unique_stream};
+use common::aws::{aws_tool, kinesis_tool, moto, unique_stream};
 use common::{duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck};
 
 /// Runs `tests/support/s3_tool.py` against moto; returns its stdout.
@@ -475,4 +475,145 @@ INSERT INTO out SELECT id, name FROM gen;"
         serde_json::json!({"n": rows, "ids": rows, "lo": 1, "hi": rows})
     );
     assert_eq!(s3_tool(&["uploads", "--bucket", &bucket]).trim(), "[]");
+}
+
+/// The partition-time trigger, while an unbounded Kinesis job runs with checkpoints: an
+/// hour's partition gets its `_SUCCESS` file and its Glue partition once the watermark has
+/// passed the hour's end plus the delay, and not before; a partition still waiting at a
+/// savepoint is committed by the resumed run when the watermark gets there.
+#[test]
+fn partitions_are_committed_while_the_job_runs_when_the_watermark_passes_them() {
+    let endpoint = &moto().endpoint;
+    let bucket = new_bucket();
+    let dir = JobDir::new();
+    let events = dir.path().join("events.jsonl");
+    // 2023-11-14 22:13:20 to 23:53:20 UTC.
+    generate_events(&events, 30_000, 20, 5);
+    let stream = unique_stream("hours");
+    let put = |file: &std::path::Path| {
+        let file = file.display().to_string();
+        kinesis_tool(
+            endpoint,
+            &[
+                "put", "--stream", &stream, "--file", &file, "--key", "random",
+            ],
+        );
+    };
+    kinesis_tool(endpoint, &["create", "--stream", &stream, "--shards", "1"]);
+    put(&events);
+    let checkpoints = dir.path().join("checkpoints");
+    let database = format!("{bucket}_db");
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'parallelism.default' = '1';
+SET 'table.local-time-zone' = 'UTC';
+SET 'execution.checkpointing.interval' = '300 ms';
+SET 'state.checkpoints.dir' = '{{checkpoints}}';
+CREATE TABLE events (k STRING, v DOUBLE, ts BIGINT,
+  event_ts AS TO_TIMESTAMP_LTZ(ts, 3),
+  WATERMARK FOR event_ts AS event_ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'kinesis', 'stream' = '{stream}', 'format' = 'json',
+  'source.init.position' = 'TRIM_HORIZON', 'source.shard.discovery.interval' = '500 ms',
+  'source.reader.empty-records-fetch-interval' = '50 ms');
+CREATE TABLE raw_archive (k STRING, v DOUBLE, ts BIGINT, dt STRING, `hour` STRING)
+PARTITIONED BY (dt, `hour`)
+WITH ('connector' = 'filesystem', 'path' = 's3://{bucket}/archive', 'format' = 'parquet',
+  'sink.partition-commit.policy.kind' = 'success-file,metastore',
+  'glue.database' = '{database}', 'glue.table' = 'raw_archive',
+  'sink.partition-commit.trigger' = 'partition-time',
+  'sink.partition-commit.delay' = '1 h',
+  'partition.time-extractor.timestamp-pattern' = '$dt $hour:00:00');
+INSERT INTO raw_archive
+SELECT k, v, ts, DATE_FORMAT(event_ts, 'yyyy-MM-dd'), DATE_FORMAT(event_ts, 'HH')
+FROM events;"
+        ),
+        &[("{checkpoints}", &checkpoints)],
+    );
+    let success = || -> Vec<String> {
+        list(&bucket)
+            .into_iter()
+            .filter(|k| k.ends_with("/_SUCCESS"))
+            .collect()
+    };
+    let glue_partitions = || -> Vec<String> {
+        let table: serde_json::Value = serde_json::from_str(&s3_tool(&[
+            "glue-table",
+            "--database",
+            &database,
+            "--table",
+            "raw_archive",
+        ]))
+        .unwrap();
+        table["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].to_string())
+            .collect()
+    };
+    let hour_22 = "archive/dt=2023-11-14/hour=22/_SUCCESS".to_string();
+    let hour_23 = "archive/dt=2023-11-14/hour=23/_SUCCESS".to_string();
+
+    let mut running = sluice_run(&job).aws(endpoint).spawn();
+    // The watermark reaches 23:53:15: hour 22 ends at 23:00, plus one hour of delay is
+    // 00:00, so hour 22 is committed and hour 23 is not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while success() != vec![hour_22.clone()] {
+        assert!(running.is_running(), "the job ended");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hour 22 was not committed within 90 s: {:?}",
+            list(&bucket)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Every record is in by now (read and checkpointed); hour 23 stays uncommitted.
+    let first = common::newest_complete(&checkpoints);
+    common::wait_for_checkpoint(&mut running, &checkpoints, first + 3);
+    assert_eq!(success(), vec![hour_22.clone()]);
+    assert_eq!(glue_partitions(), vec![r#"["2023-11-14","22"]"#]);
+    let stopped = running.terminate();
+    stopped.assert_success();
+    assert_eq!(
+        success(),
+        vec![hour_22.clone()],
+        "a savepoint commits no partition early"
+    );
+
+    // An event after midnight moves the watermark past 00:00: the resumed run commits hour
+    // 23, which it knows only from the savepoint, and not yet the new hour.
+    let late = dir.path().join("late.jsonl");
+    std::fs::write(
+        &late,
+        "{\"k\": \"key-0\", \"v\": 1.0, \"ts\": 1700007000000}\n",
+    )
+    .unwrap();
+    put(&late);
+    let mut resumed = sluice_run(&job).aws(endpoint).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while success() != vec![hour_22.clone(), hour_23.clone()] {
+        assert!(resumed.is_running(), "the resumed job ended");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hour 23 was not committed within 90 s: {:?}",
+            list(&bucket)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let outcome = resumed.terminate();
+    outcome.assert_success();
+    assert!(outcome.stderr.contains("resuming from checkpoint"));
+    assert!(list(&bucket)
+        .iter()
+        .any(|k| k.starts_with("archive/dt=2023-11-15/hour=00/part-")));
+    assert_eq!(
+        success(),
+        vec![hour_22, hour_23],
+        "hour 00 of the next day waits for its own end"
+    );
+    assert_eq!(
+        glue_partitions(),
+        vec![r#"["2023-11-14","22"]"#, r#"["2023-11-14","23"]"#]
+    );
 }
