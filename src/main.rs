@@ -42,7 +42,7 @@ enum Command {
         metrics_json: Option<PathBuf>,
         /// Resume from this checkpoint folder (`.../chk-N`) instead of the newest one.
         #[arg(long, value_name = "PATH", conflicts_with = "fresh")]
-        from_checkpoint: Option<PathBuf>,
+        from_checkpoint: Option<String>,
         /// Start from the beginning even if the checkpoint folder holds checkpoints.
         #[arg(long)]
         fresh: bool,
@@ -353,7 +353,7 @@ fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
 
 /// How `run` treats the checkpoints in the checkpoint folder.
 struct Resume {
-    from_checkpoint: Option<PathBuf>,
+    from_checkpoint: Option<String>,
     fresh: bool,
 }
 
@@ -374,13 +374,30 @@ fn checkpoint_run(
     };
     let restored = match (resume.from_checkpoint, resume.fresh) {
         (_, true) => None,
-        (Some(path), false) => Some(checkpoint::read(&path, shape)?),
-        (None, false) => checkpoint::latest(&settings.dir, shape)?,
+        (Some(path), false) => Some(read_checkpoint(&path, shape)?),
+        (None, false) => checkpoint::latest(&*settings.store, shape)?,
     };
     if let Some(r) = &restored {
-        eprintln!("sluice: resuming from checkpoint {}", r.path.display());
+        eprintln!("sluice: resuming from checkpoint {}", r.path);
     }
     Ok(Some(CheckpointRun { settings, restored }))
+}
+
+/// Reads the checkpoint `--from-checkpoint` names: a `chk-<id>` folder, local or on S3.
+fn read_checkpoint(path: &str, shape: &[String]) -> Result<checkpoint::Restored> {
+    let path = path.trim_end_matches('/');
+    let (store, folder) = path.rsplit_once('/').unwrap_or((".", path));
+    let id = folder
+        .strip_prefix("chk-")
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::plan(format!(
+                "--from-checkpoint {path}: not a checkpoint folder (chk-<number>)"
+            ))
+        })?;
+    let store =
+        sluice_connectors::checkpoint_store::open(if store.is_empty() { "/" } else { store })?;
+    checkpoint::read(&*store, id, shape)
 }
 
 fn run_job(

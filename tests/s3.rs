@@ -403,22 +403,30 @@ INSERT INTO out SELECT id, name, CAST(MOD(id, 2) AS INT) FROM gen;"
     );
 }
 
-/// With checkpoints, files are committed by each completed checkpoint; SIGTERM takes a
-/// savepoint, commits it and aborts every upload no checkpoint covers; the next run goes on
-/// from the savepoint (the datagen source resumes its sequence) and ends with every row
-/// exactly once.
+/// The complete checkpoints (with a manifest) below `s3://bucket/prefix/`.
+fn s3_checkpoints(bucket: &str, prefix: &str) -> Vec<String> {
+    s3_tool(&["list", "--bucket", bucket, "--prefix", prefix])
+        .lines()
+        .filter_map(|k| k.strip_suffix("/_manifest.json"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// With checkpoints (kept in S3 too), files are committed by each completed checkpoint;
+/// SIGTERM takes a savepoint, commits it and aborts every upload no checkpoint covers; the
+/// next run goes on from the savepoint (the datagen source resumes its sequence) and ends
+/// with every row exactly once.
 #[test]
 fn a_checkpointed_s3_job_stopped_by_sigterm_leaves_no_upload_and_resumes() {
     let bucket = new_bucket();
     let dir = JobDir::new();
-    let checkpoints = dir.path().join("checkpoints");
     let rows = 60_000;
     let job = write_job(
         dir.path(),
         &format!(
             "SET 'parallelism.default' = '2';
 SET 'execution.checkpointing.interval' = '300 ms';
-SET 'state.checkpoints.dir' = '{{checkpoints}}';
+SET 'state.checkpoints.dir' = 's3://{bucket}/checkpoints/seq';
 CREATE TABLE gen (id BIGINT, name STRING) WITH ('connector' = 'datagen',
   'rows-per-second' = '10000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
   'fields.id.end' = '{rows}', 'fields.name.length' = '12');
@@ -426,19 +434,34 @@ CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'filesystem',
   'path' = 's3://{bucket}/seq', 'format' = 'parquet');
 INSERT INTO out SELECT id, name FROM gen;"
         ),
-        &[("{checkpoints}", &checkpoints)],
+        &[],
     );
     let mut running = sluice_run(&job).aws(&moto().endpoint).spawn();
-    common::wait_for_checkpoint(&mut running, &checkpoints, 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s3_checkpoints(&bucket, "checkpoints/seq/").len() < 3 {
+        assert!(
+            running.is_running(),
+            "the job ended before three checkpoints"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no three checkpoints in S3 within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Committed files are visible while the job runs.
     assert!(
-        list(&bucket).iter().any(|k| k.ends_with(".parquet")),
+        list(&bucket)
+            .iter()
+            .any(|k| k.starts_with("seq/") && k.ends_with(".parquet")),
         "no file committed after three checkpoints"
     );
     let stopped = running.terminate();
     stopped.assert_success();
     assert!(
-        stopped.stderr.contains("taken and committed"),
+        stopped
+            .stderr
+            .contains(&format!("savepoint s3://{bucket}/checkpoints/seq/chk-")),
         "{}",
         stopped.stderr
     );
@@ -446,6 +469,11 @@ INSERT INTO out SELECT id, name FROM gen;"
         s3_tool(&["uploads", "--bucket", &bucket]).trim(),
         "[]",
         "a stopped job leaves no pending upload"
+    );
+    let kept = s3_checkpoints(&bucket, "checkpoints/seq/");
+    assert!(
+        (1..=3).contains(&kept.len()),
+        "state.checkpoints.num-retained (3): {kept:?}"
     );
     let count = |fetched: &std::path::Path| {
         duckdb_query(
@@ -475,6 +503,11 @@ INSERT INTO out SELECT id, name FROM gen;"
         serde_json::json!({"n": rows, "ids": rows, "lo": 1, "hi": rows})
     );
     assert_eq!(s3_tool(&["uploads", "--bucket", &bucket]).trim(), "[]");
+    // A job whose input ended removes its checkpoints.
+    assert_eq!(
+        s3_tool(&["list", "--bucket", &bucket, "--prefix", "checkpoints/"]).trim(),
+        ""
+    );
 }
 
 /// The partition-time trigger, while an unbounded Kinesis job runs with checkpoints: an

@@ -72,7 +72,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The SDK configuration for a table: region and endpoint from its options, everything else
 /// (credentials above all) from the standard chain.
-pub async fn sdk_config(table: &str, options: &AwsOptions) -> Result<SdkConfig> {
+pub async fn sdk_config(subject: &str, options: &AwsOptions) -> Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -90,7 +90,7 @@ pub async fn sdk_config(table: &str, options: &AwsOptions) -> Result<SdkConfig> 
     let config = loader.load().await;
     if config.region().is_none() {
         return Err(Error::plan(format!(
-            "table '{table}': no AWS region: set the option 'aws.region' or AWS_REGION"
+            "{subject}: no AWS region: set the option 'aws.region' or AWS_REGION"
         )));
     }
     Ok(config)

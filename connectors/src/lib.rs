@@ -22,6 +22,7 @@ use sluice_engine::{Error, Result};
 
 pub mod aws;
 pub mod blackhole;
+pub mod checkpoint_store;
 pub mod datagen;
 pub mod featurestore;
 pub mod filesystem;

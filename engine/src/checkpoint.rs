@@ -1,12 +1,12 @@
-//! Checkpoint storage: what every operator instance snapshotted at one barrier, on disk.
+//! Checkpoint storage: what every operator instance snapshotted at one barrier.
 //!
-//! A checkpoint is a folder `chk-<id>` under the checkpoint directory. Each operator instance
-//! with Arrow state (partial aggregates, source partition watermarks) gets one Arrow IPC
-//! file; small values (a source reader's position, a sink's pending files, watermarks) live
-//! in the manifest, `_manifest.json`, which is written last, under a temporary name and then
-//! renamed. A folder without a manifest, with a manifest that does not parse, or with a
-//! state file missing or of the wrong size is not a complete checkpoint: restoring skips it
-//! and says so.
+//! A checkpoint is a folder `chk-<id>` in the checkpoint store ([`CheckpointStore`]: a
+//! local folder, or an S3 prefix provided by the connectors). Each operator instance with
+//! Arrow state (partial aggregates, source partition watermarks) gets one Arrow IPC file;
+//! small values (a source reader's position, a sink's pending files, watermarks) live in the
+//! manifest, `_manifest.json`, which is written last, as one atomic object. A folder without
+//! a manifest, with a manifest that does not parse, or with a state file missing or of the
+//! wrong size is not a complete checkpoint: restoring skips it and says so.
 //!
 //! The manifest also records the job's shape (its nodes' names and parallelism), so that a
 //! job file changed in a way its state cannot serve stops with a clear message instead of
@@ -14,8 +14,9 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Cursor, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::ipc::reader::FileReader;
@@ -30,15 +31,115 @@ use crate::operator::StateSnapshot;
 /// The manifest's name inside a checkpoint folder.
 const MANIFEST: &str = "_manifest.json";
 
-/// `execution.checkpointing.*` and `state.checkpoints.*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointSettings {
-    /// `state.checkpoints.dir`: where checkpoints go (a local folder).
+/// Where checkpoints are kept. Names are relative (`chk-3/_manifest.json`); each object is
+/// written whole or not at all.
+pub trait CheckpointStore: Send + Sync {
+    /// The store's location, for messages (`/var/sluice/cp`, `s3://bucket/cp`).
+    fn location(&self) -> String;
+    /// Writes object `name` durably, replacing it if it exists.
+    fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()>;
+    /// Reads object `name`; `None` when it does not exist.
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// The names of the folders at the top of the store (`chk-1`, `chk-2`, ...).
+    fn folders(&self) -> Result<Vec<String>>;
+    /// Removes folder `name` and everything in it.
+    fn remove_folder(&self, name: &str) -> Result<()>;
+}
+
+/// Checkpoints in a local folder.
+pub struct LocalStore {
     pub dir: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Arc<Self> {
+        Arc::new(Self { dir: dir.into() })
+    }
+}
+
+fn io_error(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::connector(format!("checkpoint: cannot {what} {}: {e}", path.display()))
+}
+
+impl CheckpointStore for LocalStore {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.dir.join(name);
+        let folder = path.parent().unwrap_or(&self.dir).to_path_buf();
+        std::fs::create_dir_all(&folder).map_err(|e| io_error("create", &folder, e))?;
+        // Written under a temporary name and renamed: a crash leaves no half-written file
+        // under the real name.
+        let temp = folder.join(format!(
+            ".{}.tmp",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("object")
+        ));
+        let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error("write", &temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| io_error("rename", &temp, e))?;
+        // The rename is durable once the folder is.
+        if let Ok(d) = File::open(&folder) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    fn folders(&self) -> Result<Vec<String>> {
+        match std::fs::read_dir(&self.dir) {
+            Ok(entries) => Ok(entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_error("list", &self.dir, e)),
+        }
+    }
+
+    fn remove_folder(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("remove", &path, e)),
+        }
+    }
+}
+
+/// `execution.checkpointing.*` and `state.checkpoints.*`.
+#[derive(Clone)]
+pub struct CheckpointSettings {
+    /// `state.checkpoints.dir`: where checkpoints go.
+    pub store: Arc<dyn CheckpointStore>,
     /// `execution.checkpointing.interval`.
     pub interval: Duration,
     /// `state.checkpoints.num-retained` (3): complete checkpoints kept.
     pub retained: usize,
+}
+
+impl std::fmt::Debug for CheckpointSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointSettings")
+            .field("store", &self.store.location())
+            .field("interval", &self.interval)
+            .field("retained", &self.retained)
+            .finish()
+    }
 }
 
 /// One part of a checkpoint: the snapshot of one operator instance.
@@ -53,7 +154,8 @@ pub struct Part {
 #[derive(Debug, Clone, Default)]
 pub struct Restored {
     pub id: u64,
-    pub path: PathBuf,
+    /// Where it is, for messages.
+    pub path: String,
     pub parts: HashMap<NodeId, Vec<StateSnapshot>>,
 }
 
@@ -70,19 +172,48 @@ pub struct Written {
     pub bytes: u64,
 }
 
-fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::connector(format!("checkpoint: cannot {what} {}: {e}", path.display()))
+/// The folder name of checkpoint `id`.
+pub fn folder_name(id: u64) -> String {
+    format!("chk-{id}")
 }
 
-/// The folder of checkpoint `id`.
-pub fn checkpoint_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("chk-{id}"))
+/// Where checkpoint `id` is, for messages.
+pub fn checkpoint_path(store: &dyn CheckpointStore, id: u64) -> String {
+    format!(
+        "{}/{}",
+        store.location().trim_end_matches('/'),
+        folder_name(id)
+    )
+}
+
+fn damaged(store: &dyn CheckpointStore, name: &str, e: impl std::fmt::Display) -> Error {
+    Error::connector(format!(
+        "checkpoint: {}/{name} is damaged: {e}",
+        store.location().trim_end_matches('/')
+    ))
+}
+
+/// Encodes batches as an Arrow IPC file.
+fn ipc_bytes(batches: &[RecordBatch]) -> std::result::Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut bytes = Vec::new();
+    if let Some(first) = batches.first() {
+        let mut writer = FileWriter::try_new(&mut bytes, &first.schema())?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    }
+    Ok(bytes)
 }
 
 /// Writes checkpoint `id` of a job of shape `job` (one line per node) with its parts.
-pub fn write(dir: &Path, id: u64, job: &[String], parts: &[Part]) -> Result<Written> {
-    let folder = checkpoint_path(dir, id);
-    std::fs::create_dir_all(&folder).map_err(|e| io_error("create", &folder, e))?;
+pub fn write(
+    store: &dyn CheckpointStore,
+    id: u64,
+    job: &[String],
+    parts: &[Part],
+) -> Result<Written> {
+    let folder = folder_name(id);
     let mut entries = Vec::new();
     let mut bytes = 0u64;
     for part in parts {
@@ -93,29 +224,13 @@ pub fn write(dir: &Path, id: u64, job: &[String], parts: &[Part]) -> Result<Writ
             "blob": hex(&part.state.blob),
         });
         bytes += part.state.blob.len() as u64;
-        if let Some(first) = part.state.batches.first() {
+        if !part.state.batches.is_empty() {
             let name = format!("n{}-i{}.arrow", part.node, part.instance);
-            let path = folder.join(&name);
-            let file = File::create(&path).map_err(|e| io_error("create", &path, e))?;
-            let mut writer = FileWriter::try_new(BufWriter::new(file), &first.schema())
-                .map_err(|e| io_error("write", &path, e))?;
-            for batch in &part.state.batches {
-                writer
-                    .write(batch)
-                    .map_err(|e| io_error("write", &path, e))?;
-            }
-            writer.finish().map_err(|e| io_error("write", &path, e))?;
-            let mut inner = writer
-                .into_inner()
-                .map_err(|e| io_error("write", &path, e))?;
-            inner.flush().map_err(|e| io_error("write", &path, e))?;
-            let file = inner
-                .into_inner()
-                .map_err(|e| io_error("write", &path, e.error()))?;
-            file.sync_all().map_err(|e| io_error("sync", &path, e))?;
-            let size = std::fs::metadata(&path)
-                .map_err(|e| io_error("read", &path, e))?
-                .len();
+            let file = format!("{folder}/{name}");
+            let data = ipc_bytes(&part.state.batches)
+                .map_err(|e| Error::internal(format!("checkpoint: cannot encode {file}: {e}")))?;
+            let size = data.len() as u64;
+            store.put(&file, data)?;
             bytes += size;
             entry["file"] = json!(name);
             entry["size"] = json!(size);
@@ -123,51 +238,36 @@ pub fn write(dir: &Path, id: u64, job: &[String], parts: &[Part]) -> Result<Writ
         entries.push(entry);
     }
     let manifest = json!({"checkpoint": id, "job": job, "parts": entries});
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io_error("write", &folder, e))?;
-    let temp = folder.join(format!("{MANIFEST}.tmp"));
-    let path = folder.join(MANIFEST);
-    let mut file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
-    file.write_all(&text)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_error("write", &temp, e))?;
-    std::fs::rename(&temp, &path).map_err(|e| io_error("rename", &temp, e))?;
-    // The rename is durable once the folder is.
-    if let Ok(d) = File::open(&folder) {
-        let _ = d.sync_all();
-    }
+    let text = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::internal(format!("checkpoint: manifest: {e}")))?;
+    let size = text.len() as u64;
+    store.put(&format!("{folder}/{MANIFEST}"), text)?;
     Ok(Written {
-        bytes: bytes + text.len() as u64,
+        bytes: bytes + size,
     })
 }
 
-/// Checkpoint ids found in `dir` (complete or not), newest first.
-pub fn list(dir: &Path) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("chk-"))
-                .and_then(|n| n.parse().ok())
-        })
+/// Checkpoint ids found in the store (complete or not), newest first.
+pub fn list(store: &dyn CheckpointStore) -> Result<Vec<u64>> {
+    let mut ids: Vec<u64> = store
+        .folders()?
+        .iter()
+        .filter_map(|n| n.strip_prefix("chk-").and_then(|n| n.parse().ok()))
         .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    ids
+    Ok(ids)
 }
 
-/// Reads checkpoint folder `path`; an error says why it is not complete.
-pub fn read(path: &Path, job: &[String]) -> Result<Restored> {
-    let manifest_path = path.join(MANIFEST);
-    let text = std::fs::read(&manifest_path).map_err(|e| io_error("read", &manifest_path, e))?;
-    let manifest: Value = serde_json::from_slice(&text).map_err(|e| {
-        Error::connector(format!(
-            "checkpoint: {} is damaged: {e}",
-            manifest_path.display()
-        ))
-    })?;
-    let id = manifest["checkpoint"].as_u64().unwrap_or_default();
+/// Reads checkpoint `id`; an error says why it is not complete.
+pub fn read(store: &dyn CheckpointStore, id: u64, job: &[String]) -> Result<Restored> {
+    let folder = folder_name(id);
+    let path = checkpoint_path(store, id);
+    let manifest_name = format!("{folder}/{MANIFEST}");
+    let text = store
+        .get(&manifest_name)?
+        .ok_or_else(|| Error::connector(format!("checkpoint: {path} has no {MANIFEST}")))?;
+    let manifest: Value =
+        serde_json::from_slice(&text).map_err(|e| damaged(store, &manifest_name, e))?;
     let recorded: Vec<String> = manifest["job"]
         .as_array()
         .map(|a| {
@@ -190,14 +290,13 @@ pub fn read(path: &Path, job: &[String]) -> Result<Restored> {
                 )
             });
         return Err(Error::plan(format!(
-            "checkpoint {} was taken by a different job ({differs}): its state cannot be \
-             restored into this one; run with --fresh to start over",
-            path.display()
+            "checkpoint {path} was taken by a different job ({differs}): its state cannot be \
+             restored into this one; run with --fresh to start over"
         )));
     }
     let mut restored = Restored {
-        id,
-        path: path.to_path_buf(),
+        id: manifest["checkpoint"].as_u64().unwrap_or(id),
+        path: path.clone(),
         parts: HashMap::new(),
     };
     let parts = manifest["parts"].as_array().cloned().unwrap_or_default();
@@ -208,36 +307,27 @@ pub fn read(path: &Path, job: &[String]) -> Result<Restored> {
         let mut state = StateSnapshot {
             watermark: entry["watermark"].as_i64(),
             batches: Vec::new(),
-            blob: unhex(entry["blob"].as_str().unwrap_or_default()).ok_or_else(|| {
-                Error::connector(format!(
-                    "checkpoint: {} is damaged: a value is not hexadecimal",
-                    manifest_path.display()
-                ))
-            })?,
+            blob: unhex(entry["blob"].as_str().unwrap_or_default())
+                .ok_or_else(|| damaged(store, &manifest_name, "a value is not hexadecimal"))?,
         };
         if let Some(name) = entry["file"].as_str() {
-            let file_path = path.join(name);
-            let size = std::fs::metadata(&file_path)
-                .map_err(|_| {
-                    Error::connector(format!(
-                        "checkpoint: state file {} is missing",
-                        file_path.display()
-                    ))
-                })?
-                .len();
+            let file = format!("{folder}/{name}");
+            let data = store.get(&file)?.ok_or_else(|| {
+                Error::connector(format!("checkpoint: state file {path}/{name} is missing"))
+            })?;
+            let size = data.len() as u64;
             if Some(size) != entry["size"].as_u64() {
                 return Err(Error::connector(format!(
-                    "checkpoint: state file {} has {size} bytes, not the {} its manifest says",
-                    file_path.display(),
+                    "checkpoint: state file {path}/{name} has {size} bytes, not the {} its \
+                     manifest says",
                     entry["size"]
                 )));
             }
-            let file = File::open(&file_path).map_err(|e| io_error("read", &file_path, e))?;
-            let reader = FileReader::try_new(BufReader::new(file), None)
-                .map_err(|e| io_error("read", &file_path, e))?;
+            let reader = FileReader::try_new(Cursor::new(data), None)
+                .map_err(|e| damaged(store, &file, e))?;
             state.batches = reader
                 .collect::<std::result::Result<Vec<RecordBatch>, _>>()
-                .map_err(|e| io_error("read", &file_path, e))?;
+                .map_err(|e| damaged(store, &file, e))?;
         }
         by_node.entry(node).or_default().push((instance, state));
     }
@@ -250,17 +340,16 @@ pub fn read(path: &Path, job: &[String]) -> Result<Restored> {
     Ok(restored)
 }
 
-/// The newest complete checkpoint in `dir`; an incomplete newer one is skipped with a
+/// The newest complete checkpoint in the store; an incomplete newer one is skipped with a
 /// message on stderr. A checkpoint of a different job is an error.
-pub fn latest(dir: &Path, job: &[String]) -> Result<Option<Restored>> {
-    for id in list(dir) {
-        let path = checkpoint_path(dir, id);
-        match read(&path, job) {
+pub fn latest(store: &dyn CheckpointStore, job: &[String]) -> Result<Option<Restored>> {
+    for id in list(store)? {
+        match read(store, id, job) {
             Ok(restored) => return Ok(Some(restored)),
             Err(e) if e.kind() == crate::error::ErrorKind::Plan => return Err(e),
             Err(e) => eprintln!(
                 "sluice: checkpoint {} is incomplete ({e}); falling back to an older one",
-                path.display()
+                checkpoint_path(store, id)
             ),
         }
     }
@@ -268,20 +357,31 @@ pub fn latest(dir: &Path, job: &[String]) -> Result<Option<Restored>> {
 }
 
 /// Keeps the `keep` newest checkpoints that have a manifest and removes every older folder;
-/// newer folders without a manifest (a checkpoint being written) stay.
-pub fn retain(dir: &Path, keep: usize) {
+/// newer folders without a manifest (a checkpoint being written) stay. Best effort: a
+/// folder that cannot be removed now is removed by a later call.
+pub fn retain(store: &dyn CheckpointStore, keep: usize) {
     let mut complete = 0;
-    for id in list(dir) {
-        let path = checkpoint_path(dir, id);
-        let is_complete = path.join(MANIFEST).exists();
+    for id in list(store).unwrap_or_default() {
+        let is_complete = matches!(
+            store.get(&format!("{}/{MANIFEST}", folder_name(id))),
+            Ok(Some(_))
+        );
         if is_complete && complete < keep {
             complete += 1;
             continue;
         }
         if complete > 0 {
-            let _ = std::fs::remove_dir_all(&path);
+            let _ = store.remove_folder(&folder_name(id));
         }
     }
+}
+
+/// Removes every checkpoint (a job that ended has no use for them).
+pub fn remove_all(store: &dyn CheckpointStore) -> Result<()> {
+    for id in list(store)? {
+        store.remove_folder(&folder_name(id))?;
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -300,8 +400,6 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
 
@@ -325,6 +423,7 @@ mod tests {
     #[test]
     fn a_checkpoint_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
         let parts = vec![
             Part {
                 node: 1,
@@ -345,9 +444,9 @@ mod tests {
                 },
             },
         ];
-        let written = write(dir.path(), 7, &job(), &parts).unwrap();
+        let written = write(&*store, 7, &job(), &parts).unwrap();
         assert!(written.bytes > 0);
-        let restored = latest(dir.path(), &job()).unwrap().unwrap();
+        let restored = latest(&*store, &job()).unwrap().unwrap();
         assert_eq!(restored.id, 7);
         let window = restored.node(1);
         assert_eq!(window.len(), 2);
@@ -361,6 +460,7 @@ mod tests {
     #[test]
     fn damaged_checkpoints_are_skipped_and_other_jobs_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
         let parts = |v: &[i64]| {
             vec![Part {
                 node: 1,
@@ -368,16 +468,16 @@ mod tests {
                 state: state(v, b"x"),
             }]
         };
-        write(dir.path(), 1, &job(), &parts(&[1])).unwrap();
-        write(dir.path(), 2, &job(), &parts(&[1, 2])).unwrap();
-        write(dir.path(), 3, &job(), &parts(&[1, 2, 3])).unwrap();
+        write(&*store, 1, &job(), &parts(&[1])).unwrap();
+        write(&*store, 2, &job(), &parts(&[1, 2])).unwrap();
+        write(&*store, 3, &job(), &parts(&[1, 2, 3])).unwrap();
         // 3: a truncated manifest; 2: a missing state file; 4: no manifest at all.
-        let manifest = checkpoint_path(dir.path(), 3).join(MANIFEST);
+        let manifest = dir.path().join("chk-3").join(MANIFEST);
         let text = std::fs::read(&manifest).unwrap();
         std::fs::write(&manifest, &text[..text.len() / 2]).unwrap();
-        std::fs::remove_file(checkpoint_path(dir.path(), 2).join("n1-i0.arrow")).unwrap();
-        std::fs::create_dir_all(checkpoint_path(dir.path(), 4)).unwrap();
-        let restored = latest(dir.path(), &job()).unwrap().unwrap();
+        std::fs::remove_file(dir.path().join("chk-2/n1-i0.arrow")).unwrap();
+        std::fs::create_dir_all(dir.path().join("chk-4")).unwrap();
+        let restored = latest(&*store, &job()).unwrap().unwrap();
         assert_eq!(restored.id, 1);
         assert_eq!(restored.node(1)[0].batches[0].num_rows(), 1);
 
@@ -385,7 +485,7 @@ mod tests {
             "source tx (2)".to_string(),
             "window by card (2)".to_string(),
         ];
-        let err = latest(dir.path(), &other).unwrap_err();
+        let err = latest(&*store, &other).unwrap_err();
         assert!(
             err.message().contains(
                 "was taken by a different job ('window (2)' is now 'window by card (2)')"
@@ -397,13 +497,14 @@ mod tests {
     #[test]
     fn only_the_newest_checkpoints_are_kept() {
         let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
         for id in 1..=4 {
-            write(dir.path(), id, &job(), &[]).unwrap();
+            write(&*store, id, &job(), &[]).unwrap();
         }
         // A newer folder without a manifest is a checkpoint being written: it stays.
-        std::fs::create_dir_all(checkpoint_path(dir.path(), 5)).unwrap();
-        retain(dir.path(), 2);
-        assert_eq!(list(dir.path()), vec![5, 4, 3]);
+        std::fs::create_dir_all(dir.path().join("chk-5")).unwrap();
+        retain(&*store, 2);
+        assert_eq!(list(&*store).unwrap(), vec![5, 4, 3]);
     }
 
     #[test]

@@ -366,7 +366,7 @@ pub fn run_with_checkpoints(
     if let Some(run) = &checkpoints {
         let (tx, rx) = unbounded();
         // New checkpoints are numbered after every one in the folder (also with --fresh).
-        let newest = checkpoint::list(&run.settings.dir).first().copied();
+        let newest = checkpoint::list(&*run.settings.store)?.first().copied();
         let last = run
             .restored
             .as_ref()
@@ -550,8 +550,8 @@ pub fn run_with_checkpoints(
         if errors.is_empty() && !control.stop.load(Ordering::SeqCst) {
             // The input ended and every sink committed: the checkpoints have served (as in
             // Flink, a finished job's are removed), and a new run starts over.
-            for id in checkpoint::list(&run.settings.dir) {
-                let _ = std::fs::remove_dir_all(checkpoint::checkpoint_path(&run.settings.dir, id));
+            if let Err(e) = checkpoint::remove_all(&*run.settings.store) {
+                eprintln!("sluice: the job ended, but its checkpoints stay: {e}");
             }
         }
     }
@@ -684,7 +684,7 @@ impl Coordinator {
                     None => parts.extend(self.finished[&task].iter().cloned()),
                 }
             }
-            let written = checkpoint::write(&self.settings.dir, id, &self.shape, &parts)?;
+            let written = checkpoint::write(&*self.settings.store, id, &self.shape, &parts)?;
             commit_sinks(&self.sinks, |node| {
                 let mut mine: Vec<&Part> = parts.iter().filter(|p| p.node == node).collect();
                 mine.sort_by_key(|p| p.instance);
@@ -692,11 +692,11 @@ impl Coordinator {
             })?;
             self.metrics
                 .add_checkpoint(id, started.elapsed(), written.bytes);
-            checkpoint::retain(&self.settings.dir, self.settings.retained);
+            checkpoint::retain(&*self.settings.store, self.settings.retained);
             if self.savepoint.load(Ordering::SeqCst) {
                 eprintln!(
                     "sluice: savepoint {} taken and committed; stopping",
-                    checkpoint::checkpoint_path(&self.settings.dir, id).display()
+                    checkpoint::checkpoint_path(&*self.settings.store, id)
                 );
                 self.stop.store(true, Ordering::SeqCst);
                 return Ok(());

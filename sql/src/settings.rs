@@ -1,10 +1,10 @@
 //! `SET 'key' = 'value'` settings of a job, typed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use sluice_connectors::checkpoint_store;
 use sluice_connectors::option_values::parse_duration;
 use sluice_engine::checkpoint::CheckpointSettings;
 
@@ -19,8 +19,9 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// `execution.checkpointing.interval`: checkpoints are taken this often (none when unset).
     pub checkpoint_interval: Option<Duration>,
-    /// `state.checkpoints.dir`: where checkpoints go (a folder, or `file:///...`).
-    pub checkpoint_dir: Option<PathBuf>,
+    /// `state.checkpoints.dir`: where checkpoints go (a folder, `file:///...` or
+    /// `s3://bucket/prefix`).
+    pub checkpoint_dir: Option<String>,
     /// `state.checkpoints.num-retained` (3).
     pub checkpoints_retained: usize,
     /// Keys that were set but that Sluice does not use.
@@ -74,13 +75,10 @@ impl Settings {
                 }
                 "state.checkpoints.dir" | "execution.checkpointing.dir" => {
                     let dir = value.trim();
-                    if dir.starts_with("s3://") || dir.starts_with("s3a://") {
-                        return Err(bad(
-                            "checkpoints on S3 are not supported yet: use a local folder".into(),
-                        ));
+                    if dir.is_empty() {
+                        return Err(bad("a folder or s3:// location is needed".into()));
                     }
-                    settings.checkpoint_dir =
-                        Some(PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir)));
+                    settings.checkpoint_dir = Some(dir.to_string());
                 }
                 "state.checkpoints.num-retained" | "execution.checkpointing.num-retained" => {
                     settings.checkpoints_retained = match value.trim().parse::<usize>() {
@@ -105,7 +103,7 @@ impl Settings {
                     .into(),
             ),
             (Some(interval), Some(dir)) => Ok(Some(CheckpointSettings {
-                dir: dir.clone(),
+                store: checkpoint_store::open(dir).map_err(|e| e.message().to_string())?,
                 interval: *interval,
                 retained: self.checkpoints_retained,
             })),

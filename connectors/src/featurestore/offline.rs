@@ -193,7 +193,10 @@ impl OfflineWriter {
             endpoint: None,
         };
         let sdk = runtime()
-            .block_on(sdk_config(&group.feature_group_name, &aws))
+            .block_on(sdk_config(
+                &format!("feature group '{}'", group.feature_group_name),
+                &aws,
+            ))
             .map_err(|e| internal(e.message()))?;
         let columns = offline_schema(group)
             .fields()
@@ -223,7 +226,7 @@ impl OfflineWriter {
         if let Some(t) = buckets.get(&location.bucket) {
             return Ok(Arc::clone(t));
         }
-        let what = "local feature store offline store";
+        let what = "the local feature store's offline store";
         let aws = AwsOptions {
             region: Some(self.region.clone()),
             endpoint: None,

@@ -146,7 +146,7 @@ impl SinkConnector for FeatureStoreSink {
             }
             Destination::Service(aws) => {
                 let (client, group) = runtime().block_on(async {
-                    let sdk = sdk_config(&table.name, aws).await?;
+                    let sdk = sdk_config(&format!("table '{}'", table.name), aws).await?;
                     let group = describe_group(&table, &sdk).await?;
                     Ok::<_, Error>((runtime_sdk::Client::new(&sdk), group))
                 })?;

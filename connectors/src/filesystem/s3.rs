@@ -87,14 +87,15 @@ impl S3Location {
 
 /// A connected S3 location, shared by the writers of one table.
 pub struct S3Target {
-    pub table: String,
+    /// What the location serves, for messages: `table 'metrics'`.
+    pub subject: String,
     pub location: S3Location,
     client: Client,
 }
 
 impl S3Target {
     /// Connects and checks that the bucket exists and can be reached.
-    pub fn connect(table: &str, location: &S3Location, sdk: &SdkConfig) -> Result<Arc<Self>> {
+    pub fn connect(subject: &str, location: &S3Location, sdk: &SdkConfig) -> Result<Arc<Self>> {
         runtime().block_on(async {
             let custom_endpoint = location.aws.endpoint.is_some()
                 || std::env::var_os("AWS_ENDPOINT_URL").is_some()
@@ -103,11 +104,11 @@ impl S3Target {
                 .force_path_style(location.path_style.unwrap_or(custom_endpoint))
                 .build();
             let target = Self {
-                table: table.to_string(),
+                subject: subject.to_string(),
                 location: location.clone(),
                 client: Client::from_conf(config),
             };
-            let what = format!("table '{table}': HeadBucket");
+            let what = format!("{subject}: HeadBucket");
             retry(&what, None, || {
                 let call = target.client.head_bucket().bucket(&location.bucket);
                 async move { call.send().await.map_err(|e| Failure::of(&e)) }
@@ -128,18 +129,18 @@ impl S3Target {
         };
         match failure {
             Failure::NotFound(_) => Error::connector(format!(
-                "table '{}': S3 bucket '{bucket}' does not exist ({call} failed)",
-                self.table
+                "{}: S3 bucket '{bucket}' does not exist ({call} failed)",
+                self.subject
             )),
             Failure::Fatal(m) if m.contains("AccessDenied") || m.contains("Forbidden") => {
                 Error::connector(format!(
-                    "table '{}': access to {at} was denied ({call}): {m}",
-                    self.table
+                    "{}: access to {at} was denied ({call}): {m}",
+                    self.subject
                 ))
             }
             other => Error::connector(format!(
-                "table '{}': {at}: {call} failed: {}",
-                self.table,
+                "{}: {at}: {call} failed: {}",
+                self.subject,
                 other.describe()
             )),
         }
@@ -147,7 +148,7 @@ impl S3Target {
 
     /// Writes a whole object at once (a `_SUCCESS` marker, a small file).
     pub fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()> {
-        let what = format!("table '{}': PutObject {key}", self.table);
+        let what = format!("{}: PutObject {key}", self.subject);
         runtime()
             .block_on(retry(&what, None, || {
                 let call = self
@@ -162,9 +163,88 @@ impl S3Target {
             .map_err(|f| self.error("PutObject", key, &f))
     }
 
+    /// Reads object `key`; `None` when it does not exist.
+    pub fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let what = format!("{}: GetObject {key}", self.subject);
+        let result = runtime().block_on(retry(&what, None, || {
+            let call = self
+                .client
+                .get_object()
+                .bucket(&self.location.bucket)
+                .key(key);
+            async move {
+                let output = call.send().await.map_err(|e| Failure::of(&e))?;
+                let bytes = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Failure::Transient(e.to_string()))?;
+                Ok(bytes.into_bytes().to_vec())
+            }
+        }));
+        match result {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Failure::NotFound(_)) => Ok(None),
+            Err(Failure::Fatal(m)) if m.starts_with("NoSuchKey") => Ok(None),
+            Err(f) => Err(self.error("GetObject", key, &f)),
+        }
+    }
+
+    /// The keys below `prefix` (with `delimiter`: the keys and common prefixes one level
+    /// down, each once).
+    pub fn list(&self, prefix: &str, delimiter: Option<&str>) -> Result<Vec<String>> {
+        let what = format!("{}: ListObjectsV2 {prefix}", self.subject);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = runtime()
+                .block_on(retry(&what, None, || {
+                    let call = self
+                        .client
+                        .list_objects_v2()
+                        .bucket(&self.location.bucket)
+                        .prefix(prefix)
+                        .set_delimiter(delimiter.map(String::from))
+                        .set_continuation_token(token.clone());
+                    async move { call.send().await.map_err(|e| Failure::of(&e)) }
+                }))
+                .map_err(|f| self.error("ListObjectsV2", prefix, &f))?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(String::from)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Deletes object `key` (a missing one is fine).
+    pub fn delete_object(&self, key: &str) -> Result<()> {
+        let what = format!("{}: DeleteObject {key}", self.subject);
+        runtime()
+            .block_on(retry(&what, None, || {
+                let call = self
+                    .client
+                    .delete_object()
+                    .bucket(&self.location.bucket)
+                    .key(key);
+                async move { call.send().await.map_err(|e| Failure::of(&e)) }
+            }))
+            .map(|_| ())
+            .map_err(|f| self.error("DeleteObject", key, &f))
+    }
+
     /// Whether object `key` exists.
     fn exists(&self, key: &str) -> Result<bool> {
-        let what = format!("table '{}': HeadObject {key}", self.table);
+        let what = format!("{}: HeadObject {key}", self.subject);
         let result = runtime().block_on(retry(&what, None, || {
             let call = self
                 .client
@@ -199,7 +279,7 @@ impl S3Target {
                     .collect(),
             ))
             .build();
-        let what = format!("table '{}': CompleteMultipartUpload {key}", self.table);
+        let what = format!("{}: CompleteMultipartUpload {key}", self.subject);
         let result = runtime().block_on(retry(&what, None, || {
             let call = self
                 .client
@@ -222,10 +302,10 @@ impl S3Target {
                     std::thread::sleep(std::time::Duration::from_millis(250));
                 }
                 Err(Error::connector(format!(
-                    "table '{}': the pending upload of s3://{}/{key} no longer exists (aborted, \
+                    "{}: the pending upload of s3://{}/{key} no longer exists (aborted, \
                      or removed by a lifecycle rule) and the object was never completed, so \
                      its rows are lost",
-                    self.table, self.location.bucket
+                    self.subject, self.location.bucket
                 )))
             }
             Err(f) => Err(self.error("CompleteMultipartUpload", key, &f)),
@@ -234,7 +314,7 @@ impl S3Target {
 
     /// Starts the multipart upload of `key`.
     pub fn create(self: &Arc<Self>, key: String) -> Result<S3Upload> {
-        let what = format!("table '{}': CreateMultipartUpload {key}", self.table);
+        let what = format!("{}: CreateMultipartUpload {key}", self.subject);
         let output = runtime()
             .block_on(retry(&what, None, || {
                 let call = self
@@ -273,7 +353,7 @@ impl UploadState {
         let number = self.parts.len() as i32 + 1;
         let body = std::mem::take(&mut self.buffer);
         let target = Arc::clone(&self.target);
-        let what = format!("table '{}': UploadPart {}", target.table, self.key);
+        let what = format!("{}: UploadPart {}", target.subject, self.key);
         let output = runtime()
             .block_on(retry(&what, None, || {
                 let call = target

@@ -97,7 +97,8 @@ impl Table {
         let storage = match &self.config.s3 {
             None => Storage::Local(self.config.path.clone()),
             Some(location) => {
-                let sdk = runtime().block_on(sdk_config(&self.name, &location.aws))?;
+                let sdk = runtime()
+                    .block_on(sdk_config(&format!("table '{}'", self.name), &location.aws))?;
                 if let Some(glue) = &self.config.glue {
                     let catalog = GlueCatalog::connect(
                         &sdk,
@@ -112,7 +113,11 @@ impl Table {
                     )?;
                     *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(catalog);
                 }
-                Storage::S3(S3Target::connect(&self.name, location, &sdk)?)
+                Storage::S3(S3Target::connect(
+                    &format!("table '{}'", self.name),
+                    location,
+                    &sdk,
+                )?)
             }
         };
         *slot = Some(storage.clone());

@@ -107,7 +107,7 @@ impl SinkConnector for KinesisSink {
     fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
         let table = Arc::clone(&self.table);
         let client = runtime().block_on(async {
-            let sdk = sdk_config(&table.name, &table.config.aws).await?;
+            let sdk = sdk_config(&format!("table '{}'", table.name), &table.config.aws).await?;
             let client = Client::new(&sdk);
             check_stream(&client, &table).await?;
             Ok::<_, Error>(client)

@@ -81,7 +81,7 @@ impl KinesisSource {
         };
         let config = &table.config;
         let coordinator = runtime().block_on(async {
-            let sdk = sdk_config(&table.name, &config.aws).await?;
+            let sdk = sdk_config(&format!("table '{}'", table.name), &config.aws).await?;
             Coordinator::start(
                 table.name.clone(),
                 config,
