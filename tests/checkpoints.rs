@@ -550,4 +550,10 @@ fn a_killed_kinesis_to_s3_job_resumes_to_the_output_of_an_uninterrupted_run() {
     assert_eq!(s["different"], json!(0), "{s}");
     assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
     assert_eq!(s["records"], json!(500_000), "{s}");
+    // Each restore aborted the uploads the killed run had open; the last run completed or
+    // aborted its own.
+    assert_eq!(
+        aws_tool("s3_tool.py", endpoint, &["uploads", "--bucket", &bucket]).trim(),
+        "[]"
+    );
 }

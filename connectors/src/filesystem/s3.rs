@@ -242,6 +242,57 @@ impl S3Target {
             .map_err(|f| self.error("DeleteObject", key, &f))
     }
 
+    /// The unfinished multipart uploads below `prefix`: key and upload id.
+    pub fn uploads(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let what = format!("{}: ListMultipartUploads {prefix}", self.subject);
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let page = runtime()
+                .block_on(retry(&what, None, || {
+                    let call = self
+                        .client
+                        .list_multipart_uploads()
+                        .bucket(&self.location.bucket)
+                        .prefix(prefix)
+                        .set_key_marker(marker.as_ref().map(|m| m.0.clone()))
+                        .set_upload_id_marker(marker.as_ref().map(|m| m.1.clone()));
+                    async move { call.send().await.map_err(|e| Failure::of(&e)) }
+                }))
+                .map_err(|f| self.error("ListMultipartUploads", prefix, &f))?;
+            out.extend(
+                page.uploads()
+                    .iter()
+                    .filter_map(|u| Some((u.key()?.to_string(), u.upload_id()?.to_string()))),
+            );
+            match (page.next_key_marker(), page.next_upload_id_marker()) {
+                (Some(key), Some(id)) if page.is_truncated() == Some(true) => {
+                    marker = Some((key.to_string(), id.to_string()))
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Aborts an unfinished upload (one that is gone already is fine).
+    pub fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        let what = format!("{}: AbortMultipartUpload {key}", self.subject);
+        let result = runtime().block_on(retry(&what, None, || {
+            let call = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.location.bucket)
+                .key(key)
+                .upload_id(upload_id);
+            async move { call.send().await.map_err(|e| Failure::of(&e)) }
+        }));
+        match result {
+            Ok(_) | Err(Failure::NotFound(_)) => Ok(()),
+            Err(Failure::Fatal(m)) if m.starts_with("NoSuchUpload") => Ok(()),
+            Err(f) => Err(self.error("AbortMultipartUpload", key, &f)),
+        }
+    }
+
     /// Whether object `key` exists.
     fn exists(&self, key: &str) -> Result<bool> {
         let what = format!("{}: HeadObject {key}", self.subject);

@@ -73,6 +73,9 @@ pub enum PendingFile {
 /// What a writer hands to a checkpoint.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Prepared {
+    /// The run of the job that wrote the files (part of their names).
+    #[serde(default)]
+    run: String,
     files: Vec<PendingFile>,
     #[serde(flatten)]
     report: PartitionReport,
@@ -515,13 +518,15 @@ impl SinkWriter for FileWriter {
         if self.instance != 0 {
             return Ok(());
         }
+        let mut runs = BTreeSet::new();
         for blob in prepared.iter().filter(|b| !b.is_empty()) {
             let prepared = Prepared::decode(&self.table.name, blob)?;
             self.folders
                 .extend(prepared.report.partitions.iter().cloned());
             self.reported.extend(prepared.report.partitions);
+            runs.insert(prepared.run);
         }
-        Ok(())
+        self.abort_leftover_uploads(&runs)
     }
 
     fn prepare_commit(&mut self) -> Result<Vec<u8>> {
@@ -563,6 +568,7 @@ impl FileWriter {
         self.reported.retain(|folder| !committer.committed(folder));
         self.reported.append(&mut self.unreported);
         let prepared = Prepared {
+            run: self.table.run_id.clone(),
             files,
             report: PartitionReport {
                 partitions: self.reported.clone(),
@@ -573,6 +579,37 @@ impl FileWriter {
             .map_err(|e| Error::internal(format!("table '{}': {e}", self.table.name)))?;
         self.prepared.extend(prepared.files);
         Ok(blob)
+    }
+
+    /// Aborts the unfinished uploads of the runs that wrote the restored checkpoint: the
+    /// checkpoint's own uploads were completed before the writers started, so what is left
+    /// are the files those runs had open when they were killed, whose rows this run writes
+    /// again. Uploads of other runs or jobs are left alone.
+    fn abort_leftover_uploads(&self, runs: &BTreeSet<String>) -> Result<()> {
+        let Storage::S3(target) = &self.storage else {
+            return Ok(());
+        };
+        let runs: Vec<String> = runs
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("part-{r}-"))
+            .collect();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let prefix = target.location.key("", "");
+        let prefix = if prefix.is_empty() {
+            prefix
+        } else {
+            format!("{prefix}/")
+        };
+        for (key, upload_id) in target.uploads(&prefix)? {
+            let name = key.rsplit('/').next().unwrap_or(&key);
+            if runs.iter().any(|r| name.starts_with(r.as_str())) {
+                target.abort_upload(&key, &upload_id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Marks every partition written by any writer with `_SUCCESS`, once the last writer
