@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::aws::{aws_tool, kinesis_tool, moto, unique_stream};
+use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
 use common::{
     checkpoint_folders, duckdb_query, newest_complete, run_python, run_python_file, sluice_run,
     wait_for_checkpoint, JobDir, Outcome, Sluice, REPO,
@@ -515,20 +515,7 @@ fn a_killed_kinesis_to_s3_job_resumes_to_the_output_of_an_uninterrupted_run() {
 
     let fetch = |prefix: &str| {
         let out = dir.path().join(prefix);
-        let prefix = format!("{prefix}/");
-        aws_tool(
-            "s3_tool.py",
-            endpoint,
-            &[
-                "fetch",
-                "--bucket",
-                &bucket,
-                "--prefix",
-                &prefix,
-                "--out",
-                &out.display().to_string(),
-            ],
-        );
+        s3_fetch(endpoint, &bucket, &format!("{prefix}/"), &out);
         out
     };
     let (expected, actual) = (fetch("expected"), fetch("actual"));

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::aws::{aws_env, aws_tool, moto, unique_stream, FaultProxy};
+use common::aws::{aws_env, aws_tool, moto, s3_fetch, unique_stream, FaultProxy};
 use common::featurestore::{assert_latest, create_group, create_group_with, dump, tool, Server};
 use common::{duckdb_query, list_files, run_python_file, sluice_run, temp_dir, REPO};
 use serde_json::{json, Value};
@@ -406,19 +406,7 @@ fn the_offline_store_goes_to_s3_and_is_registered_in_glue_when_asked() {
     }
     assert_eq!(hours, ["10", "11"].map(String::from).into());
     let fetched = dir.path().join("fetched");
-    aws_tool(
-        "s3_tool.py",
-        endpoint,
-        &[
-            "fetch",
-            "--bucket",
-            &bucket,
-            "--prefix",
-            "features/",
-            "--out",
-            &fetched.display().to_string(),
-        ],
-    );
+    s3_fetch(endpoint, &bucket, "features/", &fetched);
     let rows = duckdb_query(
         &[("o", &fetched)],
         "SELECT currency, tx_count, is_deleted FROM o ORDER BY currency",

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::aws::{aws_tool, kinesis_tool, moto, unique_stream};
+use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
 use common::{duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck};
 
 /// Runs `tests/support/s3_tool.py` against moto; returns its stdout.
@@ -21,15 +21,7 @@ fn new_bucket() -> String {
 
 /// Downloads the objects below `prefix` into `out`, keeping their relative keys as paths.
 fn fetch(bucket: &str, prefix: &str, out: &std::path::Path) {
-    s3_tool(&[
-        "fetch",
-        "--bucket",
-        bucket,
-        "--prefix",
-        prefix,
-        "--out",
-        &out.display().to_string(),
-    ]);
+    s3_fetch(&moto().endpoint, bucket, prefix, out);
 }
 
 /// Writes `events` keyed events (gen_events.py), `rate` per second of event time.

@@ -85,6 +85,24 @@ pub fn kinesis_tool(endpoint: &str, args: &[&str]) -> String {
     aws_tool("kinesis_tool.py", endpoint, args)
 }
 
+/// Downloads the objects below `prefix` of `bucket` into `out` with boto3, keeping their
+/// keys below the prefix as paths.
+pub fn s3_fetch(endpoint: &str, bucket: &str, prefix: &str, out: &Path) {
+    aws_tool(
+        "s3_tool.py",
+        endpoint,
+        &[
+            "fetch",
+            "--bucket",
+            bucket,
+            "--prefix",
+            prefix,
+            "--out",
+            &out.display().to_string(),
+        ],
+    );
+}
+
 /// Runs a boto3 script of `tests/support/` against `endpoint` with the tests' AWS
 /// environment; panics with its output unless it succeeds, and returns its stdout.
 pub fn aws_tool(script: &str, endpoint: &str, args: &[&str]) -> String {

@@ -243,6 +243,22 @@ mod tests {
         Ok(policy)
     }
 
+    /// Hourly partitions `dt=.../hour=..`, committed an hour after their end.
+    fn hourly() -> CommitPolicy {
+        policy(
+            &[
+                ("sink.partition-commit.trigger", "partition-time"),
+                ("sink.partition-commit.delay", "1 h"),
+                (
+                    "partition.time-extractor.timestamp-pattern",
+                    "$dt $hour:00:00",
+                ),
+            ],
+            &["dt", "hour"],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn partition_times_from_values_and_patterns() {
         let default = policy(&[], &["dt"]).unwrap();
@@ -255,18 +271,7 @@ mod tests {
             default.partition_time("dt=2026-11-24 07%3A00%3A00/x=1"),
             Ok(1_795_478_400_000 + 7 * 3_600_000)
         );
-        let hourly = policy(
-            &[
-                ("sink.partition-commit.trigger", "partition-time"),
-                ("sink.partition-commit.delay", "1 h"),
-                (
-                    "partition.time-extractor.timestamp-pattern",
-                    "$dt $hour:00:00",
-                ),
-            ],
-            &["dt", "hour"],
-        )
-        .unwrap();
+        let hourly = hourly();
         assert_eq!(hourly.delay, Duration::from_secs(3600));
         assert_eq!(
             hourly.partition_time("dt=2026-11-24/hour=07"),
@@ -302,61 +307,34 @@ mod tests {
 
     #[test]
     fn partition_time_waits_for_every_writers_watermark() {
-        let policy = policy(
-            &[
-                ("sink.partition-commit.trigger", "partition-time"),
-                ("sink.partition-commit.delay", "1 h"),
-                (
-                    "partition.time-extractor.timestamp-pattern",
-                    "$dt $hour:00:00",
-                ),
-            ],
-            &["dt", "hour"],
-        )
-        .unwrap();
+        let policy = hourly();
         let seven = 1_795_478_400_000 + 7 * 3_600_000;
         let report = |folders: &[&str], watermark: Option<i64>| PartitionReport {
             partitions: folders.iter().map(|f| f.to_string()).collect(),
             watermark,
         };
         let committer = Committer::default();
+        let commit = |reports: &[PartitionReport]| committer.due(&policy, reports).unwrap();
         let p7 = "dt=2026-11-24/hour=07";
         let p8 = "dt=2026-11-24/hour=08";
         // The hour has ended, but not the delay.
-        let due = committer
-            .due(
-                &policy,
-                &[report(&[p7], Some(seven + 3_600_000)), report(&[], None)],
-            )
-            .unwrap();
+        let due = commit(&[report(&[p7], Some(seven + 3_600_000)), report(&[], None)]);
         assert!(due.is_empty());
         // One writer is past the delay, the other has no watermark yet.
-        let due = committer
-            .due(
-                &policy,
-                &[
-                    report(&[p7, p8], Some(seven + 7_200_000)),
-                    report(&[], None),
-                ],
-            )
-            .unwrap();
+        let due = commit(&[
+            report(&[p7, p8], Some(seven + 7_200_000)),
+            report(&[], None),
+        ]);
         assert!(due.is_empty());
-        let due = committer
-            .due(
-                &policy,
-                &[
-                    report(&[p7, p8], Some(seven + 7_200_000)),
-                    report(&[p8], Some(seven + 7_200_000)),
-                ],
-            )
-            .unwrap();
+        let due = commit(&[
+            report(&[p7, p8], Some(seven + 7_200_000)),
+            report(&[p8], Some(seven + 7_200_000)),
+        ]);
         assert_eq!(due, vec![p7.to_string()]);
         assert!(committer.committed(p7));
         assert!(!committer.committed(p8));
         // Past the end of hour 8 plus the delay, strictly.
-        let due = committer
-            .due(&policy, &[report(&[p8], Some(seven + 7_200_001))])
-            .unwrap();
+        let due = commit(&[report(&[p8], Some(seven + 7_200_001))]);
         assert_eq!(due, vec![p8.to_string()]);
     }
 
