@@ -9,7 +9,7 @@
 #   benches/run.sh flink       # 5. side by side with Flink (../shared/bench/compare_flink.sh)
 #   benches/run.sh featurestore # 6. per-minute metrics of 100,000 keys into Feature Store:
 #                              #    the embedded local store, then `sluice featurestore serve`
-#   benches/run.sh checkpoints # 7. benchmark 2's job with ~100,000 keys in every window, with
+#   benches/run.sh checkpoints # 7. benchmark 3's job with 100,000 keys in every window, with
 #                              #    no checkpoints, every 10 s and every 1 s
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench)
@@ -83,13 +83,6 @@ tx_bench() { # name events keys
   check_metrics "$input" "$out"
 }
 
-# gen_tx.py input with a given event rate (events per second of event time).
-input_rate_for() { # events keys rate
-  local file="$work/tx_$1_k$2_r$3.jsonl"
-  [ -s "$file" ] || python3 "$shared/gen_tx.py" --events "$1" --keys "$2" --rate "$3" "$file"
-  echo "$file"
-}
-
 # The window job of benchmark 2 into a Feature Store sink with the given endpoint.
 features_job() { # input endpoint
   cat <<SQL
@@ -129,27 +122,57 @@ PY
 case "${1:-}" in
   tx) tx_bench tx "$events" 4 ;;
   checkpoints)
-    # 5,000 events per second of event time over 100,000 keys: about 95,000 keys in every
-    # one-minute window.
-    input="$(input_rate_for "${CP_EVENTS:-20000000}" 100000 5000)"
+    # datagen (seeded: the same rows in every run) -> per-minute window over 100,000 keys ->
+    # blackhole, so the figures are the engine's and the checkpoints'. Each instance walks
+    # the same event-time range, 10 rows per millisecond: 1,200,000 rows and about 100,000
+    # keys in every one-minute window.
+    rows="${CP_ROWS:-1200000000}"
+    half=$((rows / 2))
+    written=""
     for interval in none "10 s" "1 s"; do
       name="checkpoints-${interval// /}"
-      out="$work/${name}_out"; cp="$work/${name}_cp"; job="$work/$name.sql"
-      rm -rf "$out" "$cp"
+      cp="$work/${name}_cp"; job="$work/$name.sql"
+      rm -rf "$cp"
       {
+        echo "SET 'parallelism.default' = '$par';"
         [ "$interval" = none ] || printf "SET 'execution.checkpointing.interval' = '%s';\nSET 'state.checkpoints.dir' = '%s';\n" "$interval" "$cp"
-        metrics_job "$input" "$out"
+        cat <<SQL
+CREATE TABLE g (seq BIGINT, fee DOUBLE, k BIGINT,
+  ts AS TO_TIMESTAMP_LTZ(1700000000000 + (seq % $half) / 10, 3),
+  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'datagen', 'number-of-rows' = '$rows', 'rows-per-second' = '1000000000',
+  'seed' = '42', 'fields.seq.kind' = 'sequence', 'fields.seq.start' = '0',
+  'fields.seq.end' = '$((rows - 1))', 'fields.fee.min' = '0', 'fields.fee.max' = '1',
+  'fields.k.min' = '0', 'fields.k.max' = '99999');
+CREATE TABLE b (ws TIMESTAMP(3), k BIGINT, n BIGINT, total DOUBLE, average DOUBLE)
+WITH ('connector' = 'blackhole');
+INSERT INTO b SELECT window_start, k, COUNT(*), SUM(fee), AVG(fee)
+FROM TABLE(TUMBLE(TABLE g, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, k;
+SQL
       } >"$job"
       run_job "$name" "$job"
-      "$python" - "$work/$name.metrics.json" <<'PY'
+      written="$written $("$python" - "$work/$name.metrics.json" "$rows" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1]))["checkpoints"]
+m = json.load(open(sys.argv[1])); rows = int(sys.argv[2])
+assert m["records_read"] == rows, m
+c = m["checkpoints"]
 if c["completed"]:
     print(f"  {c['completed']} checkpoints; last {c['last_ms']:.0f} ms, {c['last_bytes']/1e6:.1f} MB; "
-          f"longest {c['max_ms']:.0f} ms, largest {c['max_bytes']/1e6:.1f} MB")
+          f"longest {c['max_ms']:.0f} ms, largest {c['max_bytes']/1e6:.1f} MB", file=sys.stderr)
+print(m["records_written"])
 PY
-      check_metrics "$input" "$out"
+)"
     done
+    # The same seeded rows: every run writes the same windows.
+    "$python" - "$rows" $written <<'PY'
+import sys
+rows, counts = int(sys.argv[1]), [int(c) for c in sys.argv[2:]]
+base = 1_700_000_000_000
+windows = (base + rows // 2 // 10 - 1) // 60000 - base // 60000 + 1
+assert len(set(counts)) == 1, counts
+assert windows * 99_000 < counts[0] <= windows * 100_000, (counts, windows)
+print(f"  checked: every run wrote the same {counts[0]:,} (window, key) rows, {windows} windows")
+PY
     ;;
   featurestore)
     input="$(input_for "${FS_EVENTS:-200000}" 100000)"

@@ -183,6 +183,7 @@ fn kill_runs_with(
             return (killed, outcome);
         }
     }
+    eprintln!("killed with SIGKILL {killed} times; the last run goes to the end");
     let outcome = command().sets(last).output();
     outcome.assert_success();
     (killed, outcome)
