@@ -180,6 +180,7 @@ fn kill_runs_with(
         } else {
             let outcome = running.finish();
             outcome.assert_success();
+            eprintln!("killed with SIGKILL {killed} times; then a run went to the end");
             return (killed, outcome);
         }
     }
@@ -234,11 +235,14 @@ fn a_killed_file_job_resumes_to_the_output_of_an_uninterrupted_run() {
         expected,
     } = checkpointed();
     let mut rng = Lcg(7);
-    let delays: Vec<u64> = (0..5).map(|_| rng.below(300)).collect();
+    let delays: Vec<u64> = (0..5).map(|_| rng.below(100)).collect();
     let runs: Vec<(u64, Vec<(&str, &str)>)> = delays.iter().map(|&d| (d, vec![])).collect();
     let (killed, outcome) = kill_runs(&job, &checkpoints, &runs, &[]);
     let resumed = outcome.stderr.contains("resuming from checkpoint");
-    assert!(killed >= 2, "the job ended before it could be killed twice");
+    assert!(
+        killed >= 3,
+        "the job ended before it could be killed three times"
+    );
     assert!(
         resumed,
         "the last run did not resume from a checkpoint:\n{}",
@@ -329,6 +333,33 @@ fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
                 .contains("is now 'window TUMBLE(size 2 min"),
         "{}",
         refused.error_line()
+    );
+
+    // --from-checkpoint picks one (here the oldest, for the changed job: refused too), and
+    // must name a chk-N folder.
+    let oldest = checkpoints.join(format!("chk-{}", ids[0]));
+    let picked = sluice_run(&changed)
+        .args(&["--from-checkpoint", &oldest.display().to_string()])
+        .output();
+    picked.assert_failure();
+    assert!(
+        picked.error_line().contains(&format!(
+            "checkpoint {} was taken by a different job",
+            oldest.display()
+        )),
+        "{}",
+        picked.error_line()
+    );
+    let nowhere = dir.path().join("nowhere");
+    let bad = sluice_run(&job)
+        .args(&["--from-checkpoint", &nowhere.display().to_string()])
+        .output();
+    bad.assert_failure();
+    assert!(
+        bad.error_line()
+            .contains("not a checkpoint folder (chk-<number>)"),
+        "{}",
+        bad.error_line()
     );
 
     // The newest checkpoint with a truncated manifest: the run falls back and says so.
