@@ -66,12 +66,7 @@ impl CheckpointStore for S3Store {
     }
 
     fn folders(&self) -> Result<Vec<String>> {
-        let prefix = self.key("");
-        let prefix = if prefix.is_empty() {
-            prefix
-        } else {
-            format!("{prefix}/")
-        };
+        let prefix = self.location.folder();
         Ok(self
             .target()?
             .list(&prefix, Some("/"))?

@@ -74,6 +74,15 @@ impl S3Location {
         }
     }
 
+    /// The key prefix of everything below the location: `prefix/`, or `""` for the root.
+    pub fn folder(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
     /// The object key of `name` in partition folder `folder` (`""` or `a=1/b=2`).
     pub fn key(&self, folder: &str, name: &str) -> String {
         [self.prefix.as_str(), folder, name]
@@ -563,9 +572,11 @@ mod tests {
         );
         assert_eq!(l.key("", "part-1.parquet"), "out/metrics/part-1.parquet");
         assert_eq!(l.url(), "s3://bucket/out/metrics/");
+        assert_eq!(l.folder(), "out/metrics/");
         let mut o = Options::default();
         let root = S3Location::take("s3a://b", &mut o).unwrap().unwrap();
         assert_eq!(root.key("", "x"), "x");
+        assert_eq!(root.folder(), "");
         assert!(S3Location::take("/local/path", &mut o).unwrap().is_none());
         assert!(S3Location::take("s3:///x", &mut o).is_err());
     }

@@ -145,21 +145,22 @@ impl Table {
     /// Commits partitions: registers them in Glue and writes their `_SUCCESS` files, as
     /// the table's policy asks.
     fn commit_partitions(&self, folders: &BTreeSet<String>) -> Result<()> {
-        let folders: BTreeSet<String> = folders.iter().filter(|f| !f.is_empty()).cloned().collect();
-        if folders.is_empty() {
-            return Ok(());
-        }
         if let Some(catalog) = self.catalog() {
-            catalog.add_partitions(&folders)?;
+            catalog.add_partitions(folders)?;
         }
+        self.mark_success(folders)
+    }
+
+    /// Writes `_SUCCESS` into each partition folder, with the `success-file` policy.
+    fn mark_success(&self, folders: &BTreeSet<String>) -> Result<()> {
         if !self.config.success_file {
             return Ok(());
         }
         let storage = self.storage()?;
-        for folder in folders {
+        for folder in folders.iter().filter(|f| !f.is_empty()) {
             match &storage {
                 Storage::Local(root) => {
-                    let path = root.join(&folder).join("_SUCCESS");
+                    let path = root.join(folder).join("_SUCCESS");
                     std::fs::write(&path, b"").map_err(|e| {
                         Error::connector(format!(
                             "table '{}': cannot write {}: {e}",
@@ -169,7 +170,7 @@ impl Table {
                     })?;
                 }
                 Storage::S3(target) => {
-                    target.put_object(&target.location.key(&folder, "_SUCCESS"), Vec::new())?
+                    target.put_object(&target.location.key(folder, "_SUCCESS"), Vec::new())?
                 }
             }
         }
@@ -597,13 +598,7 @@ impl FileWriter {
         if runs.is_empty() {
             return Ok(());
         }
-        let prefix = target.location.key("", "");
-        let prefix = if prefix.is_empty() {
-            prefix
-        } else {
-            format!("{prefix}/")
-        };
-        for (key, upload_id) in target.uploads(&prefix)? {
+        for (key, upload_id) in target.uploads(&target.location.folder())? {
             let name = key.rsplit('/').next().unwrap_or(&key);
             if runs.iter().any(|r| name.starts_with(r.as_str())) {
                 target.abort_upload(&key, &upload_id)?;
@@ -629,7 +624,7 @@ impl FileWriter {
             // Partition commit is for partitioned tables, as in Flink.
             std::mem::take(&mut finished.1)
         };
-        self.table.commit_partitions(&folders)
+        self.table.mark_success(&folders)
     }
 }
 
