@@ -85,13 +85,15 @@ impl SourceConnector for DatagenSource {
         let parallelism = ctx.parallelism.max(1);
         let share = (ctx.instance, parallelism);
         let mut columns = Vec::with_capacity(self.config.fields.len());
-        let mut remaining = self.config.number_of_rows.map(|n| split(n, share).1);
         let emitted = self.restored_position(ctx)?;
+        let mut remaining = self
+            .config
+            .number_of_rows
+            .map(|n| split(n, share).1.saturating_sub(emitted));
         for (field, config) in self.schema.fields().iter().zip(&self.config.fields) {
-            let generator = Generator::new(field.data_type(), config, share).map_err(|e| {
+            let mut generator = Generator::new(field.data_type(), config, share).map_err(|e| {
                 e.context(format!("table '{}': column '{}'", self.table, field.name()))
             })?;
-            let mut generator = generator;
             if let Generator::Sequence { next, end, .. } = &mut generator {
                 *next = (*next).saturating_add_unsigned(emitted).min(*end);
                 let len = u64::try_from(i128::from(*end) - i128::from(*next)).unwrap_or(0);
@@ -101,11 +103,6 @@ impl SourceConnector for DatagenSource {
                 generator,
                 null_rate: config.null_rate,
             });
-        }
-        if let Some(r) = &mut remaining {
-            if self.config.number_of_rows.is_some() {
-                *r = r.saturating_sub(emitted);
-            }
         }
         let rng = match self.config.seed {
             // Instances must not repeat each other's values: mix the instance into the seed.
@@ -796,6 +793,23 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, (51 + emitted..=100).collect::<Vec<_>>());
+        // With a `number-of-rows` beyond the sequence, the sequence still ends the source.
+        let counted = self::source(
+            vec![Field::new("id", DataType::Int64, false)],
+            &[
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "1"),
+                ("fields.id.end", "100"),
+                ("number-of-rows", "1000"),
+                ("rows-per-second", "1000000"),
+            ],
+        )
+        .unwrap();
+        let rows: usize = drain(&counted, &restored)
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows as i64, 50 - emitted);
         // Another parallelism cannot split the positions.
         let mut elsewhere = context(0, 3);
         elsewhere.restored = Arc::new(vec![position]);
