@@ -238,6 +238,27 @@ INSERT INTO out SELECT id FROM gen;",
         outcome.error_line(),
         "error: table 'out': S3 bucket 'no-such-bucket' does not exist (HeadBucket failed)"
     );
+    // The same for checkpoints kept in a bucket that does not exist.
+    let bucket = new_bucket();
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "SET 'execution.checkpointing.interval' = '1 s';
+SET 'state.checkpoints.dir' = 's3://no-such-bucket/cp';
+CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem',
+  'path' = 's3://{bucket}/x', 'format' = 'parquet');
+INSERT INTO out SELECT id FROM gen;"
+        ),
+        &[],
+    );
+    let outcome = sluice_run(&job).aws(&moto().endpoint).output();
+    outcome.assert_failure();
+    assert_eq!(
+        outcome.error_line(),
+        "error: checkpoints ('state.checkpoints.dir' = 's3://no-such-bucket/cp'): S3 bucket \
+         'no-such-bucket' does not exist (HeadBucket failed)"
+    );
 }
 
 /// The raw archive of pipeline 1: every record of the input, partitioned by event date and

@@ -41,7 +41,10 @@ impl S3Store {
         if let Some(target) = self.target.get() {
             return Ok(target);
         }
-        let subject = format!("checkpoints in {}", self.location.url());
+        let subject = format!(
+            "checkpoints ('state.checkpoints.dir' = '{}')",
+            self.location()
+        );
         let sdk = runtime().block_on(sdk_config(&subject, &self.location.aws))?;
         let target = S3Target::connect(&subject, &self.location, &sdk)?;
         Ok(self.target.get_or_init(|| target))
