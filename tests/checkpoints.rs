@@ -96,6 +96,19 @@ fn checkpointed() -> Checkpointed {
     }
 }
 
+/// The `SET` statements that turn checkpoints on (every `interval`, into `checkpoints`);
+/// none without a folder.
+fn checkpoint_settings(checkpoints: Option<&Path>, interval: &str) -> String {
+    match checkpoints {
+        None => String::new(),
+        Some(cp) => format!(
+            "SET 'execution.checkpointing.interval' = '{interval}';
+             SET 'state.checkpoints.dir' = '{}';",
+            cp.display()
+        ),
+    }
+}
+
 /// The per-minute metrics job from `input` into Parquet at `output`, with checkpoints into
 /// `checkpoints` when given.
 fn window_job(
@@ -105,14 +118,7 @@ fn window_job(
     output: &Path,
     checkpoints: Option<&Path>,
 ) -> PathBuf {
-    let settings = match checkpoints {
-        None => String::new(),
-        Some(cp) => format!(
-            "SET 'execution.checkpointing.interval' = '200 ms';
-             SET 'state.checkpoints.dir' = '{}';",
-            cp.display()
-        ),
-    };
+    let settings = checkpoint_settings(checkpoints, "200 ms");
     let job = dir.join(name);
     std::fs::write(
         &job,
@@ -455,14 +461,7 @@ fn kinesis_window_job(
     prefix: &str,
     checkpoints: Option<&Path>,
 ) -> PathBuf {
-    let settings = match checkpoints {
-        None => String::new(),
-        Some(cp) => format!(
-            "SET 'execution.checkpointing.interval' = '1 s';
-             SET 'state.checkpoints.dir' = '{}';",
-            cp.display()
-        ),
-    };
+    let settings = checkpoint_settings(checkpoints, "1 s");
     let job = dir.join(format!("{prefix}.sql"));
     std::fs::write(
         &job,
