@@ -33,7 +33,8 @@ input_for() { # events keys
   echo "$file"
 }
 
-metrics_job() { # input output
+# The gen_tx.py source table over JSON lines at $1, with the parallelism setting.
+tx_table() { # input
   cat <<SQL
 SET 'parallelism.default' = '$par';
 CREATE TABLE tx (
@@ -41,6 +42,12 @@ CREATE TABLE tx (
   ts AS TO_TIMESTAMP_LTZ(event_time, 3),
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH ('connector' = 'filesystem', 'path' = '$1', 'format' = 'json');
+SQL
+}
+
+metrics_job() { # input output
+  tx_table "$1"
+  cat <<SQL
 CREATE TABLE metrics (
   window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
   tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
@@ -85,13 +92,8 @@ tx_bench() { # name events keys
 
 # The window job of benchmark 2 into a Feature Store sink with the given endpoint.
 features_job() { # input endpoint
+  tx_table "$1"
   cat <<SQL
-SET 'parallelism.default' = '$par';
-CREATE TABLE tx (
-  tx_hash STRING, block BIGINT, fee DOUBLE, amount DOUBLE, currency STRING, event_time BIGINT,
-  ts AS TO_TIMESTAMP_LTZ(event_time, 3),
-  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
-) WITH ('connector' = 'filesystem', 'path' = '$1', 'format' = 'json');
 CREATE TABLE features (
   currency STRING, window_end TIMESTAMP(3), tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
 ) WITH ('connector' = 'sagemaker-featurestore', 'feature-group.name' = 'tx-metrics',
