@@ -1,39 +1,43 @@
 #!/usr/bin/env bash
-# Runs one Sluice benchmark on the release build and checks its output before printing the
-# figures (events/s, MB/s of input, peak resident memory).
+# Runs one Sluice benchmark on the dist build (LTO, one codegen unit) and checks its output
+# before printing the figures (events/s, MB/s of input, peak resident memory).
 #
-#   benches/run.sh tx          # 1. per-minute metrics, 5M events of gen_tx.py (4 keys) -> Parquet
+#   benches/run.sh tx          # 1. per-minute metrics, 5M events of `sluice datagen tx` (4 keys) -> Parquet
 #   benches/run.sh tx-keys     # 2. the same with 100,000 keys, at 1M and at 5M events
 #   benches/run.sh datagen     # 3. datagen -> the same window -> blackhole (no JSON)
 #   benches/run.sh sink        # 4. 5M rows straight to Parquet (INSERT INTO pq SELECT * FROM tx)
-#   benches/run.sh flink       # 5. side by side with Flink (../shared/bench/compare_flink.sh)
+#   benches/run.sh flink       # 5. side by side with Flink (PyFlink, benches/flink/), same input
 #   benches/run.sh featurestore # 6. per-minute metrics of 100,000 keys into Feature Store:
 #                              #    the embedded local store, then `sluice featurestore serve`
 #   benches/run.sh checkpoints # 7. benchmark 3's job with 100,000 keys in every window, with
 #                              #    no checkpoints, every 10 s and every 1 s
 #
-# env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench)
+# env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench),
+#      PROFILE (default dist; `dev` or `release` measure what those builds cost)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-shared="$repo/../shared/bench"
 work="${WORK:-/tmp/sluice-bench}"
 events="${EVENTS:-5000000}"
 par="${PARALLELISM:-2}"
+profile="${PROFILE:-dist}"
 mkdir -p "$work"
 
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-sluice="$repo/target/release/sluice"
+cargo build --profile "$profile" --quiet --manifest-path "$repo/Cargo.toml" --bin sluice
+case "$profile" in
+  dev) sluice="$repo/target/debug/sluice" ;;
+  *) sluice="$repo/target/$profile/sluice" ;;
+esac
 python="$(bash "$repo/tests/support/pyenv.sh" | tail -n 1)"
 
-# gen_tx.py input, generated once per (events, keys).
+# `sluice datagen tx` input, generated once per (events, keys).
 input_for() { # events keys
   local file="$work/tx_$1_k$2.jsonl"
-  [ -s "$file" ] || python3 "$shared/gen_tx.py" --events "$1" --keys "$2" "$file"
+  [ -s "$file" ] || "$sluice" datagen tx --events "$1" --keys "$2" "$file"
   echo "$file"
 }
 
-# The gen_tx.py source table over JSON lines at $1, with the parallelism setting.
+# The transactions source table over JSON lines at $1, with the parallelism setting.
 tx_table() { # input
   cat <<SQL
 SET 'parallelism.default' = '$par';
@@ -255,23 +259,48 @@ print(f"  output checked against DuckDB: {a[0]} rows, same sums and distinct has
 PY
     ;;
   flink)
-    cmd="$work/sluice_for_flink.sh"
-    cat >"$cmd" <<SH
-#!/usr/bin/env bash
-# compare_flink.sh appends INPUT OUTPUT_DIR.
-set -euo pipefail
-job="$work/flink_side.sql"
-$(declare -f metrics_job)
-par=$par
-metrics_job "\$1" "\$2" > "\$job"
-"$sluice" run "\$job" 2>/dev/null
-SH
-    chmod +x "$cmd"
-    EVENTS="$events" PARALLELISM="$par" WORK="$work" bash "$shared/compare_flink.sh" "$cmd"
-    check_metrics "$work/tx_${events}.jsonl" "$work/sluice_out"
+    # PyFlink (Java 17 on PATH) in a venv of its own, installed on first use.
+    venv="$work/flink-venv"
+    if ! cmp -s "$here/flink/requirements.txt" "$venv/requirements.installed" 2>/dev/null; then
+      rm -rf "$venv"
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install -q -r "$here/flink/requirements.txt"
+      cp "$here/flink/requirements.txt" "$venv/requirements.installed"
+    fi
+    input="$(input_for "$events" 4)"
+    rm -rf "$work/flink_out" "$work/sluice_out"
+    metrics_job "$input" "$work/sluice_out" >"$work/flink_side.sql"
+    started=$(date +%s.%N)
+    "$venv/bin/python" "$here/flink/tumble_metrics.py" "$input" "$work/flink_out" \
+      --parallelism "$par" >"$work/flink.log" 2>&1
+    flink=$(echo "$(date +%s.%N) - $started" | bc)
+    started=$(date +%s.%N)
+    "$sluice" run "$work/flink_side.sql" 2>"$work/flink_side.log"
+    sluice_s=$(echo "$(date +%s.%N) - $started" | bc)
+    echo "flink: $flink s whole process ($(grep -o 'flink_job_seconds.*' "$work/flink.log")); sluice: $sluice_s s whole process; speed-up $(echo "scale=1; $flink / $sluice_s" | bc)x"
+    check_metrics "$input" "$work/sluice_out"
+    # Flink's own output (CSV, no header) against Sluice's Parquet, row by row.
+    "$python" - "$work/flink_out" "$work/sluice_out" <<'PY'
+import duckdb, glob, os, sys
+flink = [f for f in glob.glob(os.path.join(sys.argv[1], "**", "*"), recursive=True)
+         if os.path.isfile(f) and not os.path.basename(f).startswith(".")]
+sluice = glob.glob(os.path.join(sys.argv[2], "*.parquet"))
+con = duckdb.connect()
+con.execute(f"""CREATE VIEW f AS SELECT * FROM read_csv({flink}, header = false, columns = {{
+  'window_start': 'TIMESTAMP', 'window_end': 'TIMESTAMP', 'currency': 'VARCHAR',
+  'tx_count': 'BIGINT', 'total_fee': 'DOUBLE', 'avg_fee': 'DOUBLE'}})""")
+con.execute(f"CREATE VIEW s AS SELECT * FROM read_parquet({sluice})")
+rows = con.execute("SELECT count(*) FROM f").fetchone()[0]
+differ = con.execute("""SELECT count(*) FROM f FULL JOIN s USING (window_start, currency)
+  WHERE f.tx_count IS DISTINCT FROM s.tx_count
+     OR abs(f.total_fee - s.total_fee) > 1e-9 OR abs(f.avg_fee - s.avg_fee) > 1e-9
+     OR f.currency IS NULL OR s.currency IS NULL""").fetchone()[0]
+assert differ == 0, f"{differ} windows differ between Flink and Sluice"
+print(f"  Flink's output equals Sluice's: {rows} windows x currencies")
+PY
     ;;
   *)
-    sed -n '2,12p' "$0"
+    sed -n '2,16p' "$0"
     exit 2
     ;;
 esac

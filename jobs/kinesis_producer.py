@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Writes blockchain-style transactions to a Kinesis stream.
+"""Writes blockchain-style transactions to a Kinesis stream with boto3.
 
-The transactions come from ../shared/bench/gen_tx.py (run as a child process writing to a pipe,
-so the data is exactly what that generator makes for the same --count and --seed): JSON lines
-with tx_hash, block, fee, amount, currency and event_time (epoch ms). Each line is one Kinesis
-record, partition key = tx_hash. Records go out in PutRecords calls of up to 500, one call at
-a time; failed entries are retried (with backoff) before the next call.
+The transactions come from `sluice datagen tx` (run as a child process writing to a pipe, so
+the data is exactly what that command writes to a file for the same --count and --seed): JSON
+lines with tx_hash, block, fee, amount, currency and event_time (epoch ms). Each line is one
+Kinesis record, partition key = tx_hash. Records go out in PutRecords calls of up to 500, one
+call at a time; failed entries are retried (with backoff) before the next call.
 
   python3 jobs/kinesis_producer.py --stream tx --count 100000 [--rate 5000]
       [--endpoint URL] [--region R] [--create-shards N] [--seed 42] [--keys 4]
-      [--event-rate 100] [--disorder-ms 2000] [--gen-tx PATH]
+      [--event-rate 100] [--disorder-ms 2000] [--sluice PATH]
+
+--sluice is the sluice command to run: by default $SLUICE_BIN, else `sluice` on PATH, else the
+repository's target/debug or target/release build, else `cargo run` in the repository.
 
 --endpoint defaults to $AWS_ENDPOINT_URL (unset: the real AWS endpoint of --region); with an
 endpoint and no credentials in the environment, dummy ones (test/test) are used, as moto and
@@ -20,6 +23,7 @@ Prints one JSON line when done: records, calls, retried entries, seconds, record
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,9 +31,20 @@ import time
 import boto3
 from botocore.config import Config
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-GEN_TX = os.path.join(HERE, "..", "..", "shared", "bench", "gen_tx.py")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_BATCH = 500
+
+
+def sluice_command(explicit):
+    """The command that runs sluice, as a list."""
+    for candidate in (explicit, os.environ.get("SLUICE_BIN"), shutil.which("sluice")):
+        if candidate:
+            return [candidate]
+    for profile in ("debug", "release"):
+        built = os.path.join(REPO, "target", profile, "sluice")
+        if os.access(built, os.X_OK):
+            return [built]
+    return ["cargo", "run", "--quiet", "--manifest-path", os.path.join(REPO, "Cargo.toml"), "--"]
 
 
 def ensure_stream(kin, stream, shards):
@@ -72,12 +87,13 @@ def main():
     p.add_argument("--rate", type=float, default=0, help="records per second, 0 = unlimited")
     p.add_argument("--create-shards", type=int, default=0, metavar="N",
                    help="create the stream with N shards when it is missing")
-    p.add_argument("--seed", type=int, default=42, help="gen_tx.py --seed")
-    p.add_argument("--keys", type=int, default=4, help="gen_tx.py --keys (currencies)")
-    p.add_argument("--event-rate", type=int, default=100,
-                   help="gen_tx.py --rate: events per second of event time")
-    p.add_argument("--disorder-ms", type=int, default=2000, help="gen_tx.py --disorder-ms")
-    p.add_argument("--gen-tx", default=GEN_TX, help="path of gen_tx.py")
+    p.add_argument("--seed", type=int, default=42, help="sluice datagen tx --seed")
+    p.add_argument("--keys", type=int, default=4, help="sluice datagen tx --keys (currencies)")
+    p.add_argument("--event-rate", type=float, default=100,
+                   help="sluice datagen tx --rate: events per second of event time")
+    p.add_argument("--disorder-ms", type=int, default=2000,
+                   help="sluice datagen tx --disorder-ms")
+    p.add_argument("--sluice", help="the sluice command (see above)")
     a = p.parse_args()
 
     if a.endpoint and not os.environ.get("AWS_ACCESS_KEY_ID"):
@@ -87,11 +103,13 @@ def main():
                        config=Config(retries={"mode": "standard", "total_max_attempts": 10}))
     ensure_stream(kin, a.stream, a.create_shards)
 
-    gen = subprocess.Popen(
-        [sys.executable, a.gen_tx, "--events", str(a.count), "--seed", str(a.seed),
-         "--keys", str(a.keys), "--rate", str(a.event_rate), "--disorder-ms", str(a.disorder_ms),
-         "/dev/stdout"],
-        stdout=subprocess.PIPE)
+    if a.count <= 0:  # only create the stream
+        print(json.dumps({"stream": a.stream, "records": 0}))
+        return
+    generator = sluice_command(a.sluice) + [
+        "datagen", "tx", "--events", str(a.count), "--seed", str(a.seed), "--keys", str(a.keys),
+        "--rate", str(a.event_rate), "--disorder-ms", str(a.disorder_ms), "-"]
+    gen = subprocess.Popen(generator, stdout=subprocess.PIPE)
     # With a rate, smaller calls keep the pace smooth (about ten calls per second).
     batch_size = MAX_BATCH if a.rate <= 0 else max(1, min(MAX_BATCH, int(a.rate / 10)))
     start = time.monotonic()
@@ -121,7 +139,7 @@ def main():
     finally:
         gen.stdout.close()
     if gen.wait() != 0:
-        sys.exit(f"kinesis_producer: {a.gen_tx} failed with exit code {gen.returncode}")
+        sys.exit(f"kinesis_producer: {' '.join(generator)} failed with exit code {gen.returncode}")
     secs = time.monotonic() - start
     print(json.dumps({"stream": a.stream, "records": sent, "calls": calls, "retried": retried,
                       "seconds": round(secs, 3), "records_per_s": round(sent / secs, 1) if secs else None}))

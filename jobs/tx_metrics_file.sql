@@ -1,12 +1,12 @@
 -- Per-minute blockchain transaction metrics over a JSON-lines file, the same query as
--- tx_metrics_local.sql (and as shared/bench/flink_tumble.py runs on Flink).
+-- tx_metrics_local.sql (and as benches/flink/tumble_metrics.py runs on Flink).
 --
--- The input is made by the benchmark generator, relative to the current directory:
---   python3 ../shared/bench/gen_tx.py --events 1000000 data/tx.jsonl
+-- The input is made by Sluice's transaction generator, relative to the current directory:
+--   mkdir -p data && cargo run -- datagen tx --events 1000000 data/tx.jsonl
 -- Each line: tx_hash, block, fee, amount, currency, event_time (epoch milliseconds), up to
 -- 2 s out of order. Output: Parquet in out/tx_metrics_file/.
 --
--- Run: cargo run --release -- run jobs/tx_metrics_file.sql
+-- Run: cargo run -- run jobs/tx_metrics_file.sql
 
 CREATE TABLE tx (
   tx_hash STRING,

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod datagen;
+
 use clap::{Parser, Subcommand};
 use sluice_engine::checkpoint::{self, CheckpointSettings};
 use sluice_engine::metrics::{DropReason, JobMetrics};
@@ -61,6 +63,19 @@ enum Command {
         #[command(subcommand)]
         command: FeatureStoreCommand,
     },
+    /// Generate example data.
+    Datagen {
+        #[command(subcommand)]
+        command: DatagenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatagenCommand {
+    /// Blockchain transactions (tx_hash, block, fee, amount, currency, event_time in epoch
+    /// milliseconds) as JSON lines, out of order within --disorder-ms, the same for the same
+    /// --seed.
+    Tx(datagen::TxArgs),
 }
 
 #[derive(Subcommand)]
@@ -498,6 +513,9 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Featurestore { command } => featurestore(command),
+        Command::Datagen {
+            command: DatagenCommand::Tx(args),
+        } => datagen::transactions(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,28 +8,15 @@ use std::time::Duration;
 
 use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
 use common::{
-    checkpoint_folders, duckdb_query, newest_complete, run_python, run_python_file, sluice_run,
-    wait_for_checkpoint, JobDir, Outcome, Sluice, REPO,
+    checkpoint_folders, duckdb_query, gen_tx, newest_complete, run_python, sluice_run,
+    wait_for_checkpoint, JobDir, Outcome, Sluice,
 };
 use serde_json::json;
 
-/// `gen_tx.py` transactions split over `files` JSON-lines files in `dir/in/`.
+/// `sluice datagen tx` transactions split over `files` JSON-lines files in `dir/in/`.
 fn generate(dir: &Path, events: u64, files: usize) -> PathBuf {
-    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
-    assert!(
-        gen_tx.exists(),
-        "the benchmark generator {} is missing",
-        gen_tx.display()
-    );
     let all = dir.join("all.jsonl");
-    run_python_file(
-        &gen_tx,
-        &[
-            &format!("--events={events}"),
-            "--keys=1000",
-            &all.display().to_string(),
-        ],
-    );
+    gen_tx(&all, events, &["--keys=1000"]);
     let text = std::fs::read_to_string(&all).expect("read the events");
     let lines: Vec<&str> = text.lines().collect();
     let input = dir.join("in");

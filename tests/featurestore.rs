@@ -9,22 +9,13 @@ use std::path::{Path, PathBuf};
 
 use common::aws::{aws_env, aws_tool, moto, s3_fetch, unique_stream, FaultProxy};
 use common::featurestore::{assert_latest, create_group, create_group_with, dump, tool, Server};
-use common::{duckdb_query, list_files, run_python_file, sluice_run, temp_dir, REPO};
+use common::{duckdb_query, gen_tx, list_files, sluice_run, temp_dir};
 use serde_json::{json, Value};
 
-/// Transactions from the benchmark generator, as JSON lines.
+/// Transactions of `sluice datagen tx`, as JSON lines.
 fn generate(dir: &Path, events: u64) -> PathBuf {
-    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
-    assert!(
-        gen_tx.exists(),
-        "the benchmark generator {} is missing",
-        gen_tx.display()
-    );
     let path = dir.join("tx.jsonl");
-    run_python_file(
-        &gen_tx,
-        &[&format!("--events={events}"), &path.display().to_string()],
-    );
+    gen_tx(&path, events, &[]);
     path
 }
 

@@ -220,6 +220,17 @@ pub fn sluice_run(job: &Path) -> Sluice {
     sluice().arg("run").arg(job)
 }
 
+/// Writes `events` transactions of `sluice datagen tx` (default seed, rate and disorder;
+/// `extra` adds options such as `--keys=1000`) as JSON lines into `path`.
+pub fn gen_tx(path: &Path, events: u64, extra: &[&str]) {
+    sluice()
+        .args(&["datagen", "tx", &format!("--events={events}")])
+        .args(extra)
+        .arg(path)
+        .output()
+        .assert_success();
+}
+
 /// The `sluice` binary with no arguments yet.
 pub fn sluice() -> Sluice {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
