@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use common::featurestore::{assert_latest, latest_in_parquet};
 use common::{
-    assert_no_hidden_files, data_files, duckdb_query, run_python_file, sluice, sluice_run, JobDir,
-    Metrics, TumbleCheck, TumbleSummary, REPO,
+    assert_no_hidden_files, data_files, duckdb_query, gen_tx, run_python_file, sluice, sluice_run,
+    JobDir, Metrics, TumbleCheck, TumbleSummary, REPO,
 };
 use serde_json::json;
 
@@ -160,52 +160,35 @@ fn tx_metrics_local_accounts_for_every_generated_transaction() {
 }
 
 #[test]
-fn tx_metrics_file_matches_duckdb_over_gen_tx_output() {
-    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
-    assert!(
-        gen_tx.exists(),
-        "the benchmark generator {} is missing",
-        gen_tx.display()
-    );
+fn tx_metrics_file_matches_duckdb_over_generated_transactions() {
     let dir = JobDir::new();
     let events = dir.path().join("data/tx.jsonl");
     fs::create_dir_all(events.parent().expect("data/")).expect("create data/");
     let generated = 20_000;
-    run_python_file(
-        &gen_tx,
-        &[
-            &format!("--events={generated}"),
-            &events.display().to_string(),
-        ],
-    );
+    // As jobs/README.md makes the input.
+    gen_tx(&events, generated, &[]);
 
     let (_, output, metrics) = run_example(&dir, "tx_metrics_file.sql", "out/tx_metrics_file");
     assert_eq!(metrics.records_read, generated, "records_read");
     assert_eq!(
         metrics.dropped(),
         0,
-        "gen_tx's 2 s disorder is within the 5 s delay"
+        "the generator's 2 s disorder is within the 5 s delay"
     );
     let summary = check_tx_metrics(&events, &output);
     assert_eq!(metrics.records_written, summary.actual_rows);
 }
 
 #[test]
-fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
-    use common::aws::{kinesis_tool, moto};
+fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_every_sink() {
+    use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch};
     use common::featurestore::{create_group, dump, Server};
 
-    let gen_tx = Path::new(REPO).join("../shared/bench/gen_tx.py");
-    assert!(
-        gen_tx.exists(),
-        "the benchmark generator {} is missing",
-        gen_tx.display()
-    );
     let endpoint = &moto().endpoint;
     let dir = JobDir::new();
     let generated = 20_000u64;
     // The producer as jobs/README.md runs it, and the same transactions into a file for
-    // DuckDB (the producer runs gen_tx.py with the same defaults).
+    // DuckDB (the producer runs `sluice datagen tx` with the same defaults).
     run_python_file(
         &Path::new(REPO).join("jobs/kinesis_producer.py"),
         &[
@@ -217,6 +200,8 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
             &generated.to_string(),
             "--endpoint",
             endpoint,
+            "--sluice",
+            env!("CARGO_BIN_EXE_sluice"),
         ],
     );
     kinesis_tool(
@@ -224,12 +209,12 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
         &["create", "--stream", "tx_metrics", "--shards", "2"],
     );
     let events = dir.path().join("tx.jsonl");
-    run_python_file(
-        &gen_tx,
-        &[
-            &format!("--events={generated}"),
-            &events.display().to_string(),
-        ],
+    gen_tx(&events, generated, &[]);
+    let bucket = "tx-metrics-job";
+    aws_tool(
+        "s3_tool.py",
+        endpoint,
+        &["create-bucket", "--bucket", bucket],
     );
 
     // The feature store, served locally, with the group jobs/README.md creates.
@@ -242,6 +227,8 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
     let outcome = sluice_run(Path::new(name))
         .current_dir(dir.path())
         .aws(endpoint)
+        .env("SLUICE_BUCKET", bucket)
+        .env("GLUE_DATABASE", "analytics")
         .env("AWS_ENDPOINT_URL_SAGEMAKER", &store.endpoint)
         .env(
             "AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME",
@@ -253,9 +240,39 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_both_sinks() {
     let metrics = outcome.metrics();
     assert_eq!(metrics.records_read, generated);
     assert_eq!(metrics.dropped(), 0);
-    let output = dir.path().join("out/tx_metrics_kinesis");
+    // Parquet on S3, in day and hour folders registered in Glue, each with its _SUCCESS.
+    let output = dir.path().join("s3");
+    s3_fetch(endpoint, bucket, "tx_metrics/", &output);
     assert_no_hidden_files(&output);
     let summary = check_tx_metrics(&events, &output);
+    let glue: serde_json::Value = serde_json::from_str(&aws_tool(
+        "s3_tool.py",
+        endpoint,
+        &[
+            "glue-table",
+            "--database",
+            "analytics",
+            "--table",
+            "tx_metrics",
+        ],
+    ))
+    .expect("glue-table prints JSON");
+    let partitions: Vec<serde_json::Value> = duckdb_query(
+        &[("m", &output)],
+        "SELECT DISTINCT strftime(window_start, '%Y-%m-%d') AS dt, strftime(window_start, '%H') AS hr
+         FROM m ORDER BY dt, hr",
+    )
+    .iter()
+    .map(|r| {
+        let (dt, hr) = (r["dt"].as_str().unwrap(), r["hr"].as_str().unwrap());
+        assert!(
+            output.join(format!("dt={dt}/hr={hr}/_SUCCESS")).exists(),
+            "no _SUCCESS in dt={dt}/hr={hr}"
+        );
+        json!([[dt, hr], format!("s3://{bucket}/tx_metrics/dt={dt}/hr={hr}/")])
+    })
+    .collect();
+    assert_eq!(glue["partitions"], json!(partitions), "{glue}");
     // The same rows went to the tx_metrics stream, each once, keyed by currency.
     let read = dir.path().join("tx_metrics.jsonl");
     kinesis_tool(

@@ -11,6 +11,7 @@ pub mod planner;
 pub mod settings;
 pub mod statements;
 pub mod types;
+pub mod variables;
 pub mod windows;
 
 pub use location::SourceFile;

@@ -17,6 +17,7 @@ use sluice_engine::{Error, Result};
 
 use crate::location::SourceFile;
 use crate::types::parse_type;
+use crate::variables::expand;
 use crate::windows::{extract_windows, WindowCall};
 
 /// A column of a `CREATE TABLE`.
@@ -122,12 +123,16 @@ fn parser_error(file: &SourceFile, parser: &Parser, e: ParserError) -> Error {
     file.error_at(location, message)
 }
 
-/// Splits a job file into statements and parses each.
+/// Splits a job file into statements and parses each. Environment variables in quoted
+/// strings are expanded first ([`crate::variables`]).
 pub fn parse_job(file: &SourceFile) -> Result<Vec<Statement>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, &file.text)
         .tokenize_with_location()
-        .map_err(|e| file.error_at(e.location, e.message.clone()))?;
+        .map_err(|e| file.error_at(e.location, e.message.clone()))?
+        .into_iter()
+        .map(|token| expand_variables(file, token))
+        .collect::<Result<Vec<_>>>()?;
     let mut statements = Vec::new();
     let mut current: Vec<TokenWithSpan> = Vec::new();
     let mut window_ids = 0usize;
@@ -148,6 +153,18 @@ pub fn parse_job(file: &SourceFile) -> Result<Vec<Statement>> {
         }
     }
     Ok(statements)
+}
+
+fn expand_variables(file: &SourceFile, mut token: TokenWithSpan) -> Result<TokenWithSpan> {
+    if let Token::SingleQuotedString(text) = &mut token.token {
+        *text = expand(text, |name| std::env::var(name).ok()).map_err(|e| {
+            // The quote opens the string; the reference is the given bytes after it.
+            let mut at = token.span.start;
+            at.column += 1 + text[..e.offset].chars().count() as u64;
+            file.error_at(at, e)
+        })?;
+    }
+    Ok(token)
 }
 
 fn first_words(tokens: &[TokenWithSpan], n: usize) -> Vec<(String, Location)> {
