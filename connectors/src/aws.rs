@@ -16,6 +16,9 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use backon::{ExponentialBuilder, Retryable};
@@ -70,10 +73,24 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// How long one attempt of a call may take before it counts as failed (and is retried).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The HTTPS client every AWS client shares: rustls with ring, trusting the system's CA
+/// store (rustls-native-certs), so a site CA installed on the machine is honoured.
+fn https_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https()
+        })
+        .clone()
+}
+
 /// The SDK configuration for a table: region and endpoint from its options, everything else
 /// (credentials above all) from the standard chain.
 pub async fn sdk_config(subject: &str, options: &AwsOptions) -> Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
