@@ -10,8 +10,8 @@
 -- tx-metrics of a local feature store in out/featurestore/ (created on first run): the
 -- online store keeps each currency's latest minute, the offline store every minute.
 --
--- Run: cargo run --release -- run jobs/tx_metrics_local.sql
--- Then: cargo run --release -- featurestore get tx-metrics BTC
+-- Run: cargo run -- run jobs/tx_metrics_local.sql
+-- Then: cargo run -- featurestore get tx-metrics BTC
 
 CREATE TABLE tx (
   tx_hash STRING,
