@@ -3,8 +3,10 @@
 //! lost or repeated. (Wiring it into checkpoints is the checkpoint issue's work.)
 //!
 //! Its own test binary: it sets the AWS environment of this process, which the SDK inside
-//! the connector reads.
+//! the connector reads, and which the end-to-end tests' `sluice` processes must not inherit.
 
+#[allow(dead_code)]
+#[path = "e2e/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;

@@ -2,11 +2,9 @@
 //! checked window by window against DuckDB's batch GROUP BY over the same input
 //! (`tests/support/compare.py`), at parallelism 1 and 4.
 
-mod common;
-
 use std::path::Path;
 
-use common::{assert_no_hidden_files, run_python, JobDir, TumbleCheck};
+use crate::common::{assert_no_hidden_files, run_python, JobDir, TumbleCheck};
 
 const EVENTS: u64 = 1_000_000;
 /// Distinct group keys; at 1,000 events per second of event time each key gets about 60

@@ -1,8 +1,6 @@
 //! The `sluice` command itself: `explain` shows the graph a job compiles to without running it.
 
-mod common;
-
-use common::{
+use crate::common::{
     assert_wrote_nothing, bid_job, sluice, tumble_sum, write_job, JobDir, BID_ROWS, SUM_SINK,
 };
 

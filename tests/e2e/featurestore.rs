@@ -3,13 +3,13 @@
 //! The store is checked with boto3 (`tests/support/featurestore_tool.py`), a client no one
 //! here wrote; the sink's output is compared with DuckDB over the job's input.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::aws::{aws_env, aws_tool, moto, s3_fetch, unique_stream, FaultProxy};
-use common::featurestore::{assert_latest, create_group, create_group_with, dump, tool, Server};
-use common::{duckdb_query, gen_tx, list_files, sluice_run, temp_dir};
+use crate::common::aws::{aws_env, aws_tool, moto, s3_fetch, unique_stream, FaultProxy};
+use crate::common::featurestore::{
+    assert_latest, create_group, create_group_with, dump, tool, Server,
+};
+use crate::common::{duckdb_query, gen_tx, list_files, sluice_run, temp_dir};
 use serde_json::{json, Value};
 
 /// Transactions of `sluice datagen tx`, as JSON lines.

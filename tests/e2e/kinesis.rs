@@ -1,16 +1,14 @@
 //! The Kinesis connector against a real Kinesis API: moto in server mode, started by this
-//! test binary (`tests/common/aws.rs`), with boto3 (`tests/support/kinesis_tool.py`) as the
+//! test binary (`tests/e2e/common/aws.rs`), with boto3 (`tests/support/kinesis_tool.py`) as the
 //! independent writer and reader of the streams.
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::aws::{kinesis_tool, moto, unique_stream, FaultProxy};
-use common::{read_json_rows, run_python, sluice_run, write_job, JobDir, TumbleCheck};
+use crate::common::aws::{kinesis_tool, moto, unique_stream, FaultProxy};
+use crate::common::{read_json_rows, run_python, sluice_run, write_job, JobDir, TumbleCheck};
 use serde_json::Value;
 
 /// Kinesis source options every test uses: quick discovery, bounded unless told otherwise.

@@ -2,8 +2,6 @@
 //! temporary folder, reading what its sinks wrote, and the Python tools (DuckDB, pyarrow,
 //! in a virtualenv made by `tests/support/pyenv.sh`) that check results independently.
 //!
-//! Each test binary uses a different part of this module.
-#![allow(dead_code)]
 
 pub mod aws;
 pub mod featurestore;

@@ -1,13 +1,11 @@
 //! Checkpoints and exactly-once recovery: a job killed with SIGKILL at random moments and
 //! restarted each time ends with the output of an uninterrupted run, row for row.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
-use common::{
+use crate::common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
+use crate::common::{
     checkpoint_folders, duckdb_query, gen_tx, newest_complete, run_python, sluice_run,
     wait_for_checkpoint, JobDir, Outcome, Sluice,
 };
@@ -32,7 +30,7 @@ fn generate(dir: &Path, events: u64, files: usize) -> PathBuf {
 /// The input all tests read (2,000,000 transactions in 8 files) and the output of an
 /// uninterrupted run over it, made once per test binary.
 struct Reference {
-    _dir: common::TempDirHandle,
+    _dir: crate::common::TempDirHandle,
     input: PathBuf,
     expected: PathBuf,
 }
@@ -40,7 +38,7 @@ struct Reference {
 fn reference() -> &'static Reference {
     static REFERENCE: std::sync::OnceLock<Reference> = std::sync::OnceLock::new();
     REFERENCE.get_or_init(|| {
-        let dir = common::temp_dir();
+        let dir = crate::common::temp_dir();
         let input = generate(dir.path(), 2_000_000, 8);
         let expected = dir.path().join("expected");
         let plain = window_job(dir.path(), "plain.sql", &input, &expected, None);
@@ -421,7 +419,7 @@ fn sigterm_takes_a_savepoint_leaves_committed_files_only_and_the_next_run_resume
         stopped.stderr
     );
     // Committed files only, and some of them: nothing hidden is left in the output.
-    common::assert_no_hidden_files(&actual);
+    crate::common::assert_no_hidden_files(&actual);
     let partial = duckdb_query(&[("a", &actual)], "SELECT count(*) AS n FROM a");
     let n = partial[0]["n"].as_u64().expect("a count");
     assert!(n > 0 && n < 2_000_000, "{n} rows after the savepoint");

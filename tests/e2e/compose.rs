@@ -7,8 +7,6 @@
 //! and started when missing, which needs root); when that is impossible the test fails with
 //! the script's sentence saying what is missing.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpListener;
@@ -17,9 +15,9 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::aws::{aws_tool, kinesis_tool, s3_fetch};
-use common::featurestore::{assert_latest, dump, latest_in_parquet};
-use common::{duckdb_query, support, temp_dir, TumbleCheck, REPO};
+use crate::common::aws::{aws_tool, kinesis_tool, s3_fetch};
+use crate::common::featurestore::{assert_latest, dump, latest_in_parquet};
+use crate::common::{duckdb_query, support, temp_dir, TumbleCheck, REPO};
 use serde_json::Value;
 
 /// Records per second of wall time of the producer, and per second of event time: event time
@@ -164,7 +162,7 @@ impl Stack {
     /// The number of windows (distinct window starts) committed so far.
     fn windows(&self, into: &Path) -> u64 {
         let folder = self.output(into);
-        if common::data_files(&folder, "parquet").is_empty() {
+        if crate::common::data_files(&folder, "parquet").is_empty() {
             return 0;
         }
         let rows = duckdb_query(

@@ -1,14 +1,12 @@
 //! The example jobs of `jobs/`, run as a user runs them: from a working folder (where their
 //! relative `data/` and `out/` paths point), with nothing but the job file.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::featurestore::{assert_latest, latest_in_parquet};
-use common::{
+use crate::common::featurestore::{assert_latest, latest_in_parquet};
+use crate::common::{
     assert_no_hidden_files, data_files, duckdb_query, gen_tx, run_python_file, sluice, sluice_run,
     JobDir, Metrics, TumbleCheck, TumbleSummary, REPO,
 };
@@ -181,8 +179,8 @@ fn tx_metrics_file_matches_duckdb_over_generated_transactions() {
 
 #[test]
 fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_every_sink() {
-    use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch};
-    use common::featurestore::{create_group, dump, Server};
+    use crate::common::aws::{aws_tool, kinesis_tool, moto, s3_fetch};
+    use crate::common::featurestore::{create_group, dump, Server};
 
     let endpoint = &moto().endpoint;
     let dir = JobDir::new();

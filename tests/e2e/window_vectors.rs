@@ -3,9 +3,7 @@
 //! TUMBLE, cascaded windows, group keys with HAVING, the common aggregates) and a stateless
 //! job.
 
-mod common;
-
-use common::{
+use crate::common::{
     assert_rows, at, bid_job, bid_job_with, data_files, read_json_rows, run_json_job,
     ten_minute_sums, tumble_sum, window_sum, JsonJob, BID_ROWS, BID_WATERMARK, SUM_SINK,
 };

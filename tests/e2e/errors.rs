@@ -2,11 +2,9 @@
 //! `error: <path as given>:<line>:<column>: <message>` naming the offending thing, never a
 //! panic; a malformed input record names its file and line.
 
-mod common;
-
 use std::fs;
 
-use common::{
+use crate::common::{
     assert_names_file_and_line, assert_wrote_nothing, bid_job, bid_job_with, sluice, tumble_sum,
     write_job, JobDir, BID_ROWS, SUM_SINK,
 };

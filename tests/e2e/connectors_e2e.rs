@@ -1,12 +1,10 @@
 //! The filesystem connector end to end: JSON and CSV sources (file and folder), malformed
 //! records, Hive-partitioned JSON output and the Parquet file layout Athena needs.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{
+use crate::common::{
     assert_names_file_and_line, assert_no_hidden_files, assert_rows, bid_job, data_files,
     duckdb_query, json_lines, sort_rows, ten_minute_sums, tumble_sum, JobDir, BID_ROWS, SUM_SINK,
 };

@@ -1,12 +1,10 @@
 //! The filesystem sink on `s3://` paths against a real S3 API: moto in server mode, started by
 //! this test binary, with boto3 (`tests/support/s3_tool.py`) as the independent reader.
 
-mod common;
-
 use std::time::Duration;
 
-use common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
-use common::{duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck};
+use crate::common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
+use crate::common::{duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck};
 
 /// Runs `tests/support/s3_tool.py` against moto; returns its stdout.
 fn s3_tool(args: &[&str]) -> String {
@@ -343,7 +341,7 @@ FROM events;"
 #[test]
 fn denied_access_to_a_bucket_is_a_clear_error() {
     let bucket = new_bucket();
-    let proxy = common::aws::FaultProxy::start(&moto().endpoint, &["--deny-s3"]);
+    let proxy = crate::common::aws::FaultProxy::start(&moto().endpoint, &["--deny-s3"]);
     let dir = JobDir::new();
     let job = write_job(
         dir.path(),
@@ -615,8 +613,8 @@ FROM events;"
         std::thread::sleep(Duration::from_millis(300));
     }
     // Every record is in by now (read and checkpointed); hour 23 stays uncommitted.
-    let first = common::newest_complete(&checkpoints);
-    common::wait_for_checkpoint(&mut running, &checkpoints, first + 3);
+    let first = crate::common::newest_complete(&checkpoints);
+    crate::common::wait_for_checkpoint(&mut running, &checkpoints, first + 3);
     assert_eq!(success(), vec![hour_22.clone()]);
     assert_eq!(glue_partitions(), vec![r#"["2023-11-14","22"]"#]);
     let stopped = running.terminate();

@@ -1,0 +1,21 @@
+//! Sluice's end-to-end tests: real job files run by the `sluice` binary against real
+//! servers (moto for AWS, the local feature store, Docker for the compose stack), their
+//! output checked by independent readers (DuckDB, pyarrow, boto3).
+//!
+//! One test binary for all of them: it links once, and its tests run side by side, so the
+//! compose stack's slow start overlaps with the other tests.
+
+mod common;
+
+mod checkpoints;
+mod cli;
+mod compose;
+mod connectors_e2e;
+mod differential;
+mod errors;
+mod featurestore;
+mod jobs;
+mod kinesis;
+mod s3;
+mod stop;
+mod window_vectors;
