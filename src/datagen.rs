@@ -91,7 +91,7 @@ impl Output {
             return kinesis_writer(stream).map(Output::Stream);
         }
         let path = args.output.as_ref().ok_or_else(|| {
-            Error::plan("sluice datagen tx needs an output file or --kinesis-stream")
+            Error::config("sluice datagen tx needs an output file or --kinesis-stream")
         })?;
         let out: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(BufWriter::new(std::io::stdout().lock()))
@@ -164,10 +164,10 @@ fn kinesis_writer(stream: &str) -> Result<Box<dyn SinkWriter>> {
 
 pub fn transactions(args: TxArgs) -> Result<()> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
-        return Err(Error::plan("--rate must be more than 0"));
+        return Err(Error::config("--rate must be more than 0"));
     }
     if !(args.per_second >= 0.0 && args.per_second.is_finite()) {
-        return Err(Error::plan("--per-second must be 0 or more"));
+        return Err(Error::config("--per-second must be 0 or more"));
     }
     let start_ms = match args.start_ms {
         StartTime::At(ms) => ms,

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod datagen;
+mod logging;
 
 use clap::{Parser, Subcommand};
+use sluice_engine::checkpoint::manifest::OperatorState;
 use sluice_engine::checkpoint::{self, CheckpointSettings};
 use sluice_engine::metrics::{DropReason, JobMetrics};
 use sluice_engine::runtime::{run_with_checkpoints, CheckpointRun, JobControl};
@@ -147,7 +149,7 @@ fn featurestore(command: FeatureStoreCommand) -> Result<()> {
             data,
         } => {
             if !data.join("store.redb").exists() {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "{} holds no feature store (no store.redb)",
                     data.display()
                 )));
@@ -185,7 +187,7 @@ fn featurestore(command: FeatureStoreCommand) -> Result<()> {
 
 fn read_job(path: &PathBuf) -> Result<SourceFile> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::plan(format!("cannot read job file {}: {e}", path.display())))?;
+        .map_err(|e| Error::config(format!("cannot read job file {}: {e}", path.display())))?;
     Ok(SourceFile {
         path: path.display().to_string(),
         text,
@@ -197,7 +199,7 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
         .map(|s| {
             s.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| Error::plan(format!("--set '{s}': expected KEY=VALUE")))
+                .ok_or_else(|| Error::config(format!("--set '{s}': expected KEY=VALUE")))
         })
         .collect()
 }
@@ -276,6 +278,12 @@ fn summary(m: &JobMetrics, elapsed: Duration, failed: bool) -> String {
             c.last_bytes as f64 / 1e6,
             c.max_duration.as_millis(),
             c.max_bytes as f64 / 1e6
+        ));
+    }
+    if let Some((id, reason)) = &c.last_failure {
+        s.push_str(&format!(
+            "  checkpoints failed  {} (last: {id}, {reason})\n",
+            c.failed
         ));
     }
     for k in m.sinks() {
@@ -361,6 +369,7 @@ fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
             "last_bytes": m.checkpoints().last_bytes,
             "max_ms": m.checkpoints().max_duration.as_secs_f64() * 1e3,
             "max_bytes": m.checkpoints().max_bytes,
+            "failed": m.checkpoints().failed,
         },
     });
     format!("{json}\n")
@@ -375,12 +384,12 @@ struct Resume {
 /// The checkpointing of a run: which checkpoint it resumes from, if any.
 fn checkpoint_run(
     settings: Option<CheckpointSettings>,
-    shape: &[String],
+    operators: &[OperatorState],
     resume: Resume,
 ) -> Result<Option<CheckpointRun>> {
     let Some(settings) = settings else {
         if resume.from_checkpoint.is_some() {
-            return Err(Error::plan(
+            return Err(Error::config(
                 "--from-checkpoint needs checkpoints: set 'execution.checkpointing.interval' \
                  and 'state.checkpoints.dir'",
             ));
@@ -389,8 +398,8 @@ fn checkpoint_run(
     };
     let restored = match (resume.from_checkpoint, resume.fresh) {
         (_, true) => None,
-        (Some(path), false) => Some(read_checkpoint(&path, shape)?),
-        (None, false) => checkpoint::latest(&*settings.store, shape)?,
+        (Some(path), false) => Some(read_checkpoint(&path, operators)?),
+        (None, false) => checkpoint::latest(&*settings.store, operators)?,
     };
     if let Some(r) = &restored {
         eprintln!("sluice: resuming from checkpoint {}", r.path);
@@ -399,20 +408,20 @@ fn checkpoint_run(
 }
 
 /// Reads the checkpoint `--from-checkpoint` names: a `chk-<id>` folder, local or on S3.
-fn read_checkpoint(path: &str, shape: &[String]) -> Result<checkpoint::Restored> {
+fn read_checkpoint(path: &str, operators: &[OperatorState]) -> Result<checkpoint::Restored> {
     let path = path.trim_end_matches('/');
     let (store, folder) = path.rsplit_once('/').unwrap_or((".", path));
     let id = folder
         .strip_prefix("chk-")
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| {
-            Error::plan(format!(
+            Error::config(format!(
                 "--from-checkpoint {path}: not a checkpoint folder (chk-<number>)"
             ))
         })?;
     let store =
         sluice_connectors::checkpoint_store::open(if store.is_empty() { "/" } else { store })?;
-    checkpoint::read(&*store, id, shape)
+    checkpoint::read(&*store, id, operators)
 }
 
 fn run_job(
@@ -427,7 +436,11 @@ fn run_job(
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
-    let checkpoints = checkpoint_run(plan.checkpoints.clone(), &plan.graph.shape(), resume)?;
+    let checkpoints = checkpoint_run(
+        plan.checkpoints.clone(),
+        &plan.graph.operator_states(),
+        resume,
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let control = JobControl::new(Arc::clone(&metrics), Arc::clone(&stop));
     {
@@ -487,6 +500,7 @@ fn main() -> ExitCode {
         );
     }));
     let cli = Cli::parse();
+    logging::init();
     let result = match cli.command {
         Command::Run {
             job,
@@ -521,7 +535,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.kind().exit_code())
         }
     }
 }

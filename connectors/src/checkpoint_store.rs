@@ -11,8 +11,8 @@ use sluice_engine::checkpoint::{CheckpointStore, LocalStore};
 use sluice_engine::connector::Options;
 use sluice_engine::Result;
 
+use crate::aws::s3::{S3Location, S3Target};
 use crate::aws::{runtime, sdk_config};
-use crate::filesystem::s3::{S3Location, S3Target};
 
 /// The store of `location` (the value of `state.checkpoints.dir`). An S3 store connects
 /// when first used, so planning and `explain` make no call.

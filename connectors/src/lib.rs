@@ -21,6 +21,7 @@ use sluice_engine::connector::{Options, SinkConnector, SourceConnector, TableSpe
 use sluice_engine::{Error, Result};
 
 pub mod aws;
+pub mod bad_records;
 pub mod blackhole;
 pub mod checkpoint_store;
 pub mod datagen;
@@ -30,6 +31,7 @@ pub mod format;
 pub mod kinesis;
 pub mod option_values;
 pub mod print;
+pub mod sink_bridge;
 
 /// The connectors this crate knows, for messages.
 const KNOWN: &str = "filesystem, kinesis, sagemaker-featurestore, datagen, print, blackhole";
@@ -73,15 +75,17 @@ pub fn create_sink(
 }
 
 fn unknown(table: &str, connector: &str) -> Error {
-    Error::plan(format!(
+    Error::config(format!(
         "table '{table}': unknown connector '{connector}' (known: {KNOWN})"
     ))
+    .for_option("connector")
 }
 
 fn wrong_role(table: &str, connector: &str, role: &str, verb: &str) -> Error {
-    Error::plan(format!(
+    Error::config(format!(
         "table '{table}': connector '{connector}' is only a {role}, so the table cannot be {verb}"
     ))
+    .for_option("connector")
 }
 
 #[cfg(test)]
@@ -125,7 +129,8 @@ mod tests {
         let err = create_sink("datagen", spec(), &mut options())
             .err()
             .unwrap();
-        assert_eq!(err.kind(), sluice_engine::error::ErrorKind::Plan);
+        assert_eq!(err.kind(), sluice_engine::error::ErrorKind::Config);
+        assert_eq!(err.option(), Some("connector"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -82,7 +83,7 @@ impl Options {
     /// Takes a required option.
     pub fn take_required(&mut self, key: &str) -> Result<String> {
         self.take(&[key]).ok_or_else(|| {
-            Error::plan(format!("table '{}' needs the option '{}'", self.table, key))
+            Error::config(format!("table '{}' needs the option '{}'", self.table, key))
         })
     }
 
@@ -95,10 +96,11 @@ impl Options {
         match self.values.remove(key) {
             None => Ok(None),
             Some(v) => parse(&v).map(Some).map_err(|e| {
-                Error::plan(format!(
+                Error::config(format!(
                     "table '{}': option '{}' = '{}' is invalid: {}",
                     self.table, key, v, e
                 ))
+                .for_option(key)
             }),
         }
     }
@@ -132,10 +134,11 @@ impl Options {
     pub fn finish(self) -> Result<()> {
         match self.values.keys().next() {
             None => Ok(()),
-            Some(k) => Err(Error::plan(format!(
+            Some(k) => Err(Error::config(format!(
                 "table '{}': option '{}' is not understood by its connector",
                 self.table, k
-            ))),
+            ))
+            .for_option(k.clone())),
         }
     }
 }
@@ -290,6 +293,17 @@ pub trait SinkWriter: Send {
     /// Before the first row of a restored job: what every writer of this sink prepared for
     /// the checkpoint restored from (the job may run at another parallelism now).
     fn restore(&mut self, _prepared: &[Vec<u8>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// When the writer next wants [`SinkWriter::on_timer`] called, rows or not (a file to
+    /// roll after its rollover or inactivity interval).
+    fn next_timer(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time [`SinkWriter::next_timer`] asked for has come.
+    fn on_timer(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -5,10 +5,12 @@
 //! with no channel between them. `Hash` and `Single` edges cross tasks over bounded
 //! channels.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkpoint::manifest::OperatorState;
 use crate::connector::{SinkConnector, SourceConnector};
 use crate::operator::OperatorFactory;
 use crate::source::SourcePrep;
@@ -43,7 +45,16 @@ pub enum NodeKind {
 
 /// A vertex of the graph.
 pub struct Node {
+    /// What the node computes, for `explain` and messages.
     pub name: String,
+    /// A stable id derived from the job's structure (the statement and the node's place in
+    /// it), which checkpoints match state by: it does not change with paths, options or
+    /// expressions, only with the job's shape.
+    pub uid: String,
+    /// What the node's state holds (`"window" → "TUMBLE(1 min)"`, ...), for nodes that
+    /// keep state: a checkpoint whose record differs cannot be restored into this node.
+    /// Empty for a stateless node.
+    pub state: BTreeMap<String, String>,
     pub parallelism: usize,
     pub kind: NodeKind,
     pub input: Option<(NodeId, Edge)>,
@@ -78,16 +89,30 @@ impl Graph {
             })
     }
 
+    /// The sinks by stable id, with the connectors that commit what checkpoints cover.
+    pub fn committers(&self) -> Vec<(String, Arc<dyn SinkConnector>)> {
+        self.sinks
+            .iter()
+            .map(|(node, sink)| (self.nodes[*node].uid.clone(), Arc::clone(sink)))
+            .collect()
+    }
+
     /// True if the node starts a task: a source, or a node fed over a channel.
     pub fn starts_task(&self, id: NodeId) -> bool {
         !matches!(self.nodes[id].input, Some((_, Edge::Forward)))
     }
 
-    /// The job's shape as a checkpoint records it: one line per node (its name, which says
-    /// what it computes), so a changed job is not restored from another's state. The
-    /// parallelism is left out: a checkpoint restores at any parallelism.
-    pub fn shape(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.name.clone()).collect()
+    /// The stateful nodes as a checkpoint records them: stable id and what the state
+    /// holds. The parallelism is left out: a checkpoint restores at any parallelism.
+    pub fn operator_states(&self) -> Vec<OperatorState> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.state.is_empty())
+            .map(|n| OperatorState {
+                id: n.uid.clone(),
+                holds: n.state.clone(),
+            })
+            .collect()
     }
 
     /// The human-readable plan printed by `sluice explain`: one block per task, each node
@@ -109,6 +134,9 @@ impl Graph {
     fn explain_chain(&self, id: NodeId, depth: usize, s: &mut String) {
         let node = &self.nodes[id];
         let _ = write!(s, "{}[{id}] {}", "  ".repeat(depth), node.name);
+        if !node.state.is_empty() {
+            let _ = write!(s, "  (state: {})", node.uid);
+        }
         match &node.input {
             None => {}
             Some((from, Edge::Forward)) => {

@@ -66,6 +66,9 @@ pub struct CheckpointFigures {
     /// The longest duration and the largest size so far.
     pub max_duration: Duration,
     pub max_bytes: u64,
+    /// Checkpoints abandoned (timed out), and why the newest one was.
+    pub failed: u64,
+    pub last_failure: Option<(u64, String)>,
 }
 
 /// Counters of one sink table that writes to a service, shared by its writers.
@@ -229,7 +232,14 @@ impl JobMetrics {
         c.max_bytes = c.max_bytes.max(bytes);
     }
 
-    /// The checkpoints completed so far.
+    /// Records a checkpoint that was abandoned, and why.
+    pub fn add_checkpoint_failure(&self, id: u64, reason: String) {
+        let mut c = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        c.failed += 1;
+        c.last_failure = Some((id, reason));
+    }
+
+    /// The checkpoints completed (and abandoned) so far.
     pub fn checkpoints(&self) -> CheckpointFigures {
         self.checkpoints
             .lock()

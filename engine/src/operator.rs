@@ -6,11 +6,13 @@
 //! is a single function.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::Int64Array;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::state::KeyedState;
 
 /// A batch flowing through a chain, with the per-row watermark when it is known.
 ///
@@ -43,11 +45,38 @@ impl StreamBatch {
 pub struct StateSnapshot {
     /// The watermark the operator had reached, when that matters for its restore.
     pub watermark: Option<i64>,
-    /// Arrow state (a window operator's partial aggregates, a source's partition
-    /// watermarks), stored as an Arrow IPC file.
-    pub batches: Vec<RecordBatch>,
+    /// Arrow state by table name (a window operator's partial aggregates, a source's
+    /// partition watermarks), each stored as an Arrow IPC file.
+    pub tables: Vec<(String, Vec<RecordBatch>)>,
     /// A small opaque value (a source reader's position, a sink's pending files).
     pub blob: Vec<u8>,
+}
+
+impl StateSnapshot {
+    /// The batches of table `name` (none if it has no such table).
+    pub fn table<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a RecordBatch> {
+        self.tables
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .flat_map(|(_, b)| b)
+    }
+}
+
+/// A moment at which an operator wants to be called back, whether rows arrive or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// Once the watermark reaches this time (milliseconds): a window or a row buffer
+    /// whose time has come.
+    EventTime(i64),
+    /// Once wall-clock time reaches this instant: a file to roll after an interval.
+    ProcessingTime(Instant),
+}
+
+/// The earliest timer of each kind an operator has set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NextTimers {
+    pub event: Option<i64>,
+    pub processing: Option<Instant>,
 }
 
 /// One step of a dataflow: a map, a filter, a window, a sink.
@@ -84,9 +113,29 @@ pub trait Operator: Send {
     }
 
     /// Before the first batch of a restored job: the snapshots of this node's instances in
-    /// the checkpoint, all of them (the job may run at another parallelism now, so a keyed
-    /// operator keeps the keys it owns).
+    /// the checkpoint, all of them (the job may run at another parallelism now). Keyed
+    /// state comes separately, split by key ([`Operator::keyed_state`]).
     fn restore(&mut self, _parts: &[StateSnapshot]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The operator's keyed state, which the engine snapshots at every barrier and
+    /// restores split by key ([`crate::state`]); None for an operator without any.
+    fn keyed_state(&mut self) -> Option<&mut dyn KeyedState> {
+        None
+    }
+
+    /// The earliest timers the operator has set ([`crate::state::timers::TimerQueue`]
+    /// keeps per-key ones). The engine asks whenever the watermark advances (event time)
+    /// and at least every 100 ms (processing time), also while no row arrives.
+    fn next_timers(&self) -> NextTimers {
+        NextTimers::default()
+    }
+
+    /// A timer is due: the watermark reached an event-time timer (called before
+    /// [`Operator::handle_watermark`] for that watermark, earliest first), or the clock a
+    /// processing-time one. The operator clears what it handled.
+    fn on_timer(&mut self, _timer: Timer, _out: &mut Vec<StreamBatch>) -> Result<()> {
         Ok(())
     }
 }

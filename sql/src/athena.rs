@@ -5,7 +5,7 @@
 //! `col=value/` folders, not file columns), with Flink types mapped to Athena (Hive) types.
 //! Partitions must then be loaded, which the output says (`MSCK REPAIR TABLE`).
 
-use sluice_connectors::filesystem::glue::hive_type;
+use sluice_connectors::aws::glue::hive_type;
 use sluice_engine::{Error, Result};
 
 use crate::statements::{parse_job, ColumnKind, Statement, TableDef};

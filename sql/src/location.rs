@@ -20,5 +20,18 @@ impl SourceFile {
             location.column.max(1),
             message
         ))
+        .located()
+    }
+
+    /// `error` placed at `location` in this file, keeping its kind and cause.
+    pub fn locate(
+        &self,
+        location: Location,
+        error: &Error,
+        message: impl std::fmt::Display,
+    ) -> Error {
+        self.error_at(location, message)
+            .into_kind(error.kind())
+            .with_cause_of(error)
     }
 }

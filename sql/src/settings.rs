@@ -24,6 +24,8 @@ pub struct Settings {
     pub checkpoint_dir: Option<String>,
     /// `state.checkpoints.num-retained` (3).
     pub checkpoints_retained: usize,
+    /// `execution.checkpointing.timeout` (10 min, as in Flink).
+    pub checkpoint_timeout: Duration,
     /// Keys that were set but that Sluice does not use.
     pub ignored: Vec<String>,
 }
@@ -47,6 +49,7 @@ impl Settings {
             checkpoint_interval: None,
             checkpoint_dir: None,
             checkpoints_retained: 3,
+            checkpoint_timeout: Duration::from_secs(600),
             ignored: Vec::new(),
         };
         for (key, value) in values {
@@ -72,6 +75,15 @@ impl Settings {
                 "execution.checkpointing.interval" => {
                     let d = parse_duration(value).map_err(bad)?;
                     settings.checkpoint_interval = (!d.is_zero()).then_some(d);
+                }
+                "execution.checkpointing.timeout" => {
+                    let d = parse_duration(value).map_err(bad)?;
+                    if d.is_zero() {
+                        return Err(bad(
+                            "a checkpoint needs some time: expected more than 0".into()
+                        ));
+                    }
+                    settings.checkpoint_timeout = d;
                 }
                 "state.checkpoints.dir" | "execution.checkpointing.dir" => {
                     let dir = value.trim();
@@ -106,6 +118,7 @@ impl Settings {
                 store: checkpoint_store::open(dir).map_err(|e| e.message().to_string())?,
                 interval: *interval,
                 retained: self.checkpoints_retained,
+                timeout: self.checkpoint_timeout,
             })),
         }
     }
@@ -113,5 +126,38 @@ impl Settings {
     /// The zone windows on TIMESTAMP_LTZ align in, unless it is UTC (the fast path).
     pub fn window_zone(&self) -> Option<Tz> {
         (self.time_zone != Tz::UTC && self.time_zone != Tz::Etc__UTC).then_some(self.time_zone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, (String, String)> {
+        Settings::from_map(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_checkpoint_timeout_is_flink_s_ten_minutes_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().display().to_string();
+        let on = [
+            ("execution.checkpointing.interval", "10 s"),
+            ("state.checkpoints.dir", dir.as_str()),
+        ];
+        let default = settings(&on).unwrap().checkpoints().unwrap().unwrap();
+        assert_eq!(default.timeout, Duration::from_secs(600));
+        let mut set = on.to_vec();
+        set.push(("execution.checkpointing.timeout", "30 s"));
+        let short = settings(&set).unwrap().checkpoints().unwrap().unwrap();
+        assert_eq!(short.timeout, Duration::from_secs(30));
+        let (key, reason) = settings(&[("execution.checkpointing.timeout", "0 s")]).unwrap_err();
+        assert_eq!(key, "execution.checkpointing.timeout");
+        assert!(reason.contains("more than 0"), "{reason}");
     }
 }

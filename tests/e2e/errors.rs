@@ -223,5 +223,35 @@ fn malformed_json_line_names_file_and_line() {
         &[],
     );
     assert_names_file_and_line(&outcome, &input, 3);
+    assert_eq!(outcome.status.code(), Some(6), "a data error's exit code");
     assert_wrote_nothing(&dir.output());
+}
+
+#[test]
+fn an_unset_environment_variable_in_a_quoted_string() {
+    assert_job_error(
+        &sum_job_with("'format' = 'json'", "'format' = '${SLUICE_TEST_NEVER_SET}'"),
+        At::Token("${SLUICE_TEST_NEVER_SET}"),
+        &["SLUICE_TEST_NEVER_SET", "is not set"],
+    );
+}
+
+#[test]
+fn the_exit_code_says_what_kind_of_failure_stopped_the_job() {
+    let code = |template: &str| {
+        let dir = JobDir::new();
+        let input = dir.write("input.json", BID_ROWS);
+        dir.run(template, &input, &[]).status.code()
+    };
+    let sum = || bid_query(&tumble_sum("INTERVAL '10' MINUTES"));
+    // The SQL is wrong: a plan error.
+    assert_eq!(code(&sum().replace("SELECT", "SELEC")), Some(3));
+    // An option's value is wrong: a config error.
+    assert_eq!(
+        code(&sum().replacen("'format' = 'json'", "'format' = 'yaml'", 1)),
+        Some(4)
+    );
+    // The input is not there: a connector error.
+    let missing = sum().replacen("{input}", "{input}.missing", 1);
+    assert_eq!(code(&missing), Some(5));
 }

@@ -752,3 +752,63 @@ GROUP BY window_start, window_end;",
         .collect();
     assert_eq!(counts, vec![1000.0; 4]);
 }
+
+#[test]
+fn a_file_of_a_stream_gone_quiet_is_rolled_by_its_inactivity_interval() {
+    let endpoint = &moto().endpoint;
+    let stream = unique_stream("quiet");
+    let dir = JobDir::new();
+    create_stream(endpoint, &stream, 1);
+    let records = dir.path().join("records.jsonl");
+    numbered_records(&records, 0, 20, 3);
+    put(endpoint, &stream, &records, "k");
+    let output = dir.path().join("out");
+    // Unbounded, no checkpoints: a closed local file is visible at once. Only the engine's
+    // timer can close this one: no row arrives after the twenty.
+    let job = write_job(
+        dir.path(),
+        &format!(
+            "CREATE TABLE r (id BIGINT, k STRING, n BIGINT)
+WITH ({});
+CREATE TABLE out (id BIGINT, k STRING, n BIGINT)
+WITH ('connector' = 'filesystem', 'path' = '{{output}}', 'format' = 'json',
+      'sink.rolling-policy.inactivity-interval' = '1 s');
+INSERT INTO out SELECT id, k, n FROM r;",
+            source_options(&stream, ", 'source.init.position' = 'TRIM_HORIZON'")
+        ),
+        &[("{output}", &output)],
+    );
+    let mut running = sluice_run(&job).aws(endpoint).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = if output.exists() {
+            read_json_rows(&output)
+        } else {
+            Vec::new()
+        };
+        if rows.len() == 20 {
+            break;
+        }
+        assert!(
+            running.is_running(),
+            "the job ended before its file was rolled"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quiet stream's file stayed open: {} rows visible",
+            rows.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        running.is_running(),
+        "the job still runs: the timer rolled the file"
+    );
+    let mut ids: Vec<u64> = read_json_rows(&output)
+        .iter()
+        .map(|r| r["id"].as_f64().expect("an id") as u64)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    running.interrupt().assert_success();
+}

@@ -21,8 +21,8 @@ use aws_sdk_glue::Client;
 use sluice_engine::connector::Options;
 use sluice_engine::{Error, Result};
 
-use super::partition::values_from_path;
 use crate::aws::{retry, runtime, Failure};
+use crate::filesystem::partition::{values_from_path, DEFAULT_PARTITION};
 use crate::format::Format;
 
 /// The `glue.*` options of a sink whose commit policy includes `metastore`.
@@ -47,7 +47,7 @@ impl GlueOptions {
         if !metastore {
             // 'athena.partition-projection' alone is for `sluice athena-ddl`.
             if database.is_some() || glue_table.is_some() {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': the glue.* options need \
                      'sink.partition-commit.policy.kind' = 'metastore'"
                 )));
@@ -55,7 +55,7 @@ impl GlueOptions {
             return Ok(None);
         }
         let database = database.ok_or_else(|| {
-            Error::plan(format!(
+            Error::config(format!(
                 "table '{table}': 'sink.partition-commit.policy.kind' = 'metastore' needs the \
                  option 'glue.database'"
             ))
@@ -99,7 +99,7 @@ pub fn hive_type(data_type: &DataType) -> Result<String> {
         }
         DataType::List(item) => format!("array<{}>", hive_type(item.data_type())?),
         other => {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "type {other} has no Athena equivalent"
             )))
         }
@@ -247,7 +247,7 @@ impl GlueCatalog {
     fn ignore_existing<T>(&self, call: &str, result: Result<T, Failure>) -> Result<()> {
         match result {
             Ok(_) => Ok(()),
-            Err(Failure::Fatal(m)) if m.starts_with("AlreadyExistsException") => Ok(()),
+            Err(f) if f.is_fatal("AlreadyExistsException") => Ok(()),
             Err(f) => Err(Error::connector(format!(
                 "table '{}': Glue {call} of {}.{} failed: {}",
                 self.sluice_table,
@@ -268,7 +268,7 @@ impl GlueCatalog {
             .map(|folder| {
                 let values = values_from_path(Path::new(""), &Path::new(folder).join("f"))
                     .into_iter()
-                    .map(|(_, v)| v.unwrap_or_else(|| super::partition::DEFAULT_PARTITION.into()))
+                    .map(|(_, v)| v.unwrap_or_else(|| DEFAULT_PARTITION.into()))
                     .collect();
                 let mut storage = self.storage.clone();
                 storage.location = Some(format!("{}{folder}/", self.location));

@@ -7,6 +7,13 @@
 //! (throttling, 5xx, a dropped connection, a timeout) forever with exponential backoff and
 //! jitter, counts each retry, and returns at once what cannot (a missing stream, denied
 //! access).
+//!
+//! The clients more than one connector uses live here too: [`s3`] (objects and multipart
+//! uploads: the filesystem sink, the checkpoint store, the feature store's offline store)
+//! and [`glue`] (tables and partitions in the Data Catalog).
+
+pub mod glue;
+pub mod s3;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -42,7 +49,7 @@ impl AwsOptions {
             .take(&["aws.credentials.provider"])
             .unwrap_or_else(|| "AUTO".into());
         if !provider.eq_ignore_ascii_case("AUTO") {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{}': option 'aws.credentials.provider' = '{}' is not supported: Sluice \
                  takes credentials only from the standard AWS chain (AUTO)",
                 options.table(),
@@ -106,7 +113,7 @@ pub async fn sdk_config(subject: &str, options: &AwsOptions) -> Result<SdkConfig
     }
     let config = loader.load().await;
     if config.region().is_none() {
-        return Err(Error::plan(format!(
+        return Err(Error::config(format!(
             "{subject}: no AWS region: set the option 'aws.region' or AWS_REGION"
         )));
     }
@@ -124,11 +131,21 @@ pub enum Failure {
     ExpiredIterator,
     /// The named resource does not exist.
     NotFound(String),
-    /// Trying again cannot help (denied access, an invalid request).
-    Fatal(String),
+    /// The service refused the request's content for good (`ValidationError`): this
+    /// record is wrong, not the connection.
+    Invalid(String),
+    /// Trying again cannot help (denied access, an invalid request): the service's error
+    /// code (`AccessDenied`, `NoSuchUpload`, ...; empty when it gave none) and the whole
+    /// message.
+    Fatal { code: String, message: String },
 }
 
 impl Failure {
+    /// True when the service refused for good with this error code.
+    pub fn is_fatal(&self, code: &str) -> bool {
+        matches!(self, Failure::Fatal { code: c, .. } if c == code)
+    }
+
     pub fn retryable(&self) -> bool {
         matches!(self, Failure::Throttled(_) | Failure::Transient(_))
     }
@@ -160,18 +177,33 @@ impl Failure {
                     "InternalFailure" | "ServiceUnavailable" | "InternalError" => {
                         Failure::Transient(message)
                     }
+                    code @ ("ValidationError" | "ValidationException") => {
+                        Failure::Invalid(format!("{code}: {message}"))
+                    }
                     // No error code (a HEAD response has no body): the status says it.
                     "" => match service.raw().status().as_u16() {
-                        403 => Failure::Fatal("AccessDenied (HTTP 403)".into()),
+                        403 => Failure::Fatal {
+                            code: "AccessDenied".into(),
+                            message: "AccessDenied (HTTP 403)".into(),
+                        },
                         404 => Failure::NotFound("HTTP 404".into()),
                         429 => Failure::Throttled("HTTP 429".into()),
                         status if status >= 500 => Failure::Transient(format!("HTTP {status}")),
-                        status => Failure::Fatal(format!("HTTP {status}")),
+                        status => Failure::Fatal {
+                            code: String::new(),
+                            message: format!("HTTP {status}"),
+                        },
                     },
-                    code => Failure::Fatal(format!("{code}: {message}")),
+                    code => Failure::Fatal {
+                        code: code.to_string(),
+                        message: format!("{code}: {message}"),
+                    },
                 }
             }
-            _ => Failure::Fatal(text),
+            _ => Failure::Fatal {
+                code: String::new(),
+                message: text,
+            },
         }
     }
 
@@ -179,7 +211,10 @@ impl Failure {
     pub fn describe(&self) -> String {
         match self {
             Failure::Throttled(m) => format!("throttled: {m}"),
-            Failure::Transient(m) | Failure::NotFound(m) | Failure::Fatal(m) => m.clone(),
+            Failure::Transient(m)
+            | Failure::NotFound(m)
+            | Failure::Invalid(m)
+            | Failure::Fatal { message: m, .. } => m.clone(),
             Failure::ExpiredIterator => "the shard iterator expired".into(),
         }
     }
@@ -253,8 +288,8 @@ where
                 m.count_retry(matches!(failure, Failure::Throttled(_)));
             }
             if retries >= 10 && is_power_of_ten(retries) {
-                eprintln!(
-                    "sluice: {what}: still retrying after {retries} failed attempts (last: {})",
+                tracing::warn!(
+                    "{what}: still retrying after {retries} failed attempts (last: {})",
                     failure.describe()
                 );
             }

@@ -52,7 +52,7 @@ impl S3Location {
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{}': option 'path' = '{path}' names no bucket",
                 options.table()
             )));
@@ -141,10 +141,11 @@ impl S3Target {
                 "{}: S3 bucket '{bucket}' does not exist ({call} failed)",
                 self.subject
             )),
-            Failure::Fatal(m) if m.contains("AccessDenied") || m.contains("Forbidden") => {
+            f if f.is_fatal("AccessDenied") || f.is_fatal("Forbidden") => {
                 Error::connector(format!(
-                    "{}: access to {at} was denied ({call}): {m}",
-                    self.subject
+                    "{}: access to {at} was denied ({call}): {}",
+                    self.subject,
+                    f.describe()
                 ))
             }
             other => Error::connector(format!(
@@ -194,7 +195,7 @@ impl S3Target {
         match result {
             Ok(bytes) => Ok(Some(bytes)),
             Err(Failure::NotFound(_)) => Ok(None),
-            Err(Failure::Fatal(m)) if m.starts_with("NoSuchKey") => Ok(None),
+            Err(f) if f.is_fatal("NoSuchKey") => Ok(None),
             Err(f) => Err(self.error("GetObject", key, &f)),
         }
     }
@@ -297,7 +298,7 @@ impl S3Target {
         }));
         match result {
             Ok(_) | Err(Failure::NotFound(_)) => Ok(()),
-            Err(Failure::Fatal(m)) if m.starts_with("NoSuchUpload") => Ok(()),
+            Err(f) if f.is_fatal("NoSuchUpload") => Ok(()),
             Err(f) => Err(self.error("AbortMultipartUpload", key, &f)),
         }
     }
@@ -352,7 +353,7 @@ impl S3Target {
         }));
         match result {
             Ok(_) => Ok(()),
-            Err(Failure::Fatal(m)) if m.starts_with("NoSuchUpload") => {
+            Err(f) if f.is_fatal("NoSuchUpload") => {
                 // Completed already, perhaps by a call still finishing: look for the object
                 // for a few seconds before calling the upload lost.
                 for _ in 0..20 {

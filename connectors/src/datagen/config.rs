@@ -83,12 +83,12 @@ impl DatagenConfig {
         let mut per_column: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (rest, value) in options.take_prefixed("fields.") {
             let Some((column, key)) = rest.rsplit_once('.') else {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'fields.{rest}' must be 'fields.<column>.<{FIELD_KEYS}>'"
                 )));
             };
             if schema.field_with_name(column).is_err() {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'fields.{rest}' names column '{column}', which the table does not have"
                 )));
             }
@@ -143,7 +143,7 @@ impl FieldConfig {
             }
         };
         if sequence && !(is_numeric(data_type) || *data_type == DataType::Utf8) {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{table}': column '{name}' of type {data_type} cannot be a sequence"
             )));
         }
@@ -156,14 +156,14 @@ impl FieldConfig {
                 "length" | "var-len" => !sequence && is_text(data_type),
                 "max-past" => !sequence && is_temporal(data_type),
                 _ => {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{table}': option 'fields.{name}.{key}' is not understood (known: {FIELD_KEYS})"
                     )))
                 }
             };
             if !applies {
                 let kind = if sequence { "sequence" } else { "random" };
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'fields.{name}.{key}' does not apply to the {kind} column '{name}' of type {data_type}"
                 )));
             }
@@ -172,7 +172,7 @@ impl FieldConfig {
         let kind = if sequence {
             let (start, end) = (option.required_i64("start")?, option.required_i64("end")?);
             if start > end {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': sequence column '{name}' starts after it ends ({start} > {end})"
                 )));
             }
@@ -206,7 +206,7 @@ struct FieldOptions<'a> {
 
 impl FieldOptions<'_> {
     fn invalid(&self, key: &str, value: &str, why: &str) -> Error {
-        Error::plan(format!(
+        Error::config(format!(
             "table '{}': option 'fields.{}.{key}' = '{value}' is invalid: {why}",
             self.table, self.column
         ))
@@ -227,7 +227,7 @@ impl FieldOptions<'_> {
 
     fn required_i64(&self, key: &str) -> Result<i64> {
         self.get(key, parse_number::<i64>)?.ok_or_else(|| {
-            Error::plan(format!(
+            Error::config(format!(
                 "table '{}': sequence column '{}' needs the option 'fields.{}.{key}'",
                 self.table, self.column, self.column
             ))

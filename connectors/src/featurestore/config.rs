@@ -61,7 +61,7 @@ impl FeatureStoreSinkConfig {
                 options.take(&["aws.endpoint"]);
                 options.take(&["aws.region"]);
                 if dir.is_empty() {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{table}': option 'aws.endpoint' = 'local:' needs a folder, \
                          such as 'local:featurestore'"
                     )));

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{FeatureGroup, FeatureType, FeatureValue, ValidRecord};
 use super::store::{now_micros, StoreError};
+use crate::aws::glue::{CatalogTable, GlueCatalog, GlueOptions};
+use crate::aws::s3::{S3Location, S3Target};
 use crate::aws::{runtime, sdk_config, AwsOptions};
-use crate::filesystem::glue::{CatalogTable, GlueCatalog, GlueOptions};
-use crate::filesystem::s3::{S3Location, S3Target};
 use crate::format::parquet::ParquetOptions;
 use crate::format::Format;
 
@@ -115,8 +115,8 @@ impl OfflineWriter {
         for ((name, folder), rows) in parts {
             // A group deleted since its rows were queued: its data has nowhere to go.
             let Some(Some(group)) = groups.get(&name) else {
-                eprintln!(
-                    "sluice: feature group '{name}' was deleted: {} offline rows are dropped",
+                tracing::warn!(
+                    "feature group '{name}' was deleted: {} offline rows are dropped",
                     rows.len()
                 );
                 continue;

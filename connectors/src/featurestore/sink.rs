@@ -17,7 +17,7 @@
 //! Delivery is at-least-once; the online store keeps the record with the newest event time,
 //! so a replay never makes it older.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,10 +28,10 @@ use arrow::datatypes::{
 };
 use aws_sdk_sagemakerfeaturestoreruntime as runtime_sdk;
 use sluice_engine::connector::{Options, SinkConnector, SinkContext, SinkWriter, TableSpec};
-use sluice_engine::metrics::{DropReason, JobMetrics, SinkMetrics};
+use sluice_engine::metrics::{DropReason, SinkMetrics};
 use sluice_engine::{Error, Result};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::config::{Destination, FeatureStoreSinkConfig};
 use super::model::{
@@ -40,9 +40,8 @@ use super::model::{
 };
 use super::store::{Change, LocalStore, StoreError, StoreSettings, TargetStore};
 use crate::aws::{backoff, retry, retry_with, runtime, sdk_config, Failure};
-
-/// Rejected records said on stderr one by one; after that, every 1000th.
-const LOGGED_REJECTIONS: u64 = 100;
+use crate::bad_records::BadRecords;
+use crate::sink_bridge::{Bridge, ToTask};
 
 /// A Feature Store table used as a sink.
 pub struct FeatureStoreSink {
@@ -64,7 +63,7 @@ impl FeatureStoreSink {
         ] {
             if let Some(c) = column {
                 if spec.schema.index_of(c).is_err() {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{}': option '{option}' = '{c}' is not a column of the table",
                         spec.name
                     )));
@@ -99,12 +98,18 @@ impl SinkConnector for FeatureStoreSink {
     fn create_writer(&self, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>> {
         let table = Arc::clone(&self.table);
         let metrics = ctx.metrics.sink(&table.name);
+        let mut bad = BadRecords::new(
+            table.name.clone(),
+            DropReason::Rejected,
+            table.config.fail_on_error,
+            Arc::clone(&ctx.metrics),
+        );
+        if table.config.fail_on_error {
+            bad = bad.failing_because("'sink.fail-on-error' is true");
+        }
         let counters = Arc::new(Rejections {
-            table: table.name.clone(),
-            fail_on_error: table.config.fail_on_error,
-            job: Arc::clone(&ctx.metrics),
+            bad,
             sink: Arc::clone(&metrics),
-            logged: AtomicU64::new(0),
         });
         match &table.config.destination {
             Destination::Local(dir) => {
@@ -124,9 +129,8 @@ impl SinkConnector for FeatureStoreSink {
                             .create_group(group)
                             .map_err(|e| store_error(&table.name, &e))?;
                         if ctx.instance == 0 {
-                            eprintln!(
-                                "sluice: table '{}': created feature group '{}' in the local \
-                                 store {}",
+                            tracing::info!(
+                                "table '{}': created feature group '{}' in the local store {}",
                                 table.name,
                                 group.feature_group_name,
                                 dir.display()
@@ -151,20 +155,20 @@ impl SinkConnector for FeatureStoreSink {
                     Ok::<_, Error>((runtime_sdk::Client::new(&sdk), group))
                 })?;
                 let plan = Plan::new(&table, &group)?;
-                let (tx, rx) = mpsc::channel(16);
                 let putter = Putter {
                     table: Arc::clone(&table),
                     client,
                     metrics,
                     counters: Arc::clone(&counters),
                 };
+                let bridge = Bridge::spawn(
+                    format!("table '{}': the Feature Store writer", table.name),
+                    |rx| putter.run(rx),
+                );
                 Ok(Box::new(FeatureWriter {
                     table,
                     plan,
-                    out: Output::Service {
-                        tx: Some(tx),
-                        task: Some(runtime().spawn(putter.run(rx))),
-                    },
+                    out: Output::Service(bridge),
                     counters,
                 }))
             }
@@ -309,13 +313,13 @@ fn identifier_column(table: &SinkTable, group: Option<&FeatureGroup>) -> Result<
         {
             return Ok(g.record_identifier_feature_name.clone());
         }
-        return Err(Error::plan(format!(
+        return Err(Error::config(format!(
             "table '{}': no column gives the record identifier feature '{}' of feature group \
              '{}': add a column of that name or set the option 'record-identifier'",
             table.name, g.record_identifier_feature_name, g.feature_group_name
         )));
     }
-    Err(Error::plan(format!(
+    Err(Error::config(format!(
         "table '{}': set the option 'record-identifier' to the column that identifies a record",
         table.name
     )))
@@ -338,7 +342,7 @@ fn event_time_column(table: &SinkTable, group: Option<&FeatureGroup>) -> Result<
     let feature = group.map_or(String::new(), |g| {
         format!(" (the feature '{}')", g.event_time_feature_name)
     });
-    Err(Error::plan(format!(
+    Err(Error::config(format!(
         "table '{}': no column gives the event time{feature}: set the option 'event-time'",
         table.name
     )))
@@ -397,7 +401,7 @@ impl Plan {
                     .iter()
                     .map(|d| d.feature_name.as_str())
                     .collect();
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{}': column '{name}' is not a feature of feature group '{}' \
                      (its features: {})",
                     table.name,
@@ -406,14 +410,14 @@ impl Plan {
                 )));
             };
             if columns.iter().any(|c: &ColumnPlan| c.feature == feature) {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{}': column '{name}' gives feature '{feature}', which another \
                      column already gives",
                     table.name
                 )));
             }
             let conversion = conversion(field.data_type(), def.feature_type).ok_or_else(|| {
-                Error::plan(format!(
+                Error::config(format!(
                     "table '{}': column '{name}' of type {} cannot become feature '{feature}' \
                      of type {}",
                     table.name,
@@ -553,50 +557,26 @@ struct Record {
 
 /// Counts and reports records the service refused.
 struct Rejections {
-    table: String,
-    fail_on_error: bool,
-    job: Arc<JobMetrics>,
+    bad: BadRecords,
     sink: Arc<SinkMetrics>,
-    logged: AtomicU64,
 }
 
 impl Rejections {
     /// A record refused for good: an error when the table says so, else counted and said.
     fn reject(&self, id: &str, reason: &str) -> Result<()> {
-        if self.fail_on_error {
-            return Err(Error::data(format!(
-                "table '{}': Feature Store rejected record '{id}': {reason} \
-                 ('sink.fail-on-error' is true)",
-                self.table
-            )));
-        }
+        self.bad.reject(
+            &format!("Feature Store rejected record '{id}'"),
+            reason,
+            None,
+        )?;
         self.sink.failures.fetch_add(1, Ordering::Relaxed);
-        self.job.add_dropped(&self.table, DropReason::Rejected, 1);
-        let n = self.logged.fetch_add(1, Ordering::Relaxed) + 1;
-        if n <= LOGGED_REJECTIONS || n.is_multiple_of(1000) {
-            eprintln!(
-                "sluice: table '{}': Feature Store rejected record '{id}': {reason} \
-                 ({n} rejected so far)",
-                self.table
-            );
-        }
         Ok(())
     }
 }
 
 enum Output {
     Local(Arc<LocalStore>),
-    Service {
-        tx: Option<mpsc::Sender<ToPutter>>,
-        task: Option<JoinHandle<Result<()>>>,
-    },
-}
-
-/// What the writer hands its putter.
-enum ToPutter {
-    Records(Vec<Record>),
-    /// Answer once every record handed over before is put (a checkpoint).
-    Flush(tokio::sync::oneshot::Sender<()>),
+    Service(Bridge<Record>),
 }
 
 /// One parallel instance of a Feature Store sink.
@@ -634,19 +614,6 @@ impl FeatureWriter {
         }
         Ok(())
     }
-
-    fn putter_error(&mut self) -> Error {
-        if let Output::Service { tx, task } = &mut self.out {
-            *tx = None;
-            if let Some(Ok(Err(e))) = task.take().map(|h| runtime().block_on(h)) {
-                return e;
-            }
-        }
-        Error::internal(format!(
-            "table '{}': the Feature Store writer stopped",
-            self.table.name
-        ))
-    }
 }
 
 impl SinkWriter for FeatureWriter {
@@ -661,36 +628,22 @@ impl SinkWriter for FeatureWriter {
         if records.is_empty() {
             return Ok(());
         }
-        match &self.out {
-            Output::Local(store) => self.write_local(store, records),
-            Output::Service { tx, .. } => {
-                let sent = tx
-                    .as_ref()
-                    .is_some_and(|tx| tx.blocking_send(ToPutter::Records(records)).is_ok());
-                if sent {
-                    Ok(())
-                } else {
-                    Err(self.putter_error())
-                }
+        match &mut self.out {
+            Output::Local(store) => {
+                let store = Arc::clone(store);
+                self.write_local(&store, records)
             }
+            Output::Service(bridge) => bridge.send(records),
         }
     }
 
     /// A checkpoint: every record written so far is put before it completes
     /// (at-least-once; the local store applies writes at once).
     fn prepare_commit(&mut self) -> Result<Vec<u8>> {
-        let Output::Service { tx, .. } = &self.out else {
-            return Ok(Vec::new());
-        };
-        let (done, wait) = tokio::sync::oneshot::channel();
-        let sent = tx
-            .as_ref()
-            .is_some_and(|tx| tx.blocking_send(ToPutter::Flush(done)).is_ok());
-        if sent && wait.blocking_recv().is_ok() {
-            Ok(Vec::new())
-        } else {
-            Err(self.putter_error())
+        if let Output::Service(bridge) = &mut self.out {
+            bridge.flush()?;
         }
+        Ok(Vec::new())
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -699,26 +652,7 @@ impl SinkWriter for FeatureWriter {
                 .flush_offline()
                 .map(|_| ())
                 .map_err(|e| store_error(&self.table.name, &e)),
-            Output::Service { tx, task } => {
-                *tx = None;
-                match task.take() {
-                    None => Ok(()),
-                    Some(h) => runtime().block_on(h).unwrap_or_else(|e| {
-                        Err(Error::internal(format!("Feature Store writer: {e}")))
-                    }),
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FeatureWriter {
-    fn drop(&mut self) {
-        if let Output::Service {
-            task: Some(task), ..
-        } = &self.out
-        {
-            task.abort();
+            Output::Service(bridge) => bridge.finish(),
         }
     }
 }
@@ -738,13 +672,13 @@ enum PutResult {
 }
 
 impl Putter {
-    async fn run(self, mut rx: mpsc::Receiver<ToPutter>) -> Result<()> {
+    async fn run(self, mut rx: mpsc::Receiver<ToTask<Record>>) -> Result<()> {
         let max = self.table.config.max_inflight;
         let mut inflight: JoinSet<Result<PutResult>> = JoinSet::new();
         while let Some(message) = rx.recv().await {
             let records = match message {
-                ToPutter::Records(records) => records,
-                ToPutter::Flush(done) => {
+                ToTask::Items(records) => records,
+                ToTask::Flush(done) => {
                     while !inflight.is_empty() {
                         self.settle(inflight.join_next().await)?;
                     }
@@ -849,9 +783,7 @@ async fn put_record(
             metrics.records.fetch_add(1, Ordering::Relaxed);
             Ok(PutResult::Done)
         }
-        Err(Failure::Fatal(reason)) if reason.starts_with("ValidationError") => {
-            Ok(PutResult::Rejected(record.id, reason))
-        }
+        Err(Failure::Invalid(reason)) => Ok(PutResult::Rejected(record.id, reason)),
         Err(Failure::NotFound(_)) => Err(Error::connector(format!(
             "table '{}': feature group '{}' does not exist (PutRecord)",
             table.name, config.group
@@ -866,129 +798,5 @@ async fn put_record(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
-    use arrow::datatypes::{Field, Schema};
-
-    use super::*;
-
-    fn table(columns: Vec<Field>, options: &[(&str, &str)]) -> SinkTable {
-        let mut pairs = vec![("feature-group.name", "g"), ("aws.endpoint", "local:x")];
-        pairs.extend_from_slice(options);
-        let mut options = Options::from_pairs("features", &pairs);
-        SinkTable {
-            name: "features".into(),
-            config: FeatureStoreSinkConfig::take(&mut options).unwrap(),
-            schema: Arc::new(Schema::new(columns)),
-        }
-    }
-
-    fn ts() -> DataType {
-        DataType::Timestamp(TimeUnit::Millisecond, None)
-    }
-
-    fn group() -> FeatureGroup {
-        crate::featurestore::model::example_group()
-    }
-
-    #[test]
-    fn rows_become_feature_strings() {
-        let t = table(
-            vec![
-                Field::new("window_end", ts(), false),
-                Field::new("currency", DataType::Utf8, true),
-                Field::new("tx_count", DataType::Int64, true),
-                Field::new("avg_fee", DataType::Float64, true),
-            ],
-            &[],
-        );
-        let plan = Plan::new(&t, &group()).unwrap();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&t.schema),
-            vec![
-                Arc::new(TimestampMillisecondArray::from(vec![1_714_564_800_123, 0])),
-                Arc::new(StringArray::from(vec![Some("BTC"), None])),
-                Arc::new(Int64Array::from(vec![Some(3), Some(1)])),
-                Arc::new(Float64Array::from(vec![None, Some(0.1)])),
-            ],
-        )
-        .unwrap();
-        let records = plan.records(&batch).unwrap();
-        let first = records[0].as_ref().unwrap();
-        assert_eq!(first.id, "BTC");
-        assert_eq!(
-            first.values,
-            vec![
-                FeatureValue::new("event_time", "2024-05-01T12:00:00.123Z"),
-                FeatureValue::new("currency", "BTC"),
-                FeatureValue::new("tx_count", "3"),
-            ]
-        );
-        assert_eq!(
-            records[1].as_ref().unwrap_err(),
-            "a row has a NULL record identifier ('currency')"
-        );
-        assert_eq!(epoch_seconds(1_714_564_800_123_000), "1714564800.123");
-        assert_eq!(epoch_seconds(1_714_564_800_000_000), "1714564800");
-        assert_eq!(0.1f64.to_string(), "0.1");
-        assert_eq!((1.0f64 / 3.0).to_string(), "0.3333333333333333");
-    }
-
-    #[test]
-    fn columns_are_checked_against_the_group() {
-        let err = |columns: Vec<Field>, options: &[(&str, &str)]| {
-            Plan::new(&table(columns, options), &group())
-                .unwrap_err()
-                .message()
-                .to_string()
-        };
-        assert_eq!(
-            err(
-                vec![
-                    Field::new("window_end", ts(), false),
-                    Field::new("currency", DataType::Utf8, true),
-                    Field::new("color", DataType::Utf8, true),
-                ],
-                &[]
-            ),
-            "table 'features': column 'color' is not a feature of feature group \
-             'tx-metrics' (its features: currency, event_time, tx_count, avg_fee)"
-        );
-        assert_eq!(
-            err(
-                vec![
-                    Field::new("window_end", ts(), false),
-                    Field::new("currency", DataType::Utf8, true),
-                    Field::new("tx_count", DataType::Float64, true),
-                ],
-                &[]
-            ),
-            "table 'features': column 'tx_count' of type Float64 cannot become feature \
-             'tx_count' of type Integral"
-        );
-        assert_eq!(
-            err(vec![Field::new("window_end", ts(), false)], &[]),
-            "table 'features': no column gives the record identifier feature 'currency' of \
-             feature group 'tx-metrics': add a column of that name or set the option \
-             'record-identifier'"
-        );
-        assert_eq!(
-            err(vec![Field::new("currency", DataType::Utf8, true)], &[]),
-            "table 'features': no column gives the event time (the feature 'event_time'): set \
-             the option 'event-time'"
-        );
-        // A differently named identifier column, given by the option.
-        let t = table(
-            vec![
-                Field::new("ts", ts(), false),
-                Field::new("symbol", DataType::Utf8, true),
-            ],
-            &[("record-identifier", "symbol"), ("event-time", "ts")],
-        );
-        let plan = Plan::new(&t, &group()).unwrap();
-        assert_eq!(plan.columns[1].feature, "currency");
-        assert_eq!(plan.columns[0].conversion, Conversion::IsoTime);
-    }
-}
+#[path = "sink_tests.rs"]
+mod tests;

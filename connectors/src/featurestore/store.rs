@@ -415,7 +415,7 @@ impl LocalStore {
             let _ = t.join();
         }
         if let Err(e) = self.shared.flush_offline() {
-            eprintln!("sluice: {e}");
+            tracing::error!("{e}");
         }
     }
 }
@@ -552,7 +552,9 @@ impl Shared {
             if waited >= every {
                 waited = Duration::ZERO;
                 if let Err(e) = self.flush_offline() {
-                    eprintln!("sluice: {e} (the rows stay queued and are written later)");
+                    sluice_engine::warn_limited!(
+                        "{e} (the rows stay queued and are written later)"
+                    );
                 }
             }
         }

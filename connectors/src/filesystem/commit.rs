@@ -54,7 +54,7 @@ impl CommitPolicy {
             None | Some("process-time") => Trigger::ProcessTime,
             Some("partition-time") => Trigger::PartitionTime,
             Some(other) => {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'sink.partition-commit.trigger' = '{other}' is \
                      invalid: expected 'process-time' or 'partition-time'"
                 )))
@@ -67,7 +67,7 @@ impl CommitPolicy {
         if let Some(pattern) = &pattern {
             for name in pattern_names(pattern) {
                 if !partition_by.iter().any(|p| p.eq_ignore_ascii_case(&name)) {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{table}': option 'partition.time-extractor.timestamp-pattern' = \
                          '{pattern}' names '${name}', which is not a partition column"
                     )));
@@ -75,7 +75,7 @@ impl CommitPolicy {
             }
         }
         if trigger == Trigger::PartitionTime && partition_by.is_empty() {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{table}': 'sink.partition-commit.trigger' = 'partition-time' needs a \
                  PARTITIONED BY clause"
             )));

@@ -6,8 +6,8 @@ use std::time::Duration;
 use sluice_engine::connector::Options;
 use sluice_engine::{Error, Result};
 
-use super::glue::GlueOptions;
-use super::s3::S3Location;
+use crate::aws::glue::GlueOptions;
+use crate::aws::s3::S3Location;
 use crate::format::Format;
 use crate::option_values::{parse_duration, parse_memory_size};
 
@@ -97,7 +97,7 @@ impl FileSinkConfig {
                 "metastore" => metastore = true,
                 "success-file" => success_file = true,
                 _ => {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{}': option 'sink.partition-commit.policy.kind' = '{policy}' is \
                          invalid: expected 'metastore', 'success-file' or both",
                         options.table()
@@ -106,7 +106,7 @@ impl FileSinkConfig {
             }
         }
         if metastore && s3.is_none() {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{}': 'sink.partition-commit.policy.kind' = 'metastore' registers the \
                  table in Glue, which needs an s3:// path",
                 options.table()

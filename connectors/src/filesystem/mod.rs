@@ -8,10 +8,8 @@
 
 mod commit;
 pub mod config;
-pub mod glue;
 mod part_file;
-mod partition;
-pub mod s3;
+pub(crate) mod partition;
 mod sink;
 mod source;
 

@@ -4,7 +4,7 @@
 //! (`.part-<uuid>-<instance>-<n>.<ext>.inprogress`) that readers skip, and renamed to its
 //! final name (`part-<uuid>-<instance>-<n>.<ext>`) when it is closed, so a reader never sees
 //! a half-written file. A part file dropped without being closed (the job failed) deletes its
-//! in-progress file. On S3 a part file is a multipart upload (see [`super::s3`]): closing it
+//! in-progress file. On S3 a part file is a multipart upload (see [`crate::aws::s3`]): closing it
 //! leaves the upload pending, and the object appears only when the sink commits it.
 
 use std::fs::File;
@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use sluice_engine::{Error, Result};
 
-use super::s3::{PendingUpload, S3Target, S3Upload};
+use crate::aws::s3::{PendingUpload, S3Target, S3Upload};
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
 use crate::format::parquet::to_parquet_batch;

@@ -35,7 +35,7 @@ impl Format {
         let name = options.take_required("format")?;
         let lower = name.to_ascii_lowercase();
         if !supported.contains(&lower.as_str()) {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{}': format '{}' is not supported here (supported: {})",
                 options.table(),
                 name,
@@ -74,7 +74,7 @@ impl Format {
                 .iter()
                 .find(|f| matches!(f.data_type(), DataType::Struct(_)))
             {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': column '{}' is a ROW, which the csv format cannot read",
                     f.name()
                 )));
@@ -91,10 +91,10 @@ impl Format {
     ) -> Result<Box<dyn RecordDecoder>> {
         match self {
             Format::Json(o) => Ok(Box::new(JsonDecoder::new(schema, batch_size, o).map_err(
-                |e| Error::plan(format!("json decoder: {}", lines::error_reason(&e))),
+                |e| Error::config(format!("json decoder: {}", lines::error_reason(&e))),
             )?)),
             Format::Csv(o) => Ok(Box::new(CsvDecoder::new(schema, batch_size, o)?)),
-            Format::Parquet(_) => Err(Error::plan(
+            Format::Parquet(_) => Err(Error::config(
                 "the parquet format cannot be read line by line",
             )),
         }

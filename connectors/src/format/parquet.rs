@@ -96,7 +96,7 @@ pub fn parquet_schema(table: &str, schema: &Schema) -> Result<SchemaRef> {
     let mut seen = HashSet::new();
     for field in schema.fields() {
         if !seen.insert(field.name().to_lowercase()) {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{table}': column '{}' clashes with another column once lowercased for Parquet",
                 field.name()
             )));

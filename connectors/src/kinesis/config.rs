@@ -23,11 +23,11 @@ impl StreamRef {
         match (options.take(&["stream"]), options.take(&["stream.arn"])) {
             (Some(name), None) => Ok(StreamRef::Name(name)),
             (None, Some(arn)) => Ok(StreamRef::Arn(arn)),
-            (Some(_), Some(_)) => Err(Error::plan(format!(
+            (Some(_), Some(_)) => Err(Error::config(format!(
                 "table '{}': set either 'stream' or 'stream.arn', not both",
                 options.table()
             ))),
-            (None, None) => Err(Error::plan(format!(
+            (None, None) => Err(Error::config(format!(
                 "table '{}' needs the option 'stream' (or 'stream.arn')",
                 options.table()
             ))),
@@ -122,19 +122,19 @@ impl KinesisSourceConfig {
             Some("TRIM_HORIZON") => InitialPosition::TrimHorizon,
             Some("AT_TIMESTAMP") => {
                 let text = timestamp.as_deref().ok_or_else(|| {
-                    Error::plan(format!(
+                    Error::config(format!(
                         "table '{table}': 'source.init.position' = 'AT_TIMESTAMP' needs the \
                          option 'source.init.timestamp'"
                     ))
                 })?;
                 InitialPosition::AtTimestamp(parse_timestamp(text).map_err(|e| {
-                    Error::plan(format!(
+                    Error::config(format!(
                         "table '{table}': option 'source.init.timestamp' = '{text}' is invalid: {e}"
                     ))
                 })?)
             }
             Some(_) => {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'source.init.position' = '{}' is invalid: \
                      expected LATEST, TRIM_HORIZON or AT_TIMESTAMP",
                     position.unwrap_or_default()
@@ -142,7 +142,7 @@ impl KinesisSourceConfig {
             }
         };
         if timestamp.is_some() && !matches!(initial_position, InitialPosition::AtTimestamp(_)) {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{table}': option 'source.init.timestamp' is set, but \
                  'source.init.position' is not 'AT_TIMESTAMP'"
             )));
@@ -151,14 +151,14 @@ impl KinesisSourceConfig {
         options.take(&["source.init.timestamp.format"]);
         if let Some(kind) = options.take(&["source.reader.type"]) {
             if !kind.eq_ignore_ascii_case("POLLING") {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'source.reader.type' = '{kind}' is not supported \
                      yet: Sluice reads shards by polling (POLLING)"
                 )));
             }
         }
         if options.take(&["source.efo.consumer.name"]).is_some() {
-            return Err(Error::plan(format!(
+            return Err(Error::config(format!(
                 "table '{table}': option 'source.efo.consumer.name' is not supported: \
                  enhanced fan-out is not implemented yet"
             )));
@@ -267,7 +267,7 @@ impl KinesisSinkConfig {
             None if !partition_columns.is_empty() => Partitioner::Columns(partition_columns),
             None => Partitioner::Random,
             Some(p) if !partition_columns.is_empty() => {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{table}': option 'sink.partitioner' = '{p}' cannot be combined \
                      with PARTITIONED BY, which already picks the partition key"
                 )))
@@ -276,7 +276,7 @@ impl KinesisSinkConfig {
                 "random" => Partitioner::Random,
                 "fixed" => Partitioner::Fixed,
                 _ => {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{table}': option 'sink.partitioner' = '{p}' is invalid: \
                          expected 'random' or 'fixed'"
                     )))
@@ -289,7 +289,7 @@ impl KinesisSinkConfig {
                 if d == "|" {
                     Ok(())
                 } else {
-                    Err(Error::plan(format!(
+                    Err(Error::config(format!(
                     "table '{table}': option 'sink.partitioner-field-delimiter' = '{d}' is not \
                      supported: Sluice joins key columns with '|'"
                 )))

@@ -86,7 +86,7 @@ impl RecordLayout {
                 ),
                 "partition-key" => (Metadata::PartitionKey, field.data_type() == &DataType::Utf8),
                 other => {
-                    return Err(Error::plan(format!(
+                    return Err(Error::config(format!(
                         "table '{}': the kinesis connector has no metadata key '{}' \
                          (available: {METADATA_KEYS})",
                         spec.name, other
@@ -94,7 +94,7 @@ impl RecordLayout {
                 }
             };
             if !ok {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{}': metadata column '{}' must be {}",
                     spec.name,
                     meta.name,
@@ -115,7 +115,7 @@ impl RecordLayout {
                     DataType::Utf8 | DataType::Binary
                 );
             if !ok {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{}': the raw format needs exactly one physical column, of type \
                      STRING or BYTES",
                     spec.name

@@ -347,9 +347,13 @@ pub fn stream_error(table: &str, stream: &StreamRef, call: &str, failure: &Failu
         Failure::NotFound(_) => Error::connector(format!(
             "table '{table}': Kinesis stream '{name}' does not exist ({call} failed)"
         )),
-        Failure::Fatal(m) if m.contains("AccessDenied") || m.contains("UnrecognizedClient") => {
+        f if f.is_fatal("AccessDeniedException")
+            || f.is_fatal("AccessDenied")
+            || f.is_fatal("UnrecognizedClientException") =>
+        {
             Error::connector(format!(
-                "table '{table}': access to Kinesis stream '{name}' was denied ({call}): {m}"
+                "table '{table}': access to Kinesis stream '{name}' was denied ({call}): {}",
+                f.describe()
             ))
         }
         other => Error::connector(format!(

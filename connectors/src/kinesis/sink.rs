@@ -15,9 +15,6 @@
 //! Delivery is at-least-once: a call whose response was lost is sent again.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,21 +27,20 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use rand::Rng;
 use sluice_engine::connector::{Options, SinkConnector, SinkContext, SinkWriter, TableSpec};
-use sluice_engine::metrics::SinkMetrics;
+use sluice_engine::metrics::{DropReason, SinkMetrics};
 use sluice_engine::{Error, Result};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::config::{KinesisSinkConfig, Partitioner, PayloadFormat, StreamRef, MAX_RECORD_BYTES};
 use super::shards::stream_error;
 use crate::aws::{retry, runtime, sdk_config, CountsRetries, Failure};
+use crate::bad_records::BadRecords;
 use crate::format::csv::CsvLineEncoder;
 use crate::format::json::JsonLineEncoder;
 use crate::format::Format;
-
-/// Chunks of encoded records queued between the writer and its flusher.
-const CHANNEL_CAPACITY: usize = 16;
+use crate::sink_bridge::{Bridge, ToTask};
 
 /// Flink's limit on a partition key built from columns (and Kinesis's).
 const MAX_KEY_CHARS: usize = 256;
@@ -67,7 +63,7 @@ impl KinesisSink {
             .iter()
             .map(|c| {
                 spec.schema.index_of(c).map_err(|_| {
-                    Error::plan(format!(
+                    Error::config(format!(
                         "table '{}': PARTITIONED BY column '{}' is not a column",
                         spec.name, c
                     ))
@@ -82,7 +78,7 @@ impl KinesisSink {
                     DataType::Utf8 | DataType::Binary
                 );
             if !ok {
-                return Err(Error::plan(format!(
+                return Err(Error::config(format!(
                     "table '{}': the raw format needs exactly one column, of type STRING or BYTES",
                     spec.name
                 )));
@@ -112,23 +108,28 @@ impl SinkConnector for KinesisSink {
             check_stream(&client, &table).await?;
             Ok::<_, Error>(client)
         })?;
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let flusher = Flusher {
             table: Arc::clone(&table),
             client,
             metrics: ctx.metrics.sink(&table.name),
         };
-        let dead_letter = match &table.config.dead_letter {
-            None => None,
-            Some(path) => Some(open_dead_letter(&table.name, path)?),
-        };
+        // A record over Kinesis's size limit stops the job unless it has somewhere to go.
+        let oversized = BadRecords::new(
+            table.name.clone(),
+            DropReason::Rejected,
+            true,
+            Arc::clone(&ctx.metrics),
+        )
+        .with_dead_letter("sink.dead-letter.path", table.config.dead_letter.as_deref())?;
         Ok(Box::new(KinesisWriter {
             encoder: Encoder::new(&table.config.format, &table.schema),
             fixed_key: ctx.instance.to_string(),
+            bridge: Bridge::spawn(
+                format!("table '{}': the Kinesis writer", table.name),
+                |rx| flusher.run(rx),
+            ),
             table,
-            tx: Some(tx),
-            flusher: Some(runtime().spawn(flusher.run(rx))),
-            dead_letter,
+            oversized,
         }))
     }
 }
@@ -148,19 +149,6 @@ async fn check_stream(client: &Client, table: &SinkTable) -> Result<()> {
     .await
     .map(|_| ())
     .map_err(|f| stream_error(&table.name, stream, "DescribeStreamSummary", &f))
-}
-
-fn open_dead_letter(table: &str, path: &PathBuf) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| {
-            Error::connector(format!(
-                "table '{table}': option 'sink.dead-letter.path' = '{}': {e}",
-                path.display()
-            ))
-        })
 }
 
 /// Rows into payloads.
@@ -252,16 +240,9 @@ struct KinesisWriter {
     table: Arc<SinkTable>,
     encoder: Encoder,
     fixed_key: String,
-    tx: Option<mpsc::Sender<ToFlusher>>,
-    flusher: Option<JoinHandle<Result<()>>>,
-    dead_letter: Option<File>,
-}
-
-/// What the writer hands its flusher.
-enum ToFlusher {
-    Records(Vec<Entry>),
-    /// Answer once every record handed over before is accepted by Kinesis (a checkpoint).
-    Flush(tokio::sync::oneshot::Sender<()>),
+    bridge: Bridge<Entry>,
+    /// Records over 1 MiB: dead-lettered, or the job stops.
+    oversized: BadRecords,
 }
 
 impl KinesisWriter {
@@ -301,18 +282,6 @@ impl KinesisWriter {
             }
         }
     }
-
-    /// The flusher stopped early: its error, or a plain one.
-    fn flusher_error(&mut self) -> Error {
-        self.tx = None;
-        match self.flusher.take().map(|h| runtime().block_on(h)) {
-            Some(Ok(Err(e))) => e,
-            _ => Error::internal(format!(
-                "table '{}': the Kinesis writer stopped",
-                self.table.name
-            )),
-        }
-    }
 }
 
 impl SinkWriter for KinesisWriter {
@@ -328,90 +297,31 @@ impl SinkWriter for KinesisWriter {
                 not_before: None,
             };
             if entry.size() as usize > MAX_RECORD_BYTES {
-                let reason = format!(
-                    "a record of {} bytes (payload and partition key) is larger than Kinesis's \
-                     limit of 1 MiB",
-                    entry.size()
-                );
-                match &mut self.dead_letter {
-                    None => {
-                        return Err(Error::data(format!(
-                            "table '{}': {reason}; set 'sink.dead-letter.path' to keep such \
-                             records instead",
-                            self.table.name
-                        )))
-                    }
-                    Some(file) => {
-                        let line = serde_json::json!({
-                            "reason": reason,
-                            "partition_key": entry.key,
-                            "data": String::from_utf8_lossy(&entry.data),
-                        });
-                        writeln!(file, "{line}").map_err(|e| {
-                            Error::connector(format!(
-                                "table '{}': writing the dead-letter file: {e}",
-                                self.table.name
-                            ))
-                        })?;
-                        continue;
-                    }
-                }
+                let what = format!("a record of {} bytes", entry.size());
+                let reason = "its payload and partition key are more than Kinesis's limit of 1 MiB";
+                let record = serde_json::json!({
+                    "partition_key": entry.key,
+                    "data": String::from_utf8_lossy(&entry.data),
+                });
+                self.oversized.reject(&what, reason, Some(&record))?;
+                continue;
             }
             entries.push(entry);
         }
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let sent = match &self.tx {
-            Some(tx) => tx.blocking_send(ToFlusher::Records(entries)).is_ok(),
-            None => false,
-        };
-        if sent {
-            Ok(())
-        } else {
-            Err(self.flusher_error())
-        }
+        self.bridge.send(entries)
     }
 
     /// A checkpoint: at-least-once, so everything written so far must be in the stream
     /// before the checkpoint completes (a restore replays only what came after it).
     fn prepare_commit(&mut self) -> Result<Vec<u8>> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        let sent = match &self.tx {
-            Some(tx) => tx.blocking_send(ToFlusher::Flush(done)).is_ok(),
-            None => false,
-        };
-        if sent && wait.blocking_recv().is_ok() {
-            Ok(Vec::new())
-        } else {
-            Err(self.flusher_error())
-        }
+        self.oversized.flush()?;
+        self.bridge.flush()?;
+        Ok(Vec::new())
     }
 
     fn finish(&mut self) -> Result<()> {
-        if let Some(file) = &mut self.dead_letter {
-            file.flush().map_err(|e| {
-                Error::connector(format!(
-                    "table '{}': writing the dead-letter file: {e}",
-                    self.table.name
-                ))
-            })?;
-        }
-        self.tx = None;
-        match self.flusher.take() {
-            None => Ok(()),
-            Some(h) => runtime()
-                .block_on(h)
-                .unwrap_or_else(|e| Err(Error::internal(format!("Kinesis flusher: {e}")))),
-        }
-    }
-}
-
-impl Drop for KinesisWriter {
-    fn drop(&mut self) {
-        if let Some(h) = &self.flusher {
-            h.abort();
-        }
+        self.oversized.flush()?;
+        self.bridge.finish()
     }
 }
 
@@ -431,7 +341,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    async fn run(self, mut rx: mpsc::Receiver<ToFlusher>) -> Result<()> {
+    async fn run(self, mut rx: mpsc::Receiver<ToTask<Entry>>) -> Result<()> {
         let config = &self.table.config;
         let mut buffer: VecDeque<Entry> = VecDeque::new();
         let mut buffered_bytes = 0u64;
@@ -507,12 +417,12 @@ impl Flusher {
             };
             tokio::select! {
                 received = rx.recv(), if !closed => match received {
-                    Some(ToFlusher::Records(entries)) => {
+                    Some(ToTask::Items(entries)) => {
                         oldest.get_or_insert_with(Instant::now);
                         buffered_bytes += entries.iter().map(Entry::size).sum::<u64>();
                         buffer.extend(entries);
                     }
-                    Some(ToFlusher::Flush(done)) => flushes.push(done),
+                    Some(ToTask::Flush(done)) => flushes.push(done),
                     None => closed = true,
                 },
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {

@@ -30,6 +30,7 @@ use super::config::{Bound, KinesisSourceConfig, StreamRef};
 use super::records::{KinesisRecord, RecordLayout, RecordsDecoder};
 use super::shards::{stream_error, Assignment, Coordinator, Position, Snapshot};
 use crate::aws::{retry, runtime, sdk_config, Failure};
+use crate::bad_records::BadRecords;
 
 /// Kinesis allows 5 GetRecords calls a second per shard.
 const MIN_CALL_GAP: Duration = Duration::from_millis(200);
@@ -130,6 +131,12 @@ impl SourceConnector for KinesisSource {
             positions: BTreeMap::new(),
             pending: VecDeque::new(),
             metrics: Arc::clone(&ctx.metrics),
+            malformed: BadRecords::new(
+                self.table.name.clone(),
+                DropReason::Malformed,
+                false,
+                Arc::clone(&ctx.metrics),
+            ),
             stop: Arc::clone(&ctx.stop),
         };
         // The first shards are known now, so the engine knows the partitions up front.
@@ -174,6 +181,9 @@ pub struct KinesisReader {
     /// Per shard, where a restart resumes: after the last record `next` returned.
     positions: BTreeMap<String, Position>,
     pending: VecDeque<SourceEvent>,
+    /// Records that do not decode (the table ignores parse errors, or they would have
+    /// stopped the job in the shard's task).
+    malformed: BadRecords,
     metrics: Arc<JobMetrics>,
     stop: Arc<AtomicBool>,
 }
@@ -243,11 +253,11 @@ impl SourceReader for KinesisReader {
                 })) => {
                     ctx.metrics.add_read(0, bytes);
                     if malformed > 0 {
-                        ctx.metrics
-                            .add_dropped(&self.table.name, DropReason::Malformed, malformed);
-                        if let Some(reason) = first_reason {
-                            eprintln!("sluice: dropped a malformed record: {reason}");
-                        }
+                        // The decoder gives the first reason of a batch; the rest are counted.
+                        let what = format!("a malformed record of shard {shard_id}");
+                        let reason = first_reason.unwrap_or_else(|| "malformed".into());
+                        self.malformed.reject(&what, &reason, None)?;
+                        self.malformed.count(malformed - 1);
                     }
                     self.positions
                         .insert(shard_id, Position::After(last_sequence));
@@ -337,8 +347,8 @@ impl ShardTask {
             return Ok(());
         };
         // Said once the iterator exists: from here on, nothing written is missed.
-        eprintln!(
-            "sluice: table '{}': reading shard {} from {}",
+        tracing::info!(
+            "table '{}': reading shard {} from {}",
             self.table.name,
             self.shard_id,
             self.start.describe()
@@ -418,9 +428,10 @@ impl ShardTask {
                 || (empty && !output.child_shards().is_empty());
             match output.next_shard_iterator().filter(|_| !at_end) {
                 None => {
-                    eprintln!(
-                        "sluice: table '{}': shard {} is closed and read to its end",
-                        self.table.name, self.shard_id
+                    tracing::info!(
+                        "table '{}': shard {} is closed and read to its end",
+                        self.table.name,
+                        self.shard_id
                     );
                     let _ = self.tx.send(finished).await;
                     return Ok(());

@@ -1,32 +1,35 @@
-//! Checkpoint storage: what every operator instance snapshotted at one barrier.
+//! Checkpoints: what every operator instance snapshotted at one barrier.
 //!
 //! A checkpoint is a folder `chk-<id>` in the checkpoint store ([`CheckpointStore`]: a
-//! local folder, or an S3 prefix provided by the connectors). Each operator instance with
-//! Arrow state (partial aggregates, source partition watermarks) gets one Arrow IPC file;
-//! small values (a source reader's position, a sink's pending files, watermarks) live in the
-//! manifest, `_manifest.json`, which is written last, as one atomic object. A folder without
-//! a manifest, with a manifest that does not parse, or with a state file missing or of the
-//! wrong size is not a complete checkpoint: restoring skips it and says so.
+//! local folder, or an S3 prefix provided by the connectors). Each state table of each
+//! operator instance (partial aggregates, source partition watermarks) is one Arrow IPC
+//! file; small values (a source reader's position, a sink's pending files, watermarks) live
+//! in the [`manifest`], `_manifest.json`, which is written last, as one atomic object. A
+//! folder without a manifest, with a manifest that does not parse, or with a state file
+//! missing or of the wrong size is not a complete checkpoint: restoring skips it and says
+//! so.
 //!
-//! The manifest also records the job's shape (its nodes' names and parallelism), so that a
-//! job file changed in a way its state cannot serve stops with a clear message instead of
-//! restoring garbage.
+//! State is matched to operators by their stable ids. The manifest records what each
+//! stateful operator's state holds, so a job file changed in a way its state cannot serve
+//! stops with one sentence naming the operator and the change, instead of restoring
+//! garbage; other changes (a sink's path, a connector option, a filter) restore fine.
+
+pub mod manifest;
+mod store;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Cursor, Write};
-use std::path::PathBuf;
+use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
-use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::graph::NodeId;
 use crate::operator::StateSnapshot;
+use manifest::{FileRecord, Manifest, OperatorState, PartRecord, VERSION};
+pub use store::{CheckpointStore, LocalStore};
 
 /// The manifest's name inside a checkpoint folder.
 const MANIFEST: &str = "_manifest.json";
@@ -59,24 +62,25 @@ impl std::fmt::Debug for CheckpointSettings {
 /// One part of a checkpoint: the snapshot of one operator instance.
 #[derive(Debug, Clone)]
 pub struct Part {
-    pub node: NodeId,
+    /// The operator's stable id.
+    pub operator: String,
     pub instance: usize,
     pub state: StateSnapshot,
 }
 
-/// A complete checkpoint read back, by node: every instance's part, in instance order.
+/// A complete checkpoint read back, by operator: every instance's part, in instance order.
 #[derive(Debug, Clone, Default)]
 pub struct Restored {
     pub id: u64,
     /// Where it is, for messages.
     pub path: String,
-    pub parts: HashMap<NodeId, Vec<StateSnapshot>>,
+    pub parts: HashMap<String, Vec<StateSnapshot>>,
 }
 
 impl Restored {
-    /// The parts of `node` (empty if it had none).
-    pub fn node(&self, node: NodeId) -> &[StateSnapshot] {
-        self.parts.get(&node).map(Vec::as_slice).unwrap_or(&[])
+    /// The parts of the operator with stable id `operator` (empty if it had none).
+    pub fn operator(&self, operator: &str) -> &[StateSnapshot] {
+        self.parts.get(operator).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -120,38 +124,69 @@ fn ipc_bytes(batches: &[RecordBatch]) -> std::result::Result<Vec<u8>, arrow::err
     Ok(bytes)
 }
 
-/// Writes checkpoint `id` of a job of shape `job` (one line per node) with its parts.
+/// A name for a file that is safe in any store: the operator's id may hold any character.
+fn file_name(operator: usize, instance: usize, table: &str) -> String {
+    let table: String = table
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("op{operator}-i{instance}-{table}.arrow")
+}
+
+/// Writes checkpoint `id` of a job whose stateful operators are `operators`, with its
+/// parts.
 pub fn write(
     store: &dyn CheckpointStore,
     id: u64,
-    job: &[String],
+    operators: &[OperatorState],
     parts: &[Part],
 ) -> Result<Written> {
     let folder = folder_name(id);
-    let mut entries = Vec::new();
+    let mut records = Vec::new();
     let mut bytes = 0u64;
     for part in parts {
-        let mut entry = json!({
-            "node": part.node,
-            "instance": part.instance,
-            "watermark": part.state.watermark,
-            "blob": hex(&part.state.blob),
-        });
-        bytes += part.state.blob.len() as u64;
-        if !part.state.batches.is_empty() {
-            let name = format!("n{}-i{}.arrow", part.node, part.instance);
-            let file = format!("{folder}/{name}");
-            let data = ipc_bytes(&part.state.batches)
-                .map_err(|e| Error::internal(format!("checkpoint: cannot encode {file}: {e}")))?;
+        let index = operators
+            .iter()
+            .position(|o| o.id == part.operator)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "checkpoint: operator '{}' has state but is not in the job's list",
+                    part.operator
+                ))
+            })?;
+        let mut files = Vec::new();
+        for (table, batches) in &part.state.tables {
+            if batches.is_empty() {
+                continue;
+            }
+            let name = file_name(index, part.instance, table);
+            let data = ipc_bytes(batches).map_err(|e| {
+                Error::internal(format!("checkpoint: cannot encode {folder}/{name}: {e}"))
+            })?;
             let size = data.len() as u64;
-            store.put(&file, data)?;
+            store.put(&format!("{folder}/{name}"), data)?;
             bytes += size;
-            entry["file"] = json!(name);
-            entry["size"] = json!(size);
+            files.push(FileRecord {
+                table: table.clone(),
+                file: name,
+                size,
+            });
         }
-        entries.push(entry);
+        bytes += part.state.blob.len() as u64;
+        records.push(PartRecord {
+            operator: part.operator.clone(),
+            instance: part.instance as u64,
+            watermark: part.state.watermark.unwrap_or(i64::MIN),
+            blob: hex(&part.state.blob),
+            files,
+        });
     }
-    let manifest = json!({"checkpoint": id, "job": job, "parts": entries});
+    let manifest = Manifest {
+        version: VERSION,
+        checkpoint: id,
+        operators: operators.to_vec(),
+        parts: records,
+    };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| Error::internal(format!("checkpoint: manifest: {e}")))?;
     let size = text.len() as u64;
@@ -172,97 +207,112 @@ pub fn list(store: &dyn CheckpointStore) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
-/// Reads checkpoint `id`; an error says why it is not complete.
-pub fn read(store: &dyn CheckpointStore, id: u64, job: &[String]) -> Result<Restored> {
-    let folder = folder_name(id);
-    let path = checkpoint_path(store, id);
-    let manifest_name = format!("{folder}/{MANIFEST}");
-    let text = store
-        .get(&manifest_name)?
-        .ok_or_else(|| Error::connector(format!("checkpoint: {path} has no {MANIFEST}")))?;
-    let manifest: Value =
-        serde_json::from_slice(&text).map_err(|e| damaged(store, &manifest_name, e))?;
-    let recorded: Vec<String> = manifest["job"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    if recorded != job {
-        let differs = recorded
-            .iter()
-            .zip(job)
-            .find(|(a, b)| a != b)
-            .map(|(a, b)| format!("'{a}' is now '{b}'"))
-            .unwrap_or_else(|| {
-                format!(
-                    "it had {} operators, the job has {}",
-                    recorded.len(),
-                    job.len()
-                )
-            });
+/// Reads the manifest of checkpoint `id`; an error says why it is not complete.
+fn read_manifest(store: &dyn CheckpointStore, id: u64) -> Result<Manifest> {
+    let name = format!("{}/{MANIFEST}", folder_name(id));
+    let text = store.get(&name)?.ok_or_else(|| {
+        Error::connector(format!(
+            "checkpoint: {} has no {MANIFEST}",
+            checkpoint_path(store, id)
+        ))
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| damaged(store, &name, e))?;
+    if manifest.version != VERSION {
         return Err(Error::plan(format!(
-            "checkpoint {path} was taken by a different job ({differs}): its state cannot be \
-             restored into this one; run with --fresh to start over"
+            "checkpoint {} was written in checkpoint format {} and this Sluice reads format \
+             {VERSION}; run with --fresh to start over",
+            checkpoint_path(store, id),
+            manifest.version
         )));
     }
-    let mut restored = Restored {
-        id: manifest["checkpoint"].as_u64().unwrap_or(id),
-        path: path.clone(),
-        parts: HashMap::new(),
-    };
-    let parts = manifest["parts"].as_array().cloned().unwrap_or_default();
-    let mut by_node: HashMap<NodeId, Vec<(usize, StateSnapshot)>> = HashMap::new();
-    for entry in parts {
-        let node = entry["node"].as_u64().unwrap_or_default() as NodeId;
-        let instance = entry["instance"].as_u64().unwrap_or_default() as usize;
+    if manifest.checkpoint != id {
+        return Err(damaged(
+            store,
+            &name,
+            format!("it says it is checkpoint {}", manifest.checkpoint),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Reads one state file of a part, checking its size against the manifest.
+fn read_file(store: &dyn CheckpointStore, id: u64, file: &FileRecord) -> Result<Vec<RecordBatch>> {
+    let path = checkpoint_path(store, id);
+    let name = format!("{}/{}", folder_name(id), file.file);
+    let data = store.get(&name)?.ok_or_else(|| {
+        Error::connector(format!(
+            "checkpoint: state file {path}/{} is missing",
+            file.file
+        ))
+    })?;
+    if data.len() as u64 != file.size {
+        return Err(Error::connector(format!(
+            "checkpoint: state file {path}/{} has {} bytes, not the {} its manifest says",
+            file.file,
+            data.len(),
+            file.size
+        )));
+    }
+    let reader =
+        FileReader::try_new(Cursor::new(data), None).map_err(|e| damaged(store, &name, e))?;
+    reader
+        .collect::<std::result::Result<Vec<RecordBatch>, _>>()
+        .map_err(|e| damaged(store, &name, e))
+}
+
+/// Reads checkpoint `id` for a job whose stateful operators are `job`; an error says why
+/// it is not complete, or why its state does not fit the job.
+pub fn read(store: &dyn CheckpointStore, id: u64, job: &[OperatorState]) -> Result<Restored> {
+    let path = checkpoint_path(store, id);
+    let manifest = read_manifest(store, id)?;
+    if let Some(why) = manifest::incompatibility(&manifest.operators, job) {
+        return Err(Error::plan(format!(
+            "checkpoint {path} cannot be restored into this job: {why}; run with --fresh to \
+             start over"
+        )));
+    }
+    let manifest_name = format!("{}/{MANIFEST}", folder_name(id));
+    let mut by_operator: HashMap<String, Vec<(u64, StateSnapshot)>> = HashMap::new();
+    for part in manifest.parts {
         let mut state = StateSnapshot {
-            watermark: entry["watermark"].as_i64(),
-            batches: Vec::new(),
-            blob: unhex(entry["blob"].as_str().unwrap_or_default())
+            watermark: (part.watermark != i64::MIN).then_some(part.watermark),
+            tables: Vec::new(),
+            blob: unhex(&part.blob)
                 .ok_or_else(|| damaged(store, &manifest_name, "a value is not hexadecimal"))?,
         };
-        if let Some(name) = entry["file"].as_str() {
-            let file = format!("{folder}/{name}");
-            let data = store.get(&file)?.ok_or_else(|| {
-                Error::connector(format!("checkpoint: state file {path}/{name} is missing"))
-            })?;
-            let size = data.len() as u64;
-            if Some(size) != entry["size"].as_u64() {
-                return Err(Error::connector(format!(
-                    "checkpoint: state file {path}/{name} has {size} bytes, not the {} its \
-                     manifest says",
-                    entry["size"]
-                )));
-            }
-            let reader = FileReader::try_new(Cursor::new(data), None)
-                .map_err(|e| damaged(store, &file, e))?;
-            state.batches = reader
-                .collect::<std::result::Result<Vec<RecordBatch>, _>>()
-                .map_err(|e| damaged(store, &file, e))?;
+        for file in &part.files {
+            state
+                .tables
+                .push((file.table.clone(), read_file(store, id, file)?));
         }
-        by_node.entry(node).or_default().push((instance, state));
+        by_operator
+            .entry(part.operator)
+            .or_default()
+            .push((part.instance, state));
     }
-    for (node, mut states) in by_node {
+    let mut restored = Restored {
+        id,
+        path,
+        parts: HashMap::new(),
+    };
+    for (operator, mut states) in by_operator {
         states.sort_by_key(|(i, _)| *i);
         restored
             .parts
-            .insert(node, states.into_iter().map(|(_, s)| s).collect());
+            .insert(operator, states.into_iter().map(|(_, s)| s).collect());
     }
     Ok(restored)
 }
 
 /// The newest complete checkpoint in the store; an incomplete newer one is skipped with a
-/// message on stderr. A checkpoint of a different job is an error.
-pub fn latest(store: &dyn CheckpointStore, job: &[String]) -> Result<Option<Restored>> {
+/// message on stderr. A checkpoint whose state does not fit the job is an error.
+pub fn latest(store: &dyn CheckpointStore, job: &[OperatorState]) -> Result<Option<Restored>> {
     for id in list(store)? {
         match read(store, id, job) {
             Ok(restored) => return Ok(Some(restored)),
             Err(e) if e.kind() == crate::error::ErrorKind::Plan => return Err(e),
-            Err(e) => eprintln!(
-                "sluice: checkpoint {} is incomplete ({e}); falling back to an older one",
+            Err(e) => tracing::warn!(
+                "checkpoint {} is incomplete ({e}); falling back to an older one",
                 checkpoint_path(store, id)
             ),
         }
@@ -314,6 +364,8 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
 
@@ -325,13 +377,31 @@ mod tests {
             .unwrap();
         StateSnapshot {
             watermark: Some(values.len() as i64),
-            batches: vec![batch],
+            tables: vec![("windows".into(), vec![batch])],
             blob: blob.to_vec(),
         }
     }
 
-    fn job() -> Vec<String> {
-        vec!["source tx (2)".into(), "window (2)".into()]
+    fn op(id: &str, window: &str) -> OperatorState {
+        OperatorState {
+            id: id.into(),
+            holds: BTreeMap::from([("window".to_string(), window.to_string())]),
+        }
+    }
+
+    fn job() -> Vec<OperatorState> {
+        vec![
+            op("source tx", "-"),
+            op("insert m/aggregate 1", "TUMBLE(1 min)"),
+        ]
+    }
+
+    fn part(operator: &str, instance: usize, state: StateSnapshot) -> Part {
+        Part {
+            operator: operator.into(),
+            instance,
+            state,
+        }
     }
 
     #[test]
@@ -339,49 +409,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
         let parts = vec![
-            Part {
-                node: 1,
-                instance: 1,
-                state: state(&[3, 4], b"b"),
-            },
-            Part {
-                node: 1,
-                instance: 0,
-                state: state(&[1], b""),
-            },
-            Part {
-                node: 0,
-                instance: 0,
-                state: StateSnapshot {
+            part("insert m/aggregate 1", 1, state(&[3, 4], b"b")),
+            part("insert m/aggregate 1", 0, state(&[1], b"")),
+            part(
+                "source tx",
+                0,
+                StateSnapshot {
                     blob: b"position".to_vec(),
                     ..Default::default()
                 },
-            },
+            ),
         ];
         let written = write(&*store, 7, &job(), &parts).unwrap();
         assert!(written.bytes > 0);
         let restored = latest(&*store, &job()).unwrap().unwrap();
         assert_eq!(restored.id, 7);
-        let window = restored.node(1);
+        let window = restored.operator("insert m/aggregate 1");
         assert_eq!(window.len(), 2);
         assert_eq!(window[0].watermark, Some(1));
         assert_eq!(window[1].blob, b"b");
-        assert_eq!(window[1].batches[0].num_rows(), 2);
-        assert_eq!(restored.node(0)[0].blob, b"position");
-        assert!(restored.node(5).is_empty());
+        assert_eq!(window[1].table("windows").next().unwrap().num_rows(), 2);
+        assert_eq!(restored.operator("source tx")[0].blob, b"position");
+        assert_eq!(restored.operator("source tx")[0].watermark, None);
+        assert!(restored.operator("other").is_empty());
     }
 
     #[test]
-    fn damaged_checkpoints_are_skipped_and_other_jobs_refused() {
+    fn damaged_checkpoints_are_skipped_and_changed_state_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
-        let parts = |v: &[i64]| {
-            vec![Part {
-                node: 1,
-                instance: 0,
-                state: state(v, b"x"),
-            }]
-        };
+        let parts = |v: &[i64]| vec![part("insert m/aggregate 1", 0, state(v, b"x"))];
         write(&*store, 1, &job(), &parts(&[1])).unwrap();
         write(&*store, 2, &job(), &parts(&[1, 2])).unwrap();
         write(&*store, 3, &job(), &parts(&[1, 2, 3])).unwrap();
@@ -389,20 +446,22 @@ mod tests {
         let manifest = dir.path().join("chk-3").join(MANIFEST);
         let text = std::fs::read(&manifest).unwrap();
         std::fs::write(&manifest, &text[..text.len() / 2]).unwrap();
-        std::fs::remove_file(dir.path().join("chk-2/n1-i0.arrow")).unwrap();
+        std::fs::remove_file(dir.path().join("chk-2/op1-i0-windows.arrow")).unwrap();
         std::fs::create_dir_all(dir.path().join("chk-4")).unwrap();
         let restored = latest(&*store, &job()).unwrap().unwrap();
         assert_eq!(restored.id, 1);
-        assert_eq!(restored.node(1)[0].batches[0].num_rows(), 1);
+        let windows = &restored.operator("insert m/aggregate 1")[0];
+        assert_eq!(windows.table("windows").next().unwrap().num_rows(), 1);
 
         let other = vec![
-            "source tx (2)".to_string(),
-            "window by card (2)".to_string(),
+            op("source tx", "-"),
+            op("insert m/aggregate 1", "TUMBLE(5 min)"),
         ];
         let err = latest(&*store, &other).unwrap_err();
         assert!(
             err.message().contains(
-                "was taken by a different job ('window (2)' is now 'window by card (2)')"
+                "cannot be restored into this job: operator 'insert m/aggregate 1' kept window \
+                 TUMBLE(1 min) and the job now has TUMBLE(5 min)"
             ),
             "{err}"
         );

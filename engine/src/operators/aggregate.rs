@@ -25,6 +25,7 @@ use super::evaluate;
 use crate::error::{Error, Result};
 use crate::metrics::{DropReason, JobMetrics};
 use crate::operator::{Operator, StreamBatch};
+use crate::state::{self, KeyedState, StateTable};
 use crate::window::TumbleWindow;
 
 /// One output column of a windowed aggregate, in the order the SQL plan expects.
@@ -229,134 +230,159 @@ impl Operator for PartialAggregate {
     }
 }
 
-/// The merged state of one open window.
-struct OpenWindow {
+/// Merged partial aggregates of one window: intern keys, merge states, evaluate.
+struct Merged {
     group_values: Option<Box<dyn GroupValues>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
 }
 
-/// The second phase: merges intermediate states per window and key and emits each window
-/// once, when the watermark reaches its end − 1 ms.
-pub struct FinalAggregate {
-    spec: Arc<WindowAggregateSpec>,
-    windows: BTreeMap<i64, OpenWindow>,
-    watermark: i64,
-    groups: Vec<usize>,
-    metrics: Arc<JobMetrics>,
-    /// This instance and the number of instances: a restore keeps the keys the exchange
-    /// sends here.
-    instance: usize,
-    parallelism: usize,
-}
-
-impl FinalAggregate {
-    pub fn new(
-        spec: Arc<WindowAggregateSpec>,
-        metrics: Arc<JobMetrics>,
-        instance: usize,
-        parallelism: usize,
-    ) -> Self {
-        Self {
-            spec,
-            windows: BTreeMap::new(),
-            watermark: i64::MIN,
-            groups: Vec::new(),
-            metrics,
-            instance,
-            parallelism,
-        }
+impl Merged {
+    fn new(spec: &WindowAggregateSpec) -> Result<Self> {
+        Ok(Self {
+            group_values: spec.new_group_values(false)?,
+            accumulators: spec.new_accumulators()?,
+        })
     }
 
-    /// The open windows as intermediate states, in the partial phase's schema (window
-    /// start, keys, state columns): what a checkpoint keeps.
-    fn partial_states(&mut self) -> Result<Vec<RecordBatch>> {
-        let schema = self.spec.partial_schema()?;
-        let windows = std::mem::take(&mut self.windows);
-        let mut batches = Vec::with_capacity(windows.len());
-        for (start, mut window) in windows {
-            let mut columns = match &mut window.group_values {
-                Some(gv) => gv.emit(EmitTo::All)?,
-                None => Vec::new(),
-            };
-            for acc in window.accumulators.iter_mut() {
-                columns.extend(acc.state(EmitTo::All)?);
-            }
-            let rows = columns.first().map_or(0, |c| c.len());
-            if rows == 0 {
-                continue;
-            }
-            let mut all: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![start; rows]))];
-            all.extend(columns);
-            let all = cast_to_schema(all, &schema)?;
-            batches.push(RecordBatch::try_new(Arc::clone(&schema), all)?);
-        }
-        Ok(batches)
-    }
-
-    /// Merges restored intermediate states (no lateness check: they were open windows).
-    fn merge_states(&mut self, batch: &RecordBatch) -> Result<()> {
-        let watermark = std::mem::replace(&mut self.watermark, i64::MIN);
-        let result = self.process_batch(StreamBatch::new(batch.clone()), &mut Vec::new());
-        self.watermark = watermark;
-        result
-    }
-
-    /// The rows of `batch` whose keys the exchange sends to this instance.
-    fn owned_rows(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        if self.parallelism <= 1 {
-            return Ok(batch.clone());
-        }
-        let keys: Vec<ArrayRef> = self
-            .spec
-            .partial_key_columns()
-            .iter()
-            .map(|&c| Arc::clone(batch.column(c)))
-            .collect();
-        let hashes = crate::runtime::key_hashes(&keys, batch.num_rows())?;
-        let rows: Vec<u32> = hashes
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| (**h % self.parallelism as u64) as usize == self.instance)
-            .map(|(i, _)| i as u32)
-            .collect();
-        Ok(take_record_batch(batch, &UInt32Array::from(rows))?)
-    }
-
-    fn merge(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
+    /// Merges rows in the partial schema (window start, keys, states) of one window.
+    fn merge(
+        &mut self,
+        spec: &WindowAggregateSpec,
+        batch: &RecordBatch,
+        groups: &mut Vec<usize>,
+    ) -> Result<()> {
         let rows = batch.num_rows();
-        if self.spec.window.fire_at(start) <= self.watermark {
-            // Partials are filtered for lateness before the exchange, and the exchange keeps
-            // each input's order, so this only guards against a broken invariant.
-            self.metrics
-                .add_dropped(&self.spec.table, DropReason::Late, rows as u64);
-            return Ok(());
-        }
-        let spec = &self.spec;
-        let window = match self.windows.entry(start) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert(OpenWindow {
-                group_values: spec.new_group_values(false)?,
-                accumulators: spec.new_accumulators()?,
-            }),
-        };
         let keys = spec.keys.len();
-        let key_columns = &batch.columns()[1..=keys];
         let total = intern(
-            &mut window.group_values,
-            key_columns,
+            &mut self.group_values,
+            &batch.columns()[1..=keys],
             rows,
-            &mut self.groups,
+            groups,
         )?;
         let mut next = 1 + keys;
-        for (agg, acc) in spec.aggregates.iter().zip(window.accumulators.iter_mut()) {
+        for (agg, acc) in spec.aggregates.iter().zip(self.accumulators.iter_mut()) {
             let width = agg.state_fields()?.len();
-            acc.merge_batch(&batch.columns()[next..next + width], &self.groups, total)?;
+            acc.merge_batch(&batch.columns()[next..next + width], groups, total)?;
             next += width;
         }
         Ok(())
     }
 
-    fn emit(&self, start: i64, mut window: OpenWindow) -> Result<Option<RecordBatch>> {
+    /// Takes the merged states out as rows of the partial schema (none if empty).
+    fn drain(mut self, start: i64, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
+        let mut columns = match &mut self.group_values {
+            Some(gv) => gv.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        for acc in self.accumulators.iter_mut() {
+            columns.extend(acc.state(EmitTo::All)?);
+        }
+        let rows = columns.first().map_or(0, |c| c.len());
+        if rows == 0 {
+            return Ok(None);
+        }
+        let mut all: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![start; rows]))];
+        all.extend(columns);
+        let all = cast_to_schema(all, schema)?;
+        Ok(Some(RecordBatch::try_new(Arc::clone(schema), all)?))
+    }
+}
+
+/// The state of one open window. What the last checkpoint stored stays as that
+/// checkpoint's rows (`stored`) and is merged back only when the window changes or fires,
+/// so a window untouched between two checkpoints costs the second one nothing.
+#[derive(Default)]
+struct OpenWindow {
+    stored: Option<RecordBatch>,
+    /// Partials merged since the last snapshot.
+    live: Option<Merged>,
+}
+
+/// The second phase: merges intermediate states per window and key and emits each window
+/// once, when the watermark reaches its end − 1 ms. Its open windows are keyed state: the
+/// engine snapshots them at barriers and splits them by key on a restore.
+pub struct FinalAggregate {
+    spec: Arc<WindowAggregateSpec>,
+    schema: SchemaRef,
+    windows: BTreeMap<i64, OpenWindow>,
+    watermark: i64,
+    groups: Vec<usize>,
+    metrics: Arc<JobMetrics>,
+}
+
+impl FinalAggregate {
+    pub fn new(spec: Arc<WindowAggregateSpec>, metrics: Arc<JobMetrics>) -> Result<Self> {
+        Ok(Self {
+            schema: spec.partial_schema()?,
+            spec,
+            windows: BTreeMap::new(),
+            watermark: i64::MIN,
+            groups: Vec::new(),
+            metrics,
+        })
+    }
+
+    /// Merges rows of the partial schema into window `start`'s live state.
+    fn merge_into(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
+        let window = self.windows.entry(start).or_default();
+        if window.live.is_none() {
+            window.live = Some(Merged::new(&self.spec)?);
+        }
+        let live = window.live.as_mut().expect("just set");
+        live.merge(&self.spec, batch, &mut self.groups)
+    }
+
+    fn merge(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
+        if self.spec.window.fire_at(start) <= self.watermark {
+            // Partials are filtered for lateness before the exchange, and the exchange keeps
+            // each input's order, so this only guards against a broken invariant.
+            self.metrics
+                .add_dropped(&self.spec.table, DropReason::Late, batch.num_rows() as u64);
+            return Ok(());
+        }
+        self.merge_into(start, batch)
+    }
+
+    /// Splits rows of the partial schema by window start and hands each part to `f`.
+    fn by_window(
+        &mut self,
+        batch: &RecordBatch,
+        mut f: impl FnMut(&mut Self, i64, &RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let starts = batch.column(0).as_primitive::<Int64Type>();
+        let first = starts.value(0);
+        if starts.values().iter().all(|s| *s == first) {
+            return f(self, first, batch);
+        }
+        let mut by_window: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, s) in starts.values().iter().enumerate() {
+            by_window.entry(*s).or_default().push(i as u32);
+        }
+        for (start, rows) in by_window {
+            let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+            f(self, start, &part)?;
+        }
+        Ok(())
+    }
+
+    /// The window's whole state in one place: what the last snapshot stored merged into
+    /// what arrived since.
+    fn merged(&mut self, window: OpenWindow) -> Result<Option<Merged>> {
+        let Some(stored) = window.stored else {
+            return Ok(window.live);
+        };
+        let mut live = match window.live {
+            Some(live) => live,
+            None => Merged::new(&self.spec)?,
+        };
+        live.merge(&self.spec, &stored, &mut self.groups)?;
+        Ok(Some(live))
+    }
+
+    fn emit(&self, start: i64, mut window: Merged) -> Result<Option<RecordBatch>> {
         let keys = match &mut window.group_values {
             Some(gv) => gv.emit(EmitTo::All)?,
             None => Vec::new(),
@@ -409,25 +435,7 @@ impl FinalAggregate {
 
 impl Operator for FinalAggregate {
     fn process_batch(&mut self, input: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
-        let batch = input.batch;
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let starts = batch.column(0).as_primitive::<Int64Type>();
-        let first = starts.value(0);
-        if starts.values().iter().all(|s| *s == first) {
-            return self.merge(first, &batch);
-        }
-        // A batch spanning several windows: split it by window start.
-        let mut by_window: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-        for (i, s) in starts.values().iter().enumerate() {
-            by_window.entry(*s).or_default().push(i as u32);
-        }
-        for (start, rows) in by_window {
-            let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
-            self.merge(start, &part)?;
-        }
-        Ok(())
+        self.by_window(&input.batch, |op, start, part| op.merge(start, part))
     }
 
     fn snapshot(
@@ -435,15 +443,9 @@ impl Operator for FinalAggregate {
         _checkpoint: u64,
         _out: &mut Vec<StreamBatch>,
     ) -> Result<Option<crate::operator::StateSnapshot>> {
-        // Taking the states out empties the windows: merge them back at once.
-        let batches = self.partial_states()?;
-        for batch in &batches {
-            self.merge_states(batch)?;
-        }
         Ok(Some(crate::operator::StateSnapshot {
             watermark: Some(self.watermark),
-            batches,
-            blob: Vec::new(),
+            ..Default::default()
         }))
     }
 
@@ -452,15 +454,11 @@ impl Operator for FinalAggregate {
         if let Some(w) = parts.iter().filter_map(|p| p.watermark).max() {
             self.watermark = w;
         }
-        for part in parts {
-            for batch in &part.batches {
-                let mine = self.owned_rows(batch)?;
-                if mine.num_rows() > 0 {
-                    self.merge_states(&mine)?;
-                }
-            }
-        }
         Ok(())
+    }
+
+    fn keyed_state(&mut self) -> Option<&mut dyn KeyedState> {
+        Some(self)
     }
 
     fn handle_watermark(&mut self, watermark: i64, out: &mut Vec<StreamBatch>) -> Result<()> {
@@ -474,10 +472,49 @@ impl Operator for FinalAggregate {
                 break;
             }
             let window = entry.remove();
-            if let Some(batch) = self.emit(start, window)? {
-                out.push(StreamBatch::new(batch));
+            if let Some(merged) = self.merged(window)? {
+                if let Some(batch) = self.emit(start, merged)? {
+                    out.push(StreamBatch::new(batch));
+                }
             }
         }
         Ok(())
+    }
+}
+
+impl KeyedState for FinalAggregate {
+    fn tables(&self) -> Vec<StateTable> {
+        vec![state::table(
+            "windows",
+            &self.schema,
+            self.spec.partial_key_columns(),
+        )]
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut batches = Vec::with_capacity(self.windows.len());
+        for start in self.windows.keys().copied().collect::<Vec<_>>() {
+            let window = self.windows.remove(&start).unwrap_or_default();
+            // Unchanged since the last snapshot: its stored rows serve again as they are.
+            let stored = if window.live.is_none() {
+                window.stored
+            } else {
+                match self.merged(window)? {
+                    Some(merged) => merged.drain(start, &self.schema)?,
+                    None => None,
+                }
+            };
+            if let Some(rows) = &stored {
+                batches.push(rows.clone());
+                self.windows
+                    .insert(start, OpenWindow { stored, live: None });
+            }
+        }
+        Ok(vec![batches])
+    }
+
+    fn restore(&mut self, _table: usize, rows: &RecordBatch) -> Result<()> {
+        // Open windows at the checkpoint: no lateness check.
+        self.by_window(rows, |op, start, part| op.merge_into(start, part))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::connector::SinkWriter;
 use crate::error::Result;
 use crate::metrics::JobMetrics;
-use crate::operator::{Operator, StateSnapshot, StreamBatch};
+use crate::operator::{NextTimers, Operator, StateSnapshot, StreamBatch, Timer};
 
 /// The last operator of a chain: writes into a table.
 pub struct Sink {
@@ -38,6 +38,17 @@ impl Operator for Sink {
 
     fn handle_watermark(&mut self, watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {
         self.writer.on_watermark(watermark)
+    }
+
+    fn next_timers(&self) -> NextTimers {
+        NextTimers {
+            processing: self.writer.next_timer().filter(|_| !self.finished),
+            ..NextTimers::default()
+        }
+    }
+
+    fn on_timer(&mut self, _timer: Timer, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        self.writer.on_timer()
     }
 
     fn restore(&mut self, parts: &[StateSnapshot]) -> Result<()> {

@@ -29,8 +29,8 @@ use crate::metrics::JobMetrics;
 
 use chain::{Chain, Fanout};
 use coordinator::{commit_sinks, Coordinator, Flags, Report, Requests};
-pub use exchange::{key_hashes, owner};
 use exchange::Exchanges;
+pub use exchange::{key_hashes, owner};
 use receiver::ReceiverTask;
 use source_task::{restored_watermarks, SourceTask};
 
@@ -148,7 +148,7 @@ fn build_tasks(
                     );
                     let mut watermarks = Default::default();
                     if let Some(restored) = restored {
-                        let parts = restored.node(id);
+                        let parts = restored.operator(&node.uid);
                         if !parts.is_empty() && parts.iter().all(|p| p.blob.is_empty()) {
                             return Err(Error::plan(format!(
                                 "table '{table}': its source ({}) cannot resume from a \
@@ -161,7 +161,7 @@ fn build_tasks(
                     }
                     let reader = connector.create_reader(&ctx)?;
                     let source = SourceTask {
-                        node: id,
+                        uid: node.uid.clone(),
                         instance,
                         prep: Arc::clone(prep),
                         idle_timeout: *idle_timeout,
@@ -173,12 +173,14 @@ fn build_tasks(
                 }
                 NodeKind::Operator { factory } => {
                     let mut chain = Chain {
-                        node: id,
+                        uid: node.uid.clone(),
+                        instance,
+                        parallelism: node.parallelism,
                         operator: factory.create(instance, node.parallelism)?,
                         next: fanout,
                     };
                     if let Some(restored) = restored {
-                        chain.operator.restore(restored.node(id))?;
+                        chain.restore_own(restored)?;
                     }
                     let receiver = ReceiverTask {
                         name: name.clone(),
@@ -221,8 +223,12 @@ pub fn run_with_checkpoints(
         if let Some(restored) = &run.restored {
             // The checkpoint may have completed without its commit (a crash in between):
             // commit it again; commits are idempotent.
-            commit_sinks(&graph.sinks, |node| {
-                restored.node(node).iter().map(|s| s.blob.clone()).collect()
+            commit_sinks(&graph.committers(), |uid| {
+                restored
+                    .operator(uid)
+                    .iter()
+                    .map(|s| s.blob.clone())
+                    .collect()
             })?;
         }
         coordination = Some((rx, requests, run.settings.clone(), last + 1));
@@ -253,11 +259,11 @@ pub fn run_with_checkpoints(
             let job = Coordinator::new(
                 settings,
                 first,
-                graph.shape(),
+                graph.operator_states(),
                 task_count,
                 reports,
                 requests,
-                graph.sinks.clone(),
+                graph.committers(),
                 Arc::clone(&control.metrics),
                 Flags {
                     done: Arc::clone(&done),
@@ -302,7 +308,7 @@ pub fn run_with_checkpoints(
             // The input ended and every sink committed: the checkpoints have served (as in
             // Flink, a finished job's are removed), and a new run starts over.
             if let Err(e) = checkpoint::remove_all(&*run.settings.store) {
-                eprintln!("sluice: the job ended, but its checkpoints stay: {e}");
+                tracing::warn!("the job ended, but its checkpoints stay: {e}");
             }
         }
     }
@@ -316,351 +322,4 @@ pub fn run_with_checkpoints(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use arrow::array::TimestampMillisecondArray;
-    use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-    use datafusion::physical_expr::expressions::Column;
-
-    use std::time::{Duration, Instant};
-
-    use arrow::array::RecordBatch;
-
-    use super::exchange::CHANNEL_CAPACITY;
-    use super::*;
-    use crate::connector::{SourceConnector, SourceEvent, SourceReader};
-    use crate::graph::{Edge, Node};
-    use crate::operator::{Operator, StreamBatch};
-    use crate::source::WatermarkSpec;
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            true,
-        )]))
-    }
-
-    fn batch(ts: &[i64]) -> RecordBatch {
-        RecordBatch::try_new(
-            schema(),
-            vec![Arc::new(TimestampMillisecondArray::from(ts.to_vec()))],
-        )
-        .unwrap()
-    }
-
-    /// A reader that plays a script of events, then waits (Pending) until `release` says
-    /// so or the job stops, then finishes.
-    struct ScriptedReader {
-        partitions: Vec<usize>,
-        script: Vec<SourceEvent>,
-        release: Arc<AtomicBool>,
-        deadline: Instant,
-        pace: bool,
-    }
-
-    impl SourceReader for ScriptedReader {
-        fn partitions(&self) -> Vec<usize> {
-            self.partitions.clone()
-        }
-        fn next(&mut self, _ctx: &SourceContext) -> Result<SourceEvent> {
-            if !self.script.is_empty() {
-                // Paced, so that a partition that is left out goes idle in between.
-                if self.pace {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                return Ok(self.script.remove(0));
-            }
-            if self.release.load(Ordering::SeqCst) || Instant::now() > self.deadline {
-                return Ok(SourceEvent::Finished);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-            Ok(SourceEvent::Pending)
-        }
-    }
-
-    type Scripts = Vec<(Vec<usize>, Vec<(usize, Vec<i64>)>)>;
-
-    struct ScriptedSource {
-        scripts: Mutex<Scripts>,
-        release: Arc<AtomicBool>,
-    }
-
-    impl SourceConnector for ScriptedSource {
-        fn describe(&self) -> String {
-            "scripted".into()
-        }
-        fn bounded(&self) -> bool {
-            true
-        }
-        fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
-            let (partitions, events) = self.scripts.lock().unwrap()[ctx.instance].clone();
-            let script = events
-                .into_iter()
-                .map(|(partition, ts)| SourceEvent::Batch {
-                    partition,
-                    batch: batch(&ts),
-                })
-                .collect();
-            Ok(Box::new(ScriptedReader {
-                partitions,
-                script,
-                release: Arc::clone(&self.release),
-                deadline: Instant::now() + Duration::from_secs(1),
-                pace: true,
-            }))
-        }
-    }
-
-    /// Records the watermarks it sees; releases the source once `release_at` is reached.
-    struct Recorder {
-        seen: Arc<Mutex<Vec<i64>>>,
-        release: Arc<AtomicBool>,
-        release_at: i64,
-    }
-
-    impl Operator for Recorder {
-        fn process_batch(
-            &mut self,
-            _batch: StreamBatch,
-            _out: &mut Vec<StreamBatch>,
-        ) -> Result<()> {
-            Ok(())
-        }
-        fn handle_watermark(&mut self, watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {
-            self.seen.lock().unwrap().push(watermark);
-            if watermark >= self.release_at && watermark != i64::MAX {
-                self.release.store(true, Ordering::SeqCst);
-            }
-            Ok(())
-        }
-    }
-
-    /// Runs scripted source instances into a recorder; returns the watermarks it saw.
-    fn watermarks(
-        scripts: Scripts,
-        idle_timeout: Option<Duration>,
-        edge: Edge,
-        release_at: i64,
-    ) -> Vec<i64> {
-        let release = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let parallelism = scripts.len();
-        let prep = SourcePrep {
-            columns: vec![Arc::new(Column::new("ts", 0))],
-            schema: schema(),
-            watermark: Some(WatermarkSpec {
-                rowtime: 0,
-                expr: Arc::new(Column::new("ts", 0)),
-                fixed_delay_ms: None,
-            }),
-        };
-        let mut graph = Graph::new();
-        let source = graph.add(Node {
-            name: "source".into(),
-            parallelism,
-            kind: NodeKind::Source {
-                table: "t".into(),
-                connector: Arc::new(ScriptedSource {
-                    scripts: Mutex::new(scripts),
-                    release: Arc::clone(&release),
-                }),
-                prep: Arc::new(prep),
-                idle_timeout,
-            },
-            input: None,
-        });
-        let (s, r) = (Arc::clone(&seen), Arc::clone(&release));
-        let recorder_parallelism = if edge == Edge::Forward {
-            parallelism
-        } else {
-            1
-        };
-        graph.add(Node {
-            name: "recorder".into(),
-            parallelism: recorder_parallelism,
-            kind: NodeKind::Operator {
-                factory: Arc::new(move |_: usize, _: usize| {
-                    Ok(Box::new(Recorder {
-                        seen: Arc::clone(&s),
-                        release: Arc::clone(&r),
-                        release_at,
-                    }) as Box<dyn Operator>)
-                }),
-            },
-            input: Some((source, edge)),
-        });
-        let control = JobControl::new(
-            Arc::new(JobMetrics::new()),
-            Arc::new(AtomicBool::new(false)),
-        );
-        run(&graph, &control).unwrap();
-        let seen = seen.lock().unwrap().clone();
-        seen
-    }
-
-    #[test]
-    fn a_source_watermark_is_the_minimum_over_its_partitions() {
-        let script = vec![(
-            vec![0, 1],
-            vec![
-                (0, vec![100, 300]),
-                (1, vec![50]),
-                (1, vec![200]),
-                (0, vec![400]),
-            ],
-        )];
-        // Partition 1 holds the watermark back until its own rows pass.
-        assert_eq!(
-            watermarks(script, None, Edge::Single, 0),
-            vec![50, 200, i64::MAX]
-        );
-    }
-
-    #[test]
-    fn an_idle_partition_stops_holding_the_watermark_back() {
-        let batches: Vec<(usize, Vec<i64>)> = (1..=10).map(|i| (0, vec![i * 100])).collect();
-        let script = || vec![(vec![0, 1], batches.clone())];
-        // Without a timeout the silent partition 1 holds everything until the end.
-        assert_eq!(
-            watermarks(script(), None, Edge::Forward, 1000),
-            vec![i64::MAX]
-        );
-        // With one, the watermark follows partition 0 while the source still runs.
-        let seen = watermarks(
-            script(),
-            Some(Duration::from_millis(50)),
-            Edge::Forward,
-            1000,
-        );
-        assert!(seen.len() > 2 && seen.contains(&1000), "{seen:?}");
-        assert_eq!(seen.last(), Some(&i64::MAX));
-    }
-
-    #[test]
-    fn an_operator_watermark_is_the_minimum_over_its_inputs() {
-        let scripts = vec![
-            (vec![0], vec![(0, vec![100]), (0, vec![500])]),
-            (vec![1], vec![(1, vec![300])]),
-        ];
-        // Instance 1 stays at 300 (its reader waits) until the recorder has seen 300.
-        let seen = watermarks(scripts, None, Edge::Hash(vec![0]), 300);
-        // Once both finish, 500 may show (instance 1 ended first) or not: either is right.
-        assert_eq!(seen[..2], [100, 300]);
-        assert!(
-            seen[2..] == [i64::MAX] || seen[2..] == [500, i64::MAX],
-            "{seen:?}"
-        );
-    }
-
-    #[test]
-    fn an_instance_without_partitions_is_idle_from_the_start() {
-        let scripts = vec![(vec![0], vec![(0, vec![100, 250])]), (vec![], vec![])];
-        let seen = watermarks(scripts, None, Edge::Hash(vec![0]), 250);
-        assert_eq!(seen.first(), Some(&250));
-    }
-
-    /// Sleeps on every batch and records how far the source had read ahead.
-    struct SlowSink {
-        metrics: Arc<JobMetrics>,
-        processed: u64,
-        ahead: Arc<Mutex<u64>>,
-    }
-
-    impl Operator for SlowSink {
-        fn process_batch(&mut self, batch: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
-            std::thread::sleep(Duration::from_millis(2));
-            self.processed += batch.num_rows() as u64;
-            let read = self.metrics.records_read();
-            let mut ahead = self.ahead.lock().unwrap();
-            *ahead = (*ahead).max(read - self.processed);
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_slow_consumer_holds_the_source_back() {
-        let batches: Vec<(usize, Vec<i64>)> = (0..200).map(|i| (0, vec![i; 10])).collect();
-        let mut graph = Graph::new();
-        let prep = SourcePrep {
-            columns: vec![Arc::new(Column::new("ts", 0))],
-            schema: schema(),
-            watermark: None,
-        };
-        let release = Arc::new(AtomicBool::new(true));
-        let source = graph.add(Node {
-            name: "source".into(),
-            parallelism: 1,
-            kind: NodeKind::Source {
-                table: "t".into(),
-                connector: Arc::new(FastSource { batches, release }),
-                prep: Arc::new(prep),
-                idle_timeout: None,
-            },
-            input: None,
-        });
-        let metrics = Arc::new(JobMetrics::new());
-        let ahead = Arc::new(Mutex::new(0));
-        let (m, a) = (Arc::clone(&metrics), Arc::clone(&ahead));
-        graph.add(Node {
-            name: "slow".into(),
-            parallelism: 1,
-            kind: NodeKind::Operator {
-                factory: Arc::new(move |_: usize, _: usize| {
-                    Ok(Box::new(SlowSink {
-                        metrics: Arc::clone(&m),
-                        processed: 0,
-                        ahead: Arc::clone(&a),
-                    }) as Box<dyn Operator>)
-                }),
-            },
-            input: Some((source, Edge::Single)),
-        });
-        run(
-            &graph,
-            &JobControl::new(Arc::clone(&metrics), Arc::new(AtomicBool::new(false))),
-        )
-        .unwrap();
-        assert_eq!(metrics.records_read(), 2000);
-        // The channel holds CHANNEL_CAPACITY batches; one more is in the sender's hand.
-        let bound = (CHANNEL_CAPACITY as u64 + 2) * 10;
-        let ahead = *ahead.lock().unwrap();
-        assert!(
-            ahead <= bound,
-            "the source read {ahead} rows ahead of a slow consumer (bound {bound})"
-        );
-    }
-
-    /// Produces all its batches as fast as it can.
-    struct FastSource {
-        batches: Vec<(usize, Vec<i64>)>,
-        release: Arc<AtomicBool>,
-    }
-
-    impl SourceConnector for FastSource {
-        fn describe(&self) -> String {
-            "fast".into()
-        }
-        fn bounded(&self) -> bool {
-            true
-        }
-        fn create_reader(&self, _ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
-            let script = self
-                .batches
-                .iter()
-                .map(|(p, ts)| SourceEvent::Batch {
-                    partition: *p,
-                    batch: batch(ts),
-                })
-                .collect();
-            Ok(Box::new(ScriptedReader {
-                partitions: vec![0],
-                script,
-                release: Arc::clone(&self.release),
-                deadline: Instant::now(),
-                pace: false,
-            }))
-        }
-    }
-}
+mod tests;
