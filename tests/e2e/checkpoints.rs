@@ -355,7 +355,8 @@ fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
 
     // The newest checkpoint with a truncated manifest: the run falls back and says so. It
     // runs the job with changes its state does not care about (a filter that keeps every
-    // row, a source option set to its default), which restore fine.
+    // row, a source option set to its default, the sink's path: a folder inside the old
+    // one, so the output read back is what both paths hold), which restore fine.
     let manifest = checkpoints.join(format!("chk-{newest}/_manifest.json"));
     let bytes = std::fs::read(&manifest).unwrap();
     std::fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
@@ -368,8 +369,15 @@ fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
         .replace(
             "GROUP BY window_start",
             "WHERE fee >= 0 OR fee IS NULL\n             GROUP BY window_start",
+        )
+        .replace(
+            &format!("'path' = '{}'", actual.display()),
+            &format!("'path' = '{}/moved'", actual.display()),
         );
-    assert_ne!(edited, text);
+    assert!(
+        edited.contains("/moved'") && edited.contains("WHERE fee"),
+        "{edited}"
+    );
     std::fs::write(&harmless, edited).unwrap();
     let outcome = sluice_run(&harmless).output();
     outcome.assert_success();

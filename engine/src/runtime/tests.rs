@@ -505,3 +505,106 @@ fn an_input_past_its_barrier_is_held_back_by_its_channel_not_queued() {
     );
     assert!(metrics.checkpoints().completed >= 1);
 }
+
+/// Sets an event-time timer at 150 and a processing-time one already due; records calls.
+struct TimerProbe {
+    event: Option<i64>,
+    processing: Option<Instant>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Operator for TimerProbe {
+    fn process_batch(&mut self, _batch: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        Ok(())
+    }
+    fn handle_watermark(&mut self, watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("watermark {watermark}"));
+        Ok(())
+    }
+    fn next_timers(&self) -> crate::operator::NextTimers {
+        crate::operator::NextTimers {
+            event: self.event,
+            processing: self.processing,
+        }
+    }
+    fn on_timer(
+        &mut self,
+        timer: crate::operator::Timer,
+        _out: &mut Vec<StreamBatch>,
+    ) -> Result<()> {
+        let text = match timer {
+            crate::operator::Timer::EventTime(t) => {
+                self.event = None;
+                format!("event timer {t}")
+            }
+            crate::operator::Timer::ProcessingTime(_) => {
+                self.processing = None;
+                "processing timer".to_string()
+            }
+        };
+        self.calls.lock().unwrap().push(text);
+        Ok(())
+    }
+}
+
+#[test]
+fn timers_fire_when_the_watermark_or_the_clock_reaches_them() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut chain = super::chain::Chain {
+        uid: "probe".into(),
+        instance: 0,
+        parallelism: 1,
+        operator: Box::new(TimerProbe {
+            event: Some(150),
+            processing: Some(Instant::now() + Duration::from_millis(30)),
+            calls: Arc::clone(&calls),
+        }),
+        next: Default::default(),
+    };
+    chain.push_watermark(100).unwrap();
+    chain.poll_timers(Instant::now()).unwrap();
+    chain.push_watermark(200).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    chain.poll_timers(Instant::now()).unwrap();
+    chain.poll_timers(Instant::now()).unwrap();
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [
+            "watermark 100",
+            "event timer 150",
+            "watermark 200",
+            "processing timer"
+        ]
+    );
+}
+
+/// An operator whose event timer never clears is stopped with an error naming it.
+struct StuckTimer;
+
+impl Operator for StuckTimer {
+    fn process_batch(&mut self, _batch: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        Ok(())
+    }
+    fn next_timers(&self) -> crate::operator::NextTimers {
+        crate::operator::NextTimers {
+            event: Some(0),
+            processing: None,
+        }
+    }
+}
+
+#[test]
+fn a_timer_that_never_clears_is_an_error_naming_the_operator() {
+    let mut chain = super::chain::Chain {
+        uid: "INSERT INTO t/stuck 1".into(),
+        instance: 0,
+        parallelism: 1,
+        operator: Box::new(StuckTimer),
+        next: Default::default(),
+    };
+    let err = chain.push_watermark(10).unwrap_err();
+    assert!(err.message().contains("INSERT INTO t/stuck 1"), "{err}");
+}
