@@ -80,7 +80,7 @@ PY
 check_metrics() { # input output
   "$python" "$repo/tests/support/compare.py" --events "$1" --actual "$2" --key currency \
     --ts event_time --value fee --size-ms 60000 \
-    --agg count:tx_count --agg sum:total_fee --agg avg:avg_fee --late-delay-ms 5000 >/dev/null
+    --agg count:tx_count --agg sum:total_fee --agg avg:avg_fee --late-delay-ms 5000 --watermark-interval-ms 200 >/dev/null
   echo "  output checked against DuckDB: equal"
 }
 

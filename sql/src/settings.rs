@@ -17,6 +17,9 @@ pub struct Settings {
     pub time_zone: Tz,
     /// `table.exec.source.idle-timeout`: when a quiet partition stops holding the watermark.
     pub idle_timeout: Option<Duration>,
+    /// `pipeline.auto-watermark-interval` (200 ms, as in Flink): how far the largest
+    /// watermark seen must be past the last emitted one to be emitted (0: every record).
+    pub watermark_interval: Duration,
     /// `execution.checkpointing.interval`: checkpoints are taken this often (none when unset).
     pub checkpoint_interval: Option<Duration>,
     /// `state.checkpoints.dir`: where checkpoints go (a folder, `file:///...` or
@@ -32,7 +35,6 @@ pub struct Settings {
 
 /// Keys accepted for Flink compatibility that change nothing here.
 const ACCEPTED: &[&str] = &[
-    "pipeline.auto-watermark-interval",
     "pipeline.name",
     "execution.runtime-mode",
     "sql-client.execution.result-mode",
@@ -46,6 +48,7 @@ impl Settings {
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             time_zone: Tz::UTC,
             idle_timeout: None,
+            watermark_interval: Duration::from_millis(200),
             checkpoint_interval: None,
             checkpoint_dir: None,
             checkpoints_retained: 3,
@@ -67,6 +70,9 @@ impl Settings {
                             "'{value}' is not a time zone name like 'UTC' or 'Asia/Shanghai'"
                         ))
                     })?
+                }
+                "pipeline.auto-watermark-interval" => {
+                    settings.watermark_interval = parse_duration(value).map_err(bad)?;
                 }
                 "table.exec.source.idle-timeout" => {
                     let d = parse_duration(value).map_err(bad)?;

@@ -347,7 +347,7 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
             ("sum", "total_fee"),
             ("avg", "avg_fee"),
         ],
-        late_delay_ms: None,
+        lateness: None,
     }
     .run();
     assert!(summary.actual_rows >= 4 * (after_first + 3), "{summary:?}");

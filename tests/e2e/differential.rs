@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{assert_no_hidden_files, run_python, JobDir, TumbleCheck};
+use crate::common::{assert_no_hidden_files, run_python, JobDir, Lateness, TumbleCheck};
 
 const EVENTS: u64 = 1_000_000;
 /// Distinct group keys; at 1,000 events per second of event time each key gets about 60
@@ -51,19 +51,23 @@ fn generate(path: &Path, disorder_ms: u64, files: u64) {
 }
 
 /// Runs the job over `events` at `parallelism`, compares its windows with the batch result
-/// and returns how many rows Sluice dropped as late and how many the rule predicts.
+/// and returns how many rows Sluice dropped as late and how many the rule predicts. With
+/// `emit_interval_ms`, the job sets `pipeline.auto-watermark-interval` to it; without, it
+/// runs with the default (200 ms).
 fn run_and_compare(
     events: &Path,
     watermark_delay_s: u64,
     parallelism: &str,
     late_possible: bool,
+    emit_interval_ms: Option<u64>,
 ) -> (u64, u64) {
     let dir = JobDir::new();
-    let outcome = dir.run(
-        &job(watermark_delay_s),
-        events,
-        &[("parallelism.default", parallelism)],
-    );
+    let interval = emit_interval_ms.map(|ms| format!("{ms} ms"));
+    let mut sets = vec![("parallelism.default", parallelism)];
+    if let Some(interval) = &interval {
+        sets.push(("pipeline.auto-watermark-interval", interval));
+    }
+    let outcome = dir.run(&job(watermark_delay_s), events, &sets);
     outcome.assert_success();
     let output = dir.output();
     assert_no_hidden_files(&output);
@@ -81,7 +85,10 @@ fn run_and_compare(
             ("min", "lo"),
             ("max", "hi"),
         ],
-        late_delay_ms: late_possible.then_some(watermark_delay_s * 1000),
+        lateness: late_possible.then_some(Lateness {
+            delay_ms: watermark_delay_s * 1000,
+            emit_interval_ms: emit_interval_ms.unwrap_or(200),
+        }),
     }
     .run();
     let metrics = outcome.metrics();
@@ -105,28 +112,36 @@ fn out_of_order_events_within_the_watermark_delay_match_duckdb() {
     let events = input.path().join("events");
     generate(&events, 2_000, 4);
     for parallelism in ["1", "4"] {
-        let (late, expected_late) = run_and_compare(&events, 3, parallelism, false);
+        let (late, expected_late) = run_and_compare(&events, 3, parallelism, false, None);
         assert_eq!(expected_late, 0);
         assert_eq!(late, 0, "no row may be late at parallelism {parallelism}");
     }
 }
 
 #[test]
-fn rows_later_than_the_watermark_are_dropped_exactly_as_the_per_record_rule_says() {
+fn rows_later_than_the_watermark_are_dropped_exactly_as_flink_s_rule_says() {
     // One file (one partition), up to 3 s out of order, a 1 s delay: thousands of rows
-    // arrive after their window fired.
+    // arrive after their window fired. The watermark is emitted as Flink emits it, once it
+    // is more than 200 ms past the last one (its default); with the interval at 0 it is
+    // emitted after every record, and somewhat more rows are late.
     let input = JobDir::new();
     let events = input.path().join("events.json");
     generate(&events, 3_000, 1);
-    for parallelism in ["1", "4"] {
-        let (late, expected_late) = run_and_compare(&events, 1, parallelism, true);
+    let mut expected = Vec::new();
+    for (interval, parallelism) in [(None, "1"), (None, "4"), (Some(0), "1"), (Some(0), "4")] {
+        let (late, expected_late) = run_and_compare(&events, 1, parallelism, true, interval);
         assert!(
             expected_late > 1_000,
             "the input should have many late rows: {expected_late}"
         );
         assert_eq!(
             late, expected_late,
-            "late rows at parallelism {parallelism}"
+            "late rows at parallelism {parallelism}, interval {interval:?}"
         );
+        expected.push(expected_late);
     }
+    assert!(
+        expected[0] < expected[2],
+        "the two rules must differ on this input: {expected:?}"
+    );
 }

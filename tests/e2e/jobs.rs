@@ -49,7 +49,7 @@ fn check_tx_metrics(events: &Path, output: &Path) -> TumbleSummary {
             ("sum", "total_fee"),
             ("avg", "avg_fee"),
         ],
-        late_delay_ms: None,
+        lateness: None,
     }
     .run()
 }

@@ -181,7 +181,7 @@ fn window_job_matches_duckdb(
             ("min", "lo"),
             ("max", "hi"),
         ],
-        late_delay_ms: None,
+        lateness: None,
     }
     .run();
     assert!(summary.actual_rows > 0);

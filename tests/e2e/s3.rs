@@ -96,7 +96,7 @@ GROUP BY window_start, window_end, k;"
         value: "v",
         size_ms: 60_000,
         aggregates: &[("count", "cnt"), ("sum", "total")],
-        late_delay_ms: None,
+        lateness: None,
     }
     .run();
     // Each partition folder holds exactly its hour's windows; timestamps are INT64 millis.

@@ -4,12 +4,14 @@
 The expected result is DuckDB's batch GROUP BY over the same JSON-lines input, with windows
 computed by epoch arithmetic: start = ts - (ts mod size). With --late-delay-ms, the rows
 Sluice must drop as late are removed first, decided here record by record, for each input
-file (one source partition) on its own: the watermark before a row is the maximum of
-(ts - delay) over the rows before it in its file, and the row is late if and only if that
-watermark has reached its window's end - 1 ms.
+file (one source partition) on its own, as Flink emits watermarks: the largest (ts - delay)
+seen so far is emitted once it exceeds the last emitted watermark by more than
+--watermark-interval-ms (0: after every record); the row is late if and only if the
+watermark emitted before it has reached its window's end - 1 ms.
 
 usage: compare.py --events FILE_OR_FOLDER --actual FOLDER --key COL --ts COL --value COL
-                  --size-ms N --agg FUNC:COLUMN [--agg ...] [--late-delay-ms D]
+                  --size-ms N --agg FUNC:COLUMN [--agg ...]
+                  [--late-delay-ms D [--watermark-interval-ms I]]
 
 FUNC is count, sum, avg, min or max and COLUMN the Sluice output column holding it; the
 output also has window_start, window_end and the key column. Counts and min/max must match
@@ -34,11 +36,12 @@ def input_files(path):
     return visible_files(path, ".json") if os.path.isdir(path) else [path]
 
 
-def non_late_events(files, key, ts_col, value, size, delay):
+def non_late_events(files, key, ts_col, value, size, delay, interval):
     """The rows that are not late by the per-record rule, as an Arrow table, and the late count."""
     keys, values, stamps, late = [], [], [], 0
     for path in files:
-        watermark = None
+        watermark = None  # emitted
+        seen = None  # the largest ts - delay so far
         with open(path) as f:
             for line in f:
                 row = json.loads(line)
@@ -52,8 +55,10 @@ def non_late_events(files, key, ts_col, value, size, delay):
                     keys.append(row[key])
                     values.append(row[value])
                     stamps.append(ts)
-                if watermark is None or ts - delay > watermark:
-                    watermark = ts - delay
+                if seen is None or ts - delay > seen:
+                    seen = ts - delay
+                    if watermark is None or seen - watermark > interval:
+                        watermark = seen
     table = pa.table({"k": pa.array(keys, pa.string()), "v": pa.array(values, pa.float64()),
                       "ts": pa.array(stamps, pa.int64())})
     return table, late
@@ -69,6 +74,7 @@ def main():
     p.add_argument("--size-ms", type=int, required=True)
     p.add_argument("--agg", action="append", required=True, metavar="FUNC:COLUMN")
     p.add_argument("--late-delay-ms", type=int)
+    p.add_argument("--watermark-interval-ms", type=int, default=0)
     a = p.parse_args()
     aggs = [spec.split(":", 1) for spec in a.agg]
     for func, _ in aggs:
@@ -84,7 +90,8 @@ def main():
             f"FROM read_json({files!r}, format = 'newline_delimited', "
             f"columns = {{{a.key}: 'VARCHAR', {a.value}: 'DOUBLE', {a.ts}: 'BIGINT'}})")
     else:
-        events, late = non_late_events(files, a.key, a.ts, a.value, a.size_ms, a.late_delay_ms)
+        events, late = non_late_events(files, a.key, a.ts, a.value, a.size_ms, a.late_delay_ms,
+                                       a.watermark_interval_ms)
         con.register("events", events)
     size = a.size_ms
     con.execute(

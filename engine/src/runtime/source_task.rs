@@ -12,7 +12,7 @@ use crate::checkpoint::Part;
 use crate::connector::{SourceContext, SourceEvent, SourceReader};
 use crate::error::{Error, Result};
 use crate::operator::StateSnapshot;
-use crate::source::SourcePrep;
+use crate::source::{PartitionWatermark, SourcePrep};
 
 use super::chain::Fanout;
 use super::watermarks::{Progress, Watermarks};
@@ -108,6 +108,9 @@ impl SourceTask {
         }));
         let mut last_data: HashMap<usize, Instant> =
             partitions.iter().map(|p| (*p, Instant::now())).collect();
+        // The largest watermark expression seen per partition (what `watermarks` holds is
+        // the one emitted); a partition without an entry has seen nothing past its emitted.
+        let mut seen: HashMap<usize, i64> = HashMap::new();
         let mut last_barrier = control.requested_checkpoint();
         if watermarks.is_empty() {
             // An instance that owns no partition must not hold the watermark back.
@@ -131,10 +134,16 @@ impl SourceTask {
             match reader.next(&ctx)? {
                 SourceEvent::Batch { partition, batch } => {
                     control.metrics.add_read(batch.num_rows() as u64, 0);
-                    let watermark = watermarks
+                    let emitted = watermarks
                         .get_mut(partition)
                         .ok_or_else(|| Error::internal(format!("unknown partition {partition}")))?;
-                    let rows = self.prep.apply(&batch, watermark)?;
+                    let mut state = PartitionWatermark {
+                        emitted: *emitted,
+                        seen: *seen.get(&partition).unwrap_or(emitted),
+                    };
+                    let rows = self.prep.apply(&batch, &mut state)?;
+                    *emitted = state.emitted;
+                    seen.insert(partition, state.seen);
                     watermarks.active(partition);
                     last_data.insert(partition, Instant::now());
                     self.fanout.push_batches(vec![rows])?;

@@ -132,6 +132,7 @@ fn watermarks(
             rowtime: 0,
             expr: Arc::new(Column::new("ts", 0)),
             fixed_delay_ms: None,
+            emit_interval_ms: 0,
         }),
     };
     let mut graph = Graph::new();

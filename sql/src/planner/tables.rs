@@ -147,6 +147,7 @@ impl Planner<'_> {
                     rowtime,
                     expr,
                     fixed_delay_ms,
+                    emit_interval_ms: self.settings.watermark_interval.as_millis() as i64,
                 })
             }
         };

@@ -454,8 +454,17 @@ pub struct TumbleCheck<'a> {
     pub size_ms: u64,
     /// (function, output column): count, sum, avg, min or max.
     pub aggregates: &'a [(&'a str, &'a str)],
-    /// The watermark delay, when rows may be late: they are then decided record by record.
-    pub late_delay_ms: Option<u64>,
+    /// When rows may be late, the watermark they are decided against, record by record.
+    pub lateness: Option<Lateness>,
+}
+
+/// A source's watermark, as the late rows are decided against it: `rowtime - delay`,
+/// emitted once the largest seen is more than `emit_interval_ms` past the last emitted
+/// (`pipeline.auto-watermark-interval`: 200 ms by default, 0 for every record).
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    pub delay_ms: u64,
+    pub emit_interval_ms: u64,
 }
 
 /// What compare.py found, once the output matched.
@@ -490,8 +499,16 @@ impl TumbleCheck<'_> {
         for (function, column) in self.aggregates {
             args.extend(["--agg".to_string(), format!("{function}:{column}")]);
         }
-        if let Some(delay) = self.late_delay_ms {
-            args.extend(["--late-delay-ms".to_string(), delay.to_string()]);
+        if let Some(Lateness {
+            delay_ms,
+            emit_interval_ms,
+        }) = self.lateness
+        {
+            args.extend(["--late-delay-ms".to_string(), delay_ms.to_string()]);
+            args.extend([
+                "--watermark-interval-ms".to_string(),
+                emit_interval_ms.to_string(),
+            ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let stdout = run_python("compare.py", &args);
