@@ -1,5 +1,7 @@
-//! Window table functions: `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset]))`, the
-//! bare `TUMBLE(TABLE t, ...)`, and the legacy `GROUP BY TUMBLE(ts, size)`.
+//! Window table functions: `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset]))`,
+//! `HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset])` and
+//! `CUMULATE(TABLE t, DESCRIPTOR(ts), step, size [, offset])`, each also without the outer
+//! `TABLE(...)`, and the legacy `GROUP BY TUMBLE(ts, size)` / `HOP(ts, slide, size)`.
 //!
 //! A window call is taken out of the query and replaced by a generated table
 //! `__window_N`: the input's columns plus `window_start`, `window_end` and `window_time`.
@@ -24,18 +26,15 @@ use sluice_engine::{Error, Result};
 
 use crate::location::SourceFile;
 
-/// Which windowing table function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowKind {
-    Tumble,
-}
+use sluice_engine::window::WindowShape;
 
 /// One window call found in a statement.
 #[derive(Debug, Clone)]
 pub struct WindowCall {
     /// The generated table that replaces the call (`__window_N`).
     pub table_name: String,
-    pub kind: WindowKind,
+    /// TUMBLE, HOP (with its slide) or CUMULATE (with its step).
+    pub shape: WindowShape,
     /// The windowed table or view.
     pub input: String,
     pub input_location: Location,
@@ -45,6 +44,78 @@ pub struct WindowCall {
     pub size_ms: i64,
     pub offset_ms: i64,
     pub location: Location,
+}
+
+impl WindowCall {
+    /// The function's name, for messages.
+    pub fn function(&self) -> &'static str {
+        shape_name(self.shape)
+    }
+}
+
+fn shape_name(shape: WindowShape) -> &'static str {
+    match shape {
+        WindowShape::Tumble => "TUMBLE",
+        WindowShape::Hop { .. } => "HOP",
+        WindowShape::Cumulate { .. } => "CUMULATE",
+    }
+}
+
+/// The intervals a window function takes before its optional offset, and what they are.
+fn leading_intervals(function: &str) -> &'static [&'static str] {
+    match function {
+        "HOP" => &["slide", "size"],
+        "CUMULATE" => &["step", "size"],
+        _ => &["size"],
+    }
+}
+
+/// The window shape and size from a function's leading intervals; errors point at the
+/// interval that is wrong.
+fn shape_of(
+    file: &SourceFile,
+    function: &str,
+    intervals: &[(i64, Location)],
+    location: Location,
+) -> Result<(WindowShape, (i64, Location))> {
+    let names = leading_intervals(function);
+    if intervals.len() < names.len() {
+        return Err(file.error_at(
+            location,
+            format!("{function} needs a window {}", names[intervals.len()]),
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let (value, at) = intervals[i];
+        if value <= 0 {
+            return Err(file.error_at(
+                at,
+                format!("the window {name} must be positive, not {value} ms"),
+            ));
+        }
+    }
+    let size = intervals[names.len() - 1];
+    let shape = match function {
+        "HOP" | "CUMULATE" => {
+            let (part, _) = intervals[0];
+            if size.0 % part != 0 {
+                return Err(file.error_at(
+                    size.1,
+                    format!(
+                        "{function} needs a size that is a whole multiple of its {}: {} ms is                          not a multiple of {} ms",
+                        names[0], size.0, part
+                    ),
+                ));
+            }
+            if function == "HOP" {
+                WindowShape::Hop { slide_ms: part }
+            } else {
+                WindowShape::Cumulate { step_ms: part }
+            }
+        }
+        _ => WindowShape::Tumble,
+    };
+    Ok((shape, size))
 }
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
@@ -138,15 +209,18 @@ fn parse_call(
     location: Location,
     next_id: &mut usize,
 ) -> Result<WindowCall> {
-    if function != "TUMBLE" {
+    if function == "SESSION" {
         return Err(file.error_at(
             location,
-            format!("{function} windows are not supported yet; TUMBLE is"),
+            "SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are",
         ));
     }
     let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(args.to_vec());
     let err = |p: &Parser, what: &str| {
-        file.error_at(p.peek_token().span.start, format!("TUMBLE expects {what}"))
+        file.error_at(
+            p.peek_token().span.start,
+            format!("{function} expects {what}"),
+        )
     };
     if !p.parse_keyword(Keyword::TABLE) {
         return Err(err(&p, "TABLE <name> as its first argument"));
@@ -177,37 +251,55 @@ fn parse_call(
         let expr = p.parse_expr().map_err(|_| err(&p, "an INTERVAL"))?;
         intervals.push((interval_ms(&expr).map_err(|m| file.error_at(at, m))?, at));
     }
+    let names = leading_intervals(function);
     if p.peek_token().token != Token::EOF {
-        return Err(err(&p, "TABLE, DESCRIPTOR, a size and an optional offset"));
+        return Err(err(
+            &p,
+            &format!(
+                "TABLE, DESCRIPTOR, {} and an optional offset",
+                names.join(", ")
+            ),
+        ));
     }
-    let (size_ms, size_at) = *intervals
-        .first()
-        .ok_or_else(|| file.error_at(location, "TUMBLE needs a window size"))?;
-    let offset_ms = intervals.get(1).map_or(0, |i| i.0);
-    if intervals.len() > 2 {
-        return Err(file.error_at(intervals[2].1, "TUMBLE takes at most a size and an offset"));
+    if intervals.len() > names.len() + 1 {
+        return Err(file.error_at(
+            intervals[names.len() + 1].1,
+            format!(
+                "{function} takes {} and an offset at most",
+                names.join(", ")
+            ),
+        ));
     }
-    let call = new_call(
+    let (shape, size) = shape_of(file, function, &intervals, location)?;
+    let offset_ms = intervals.get(names.len()).map_or(0, |i| i.0);
+    new_call(
         file,
-        input,
-        input_location,
-        descriptor,
-        descriptor_location,
-        (size_ms, size_at),
+        WindowInput {
+            input,
+            input_location,
+            descriptor,
+            descriptor_location,
+        },
+        shape,
+        size,
         offset_ms,
         location,
         next_id,
-    )?;
-    Ok(call)
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn new_call(
-    file: &SourceFile,
+/// What a window call windows: the table and its time attribute.
+struct WindowInput {
     input: String,
     input_location: Location,
     descriptor: String,
     descriptor_location: Location,
+}
+
+fn new_call(
+    file: &SourceFile,
+    what: WindowInput,
+    shape: WindowShape,
     (size_ms, size_at): (i64, Location),
     offset_ms: i64,
     location: Location,
@@ -226,11 +318,11 @@ fn new_call(
     *next_id += 1;
     Ok(WindowCall {
         table_name: format!("__window_{id}"),
-        kind: WindowKind::Tumble,
-        input,
-        input_location,
-        descriptor,
-        descriptor_location,
+        shape,
+        input: what.input,
+        input_location: what.input_location,
+        descriptor: what.descriptor,
+        descriptor_location: what.descriptor_location,
         size_ms,
         offset_ms,
         location,
@@ -346,10 +438,10 @@ pub fn rewrite_legacy(
         .first()
         .and_then(|p| p.as_ident())
         .map_or(Location::new(0, 0), |i| i.span.start);
-    if name != "TUMBLE" {
+    if name == "SESSION" {
         return Err(file.error_at(
             location,
-            format!("{name} windows are not supported yet; TUMBLE is"),
+            "SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are",
         ));
     }
     let args = function_args(f);
@@ -362,18 +454,23 @@ pub fn rewrite_legacy(
         _ => {
             return Err(file.error_at(
                 location,
-                "TUMBLE(time_attr, size) expects a time column first",
+                format!("{name}(time_attr, ...) expects a time column first"),
             ))
         }
     };
-    let size = args
-        .get(1)
-        .ok_or_else(|| file.error_at(location, "TUMBLE needs a window size"))?;
-    let size_ms = interval_ms(size).map_err(|m| file.error_at(location, m))?;
-    let offset_ms = match args.get(2) {
-        Some(e) => interval_ms(e).map_err(|m| file.error_at(location, m))?,
-        None => 0,
-    };
+    let intervals = args[1..]
+        .iter()
+        .map(|e| {
+            Ok((
+                interval_ms(e).map_err(|m| file.error_at(location, m))?,
+                location,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (shape, size) = shape_of(file, &name, &intervals, location)?;
+    let offset_ms = intervals
+        .get(leading_intervals(&name).len())
+        .map_or(0, |i| i.0);
     let (input, input_location) = match select.from.as_slice() {
         [only] if only.joins.is_empty() => match &only.relation {
             TableFactor::Table { name, .. } => {
@@ -388,24 +485,27 @@ pub fn rewrite_legacy(
             _ => {
                 return Err(file.error_at(
                     location,
-                    "GROUP BY TUMBLE(...) needs a single table or view in FROM",
+                    format!("GROUP BY {name}(...) needs a single table or view in FROM"),
                 ))
             }
         },
         _ => {
             return Err(file.error_at(
                 location,
-                "GROUP BY TUMBLE(...) needs a single table or view in FROM",
+                format!("GROUP BY {name}(...) needs a single table or view in FROM"),
             ))
         }
     };
     let call = new_call(
         file,
-        input.clone(),
-        input_location,
-        descriptor,
-        descriptor_location,
-        (size_ms, location),
+        WindowInput {
+            input: input.clone(),
+            input_location,
+            descriptor,
+            descriptor_location,
+        },
+        shape,
+        size,
         offset_ms,
         location,
         next_id,
@@ -431,9 +531,9 @@ pub fn rewrite_legacy(
     let _ = visit_expressions_mut(select.as_mut(), |expr: &mut Expr| {
         if let Some((name, _)) = function_name(expr) {
             let column = match name.as_str() {
-                "TUMBLE_START" => Some("window_start"),
-                "TUMBLE_END" => Some("window_end"),
-                "TUMBLE_ROWTIME" => Some("window_time"),
+                "TUMBLE_START" | "HOP_START" | "CUMULATE_START" => Some("window_start"),
+                "TUMBLE_END" | "HOP_END" | "CUMULATE_END" => Some("window_end"),
+                "TUMBLE_ROWTIME" | "HOP_ROWTIME" | "CUMULATE_ROWTIME" => Some("window_time"),
                 _ => None,
             };
             if let Some(column) = column {

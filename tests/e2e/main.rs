@@ -17,5 +17,6 @@ mod featurestore;
 mod jobs;
 mod kinesis;
 mod s3;
+mod sliding_windows;
 mod stop;
 mod window_vectors;

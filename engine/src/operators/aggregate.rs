@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{DropReason, JobMetrics};
 use crate::operator::{Operator, StreamBatch};
 use crate::state::{self, KeyedState, StateTable};
-use crate::window::TumbleWindow;
+use crate::window::{StatePart, WindowSpec, FIRST_SLICE_ID};
 
 /// One output column of a windowed aggregate, in the order the SQL plan expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum AggregateOutput {
 
 /// Everything both phases need to know about one windowed `GROUP BY`.
 pub struct WindowAggregateSpec {
-    pub window: TumbleWindow,
+    pub window: WindowSpec,
     /// Evaluates, on the partial phase's input, to a window column (start, end or time).
     pub window_column: Arc<dyn PhysicalExpr>,
     /// What to subtract from `window_column` to get the window start (0 for start).
@@ -298,13 +298,18 @@ struct OpenWindow {
     live: Option<Merged>,
 }
 
-/// The second phase: merges intermediate states per window and key and emits each window
-/// once, when the watermark reaches its end − 1 ms. Its open windows are keyed state: the
-/// engine snapshots them at barriers and splits them by key on a restore.
+/// The second phase: merges intermediate states per slice and key, and emits each window
+/// once, when the watermark reaches its end − 1 ms, as the merge of its slices (a TUMBLE
+/// window is one slice; HOP and CUMULATE windows are several, each slice in several
+/// windows). Its open slices are keyed state: the engine snapshots them at barriers and
+/// splits them by key on a restore.
 pub struct FinalAggregate {
     spec: Arc<WindowAggregateSpec>,
     schema: SchemaRef,
+    /// Open slices by start.
     windows: BTreeMap<i64, OpenWindow>,
+    /// Windows to fire, `(end, start)`, derived from the open slices.
+    pending: std::collections::BTreeSet<(i64, i64)>,
     watermark: i64,
     groups: Vec<usize>,
     metrics: Arc<JobMetrics>,
@@ -316,14 +321,25 @@ impl FinalAggregate {
             schema: spec.partial_schema()?,
             spec,
             windows: BTreeMap::new(),
+            pending: Default::default(),
             watermark: i64::MIN,
             groups: Vec::new(),
             metrics,
         })
     }
 
-    /// Merges rows of the partial schema into window `start`'s live state.
+    /// Merges rows of the partial schema into the live state of the slice or window part
+    /// `start` (a [`StatePart`] id).
     fn merge_into(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
+        if !self.windows.contains_key(&start) {
+            // A new part: the windows it counts in that have not fired yet are to fire.
+            let w = &self.spec.window;
+            for (window_start, end) in w.windows_of_part(StatePart::of(start)) {
+                if w.fire_at_end(end) > self.watermark {
+                    self.pending.insert((end, window_start));
+                }
+            }
+        }
         let window = self.windows.entry(start).or_default();
         if window.live.is_none() {
             window.live = Some(Merged::new(&self.spec)?);
@@ -333,7 +349,7 @@ impl FinalAggregate {
     }
 
     fn merge(&mut self, start: i64, batch: &RecordBatch) -> Result<()> {
-        if self.spec.window.fire_at(start) <= self.watermark {
+        if self.spec.window.part_done_at(StatePart::of(start)) <= self.watermark {
             // Partials are filtered for lateness before the exchange, and the exchange keeps
             // each input's order, so this only guards against a broken invariant.
             self.metrics
@@ -368,6 +384,60 @@ impl FinalAggregate {
         Ok(())
     }
 
+    /// The rows of slice `start` as partial states, for a window to merge: what arrived since
+    /// the last snapshot is folded into what it stored, which the slice keeps.
+    fn seal(&mut self, start: i64) -> Result<Option<RecordBatch>> {
+        let Some(window) = self.windows.remove(&start) else {
+            return Ok(None);
+        };
+        let stored = if window.live.is_none() {
+            window.stored
+        } else {
+            match self.merged(window)? {
+                Some(merged) => merged.drain(start, &self.schema)?,
+                None => None,
+            }
+        };
+        self.windows.insert(
+            start,
+            OpenWindow {
+                stored: stored.clone(),
+                live: None,
+            },
+        );
+        Ok(stored)
+    }
+
+    /// The merged state of window `[start, end)`.
+    fn window_state(&mut self, start: i64, end: i64) -> Result<Option<Merged>> {
+        let w = self.spec.window;
+        if w.slices_are_windows() {
+            // One slice, in this window only: its state is the window's, taken whole.
+            return match self.windows.remove(&start) {
+                Some(slice) => self.merged(slice),
+                None => Ok(None),
+            };
+        }
+        let mut parts: Vec<i64> = self.windows.range(start..end).map(|(s, _)| *s).collect();
+        // The rows that count in this window only, if any, go with it.
+        let own = StatePart::Window(end).id();
+        if self.windows.contains_key(&own) {
+            parts.push(own);
+        }
+        let mut merged: Option<Merged> = None;
+        for slice in parts {
+            if let Some(rows) = self.seal(slice)? {
+                if merged.is_none() {
+                    merged = Some(Merged::new(&self.spec)?);
+                }
+                if let Some(m) = merged.as_mut() {
+                    m.merge(&self.spec, &rows, &mut self.groups)?;
+                }
+            }
+        }
+        Ok(merged)
+    }
+
     /// The window's whole state in one place: what the last snapshot stored merged into
     /// what arrived since.
     fn merged(&mut self, window: OpenWindow) -> Result<Option<Merged>> {
@@ -382,7 +452,7 @@ impl FinalAggregate {
         Ok(Some(live))
     }
 
-    fn emit(&self, start: i64, mut window: Merged) -> Result<Option<RecordBatch>> {
+    fn emit(&self, (start, end): (i64, i64), mut window: Merged) -> Result<Option<RecordBatch>> {
         let keys = match &mut window.group_values {
             Some(gv) => gv.emit(EmitTo::All)?,
             None => Vec::new(),
@@ -417,8 +487,8 @@ impl FinalAggregate {
             .map(|(o, field)| {
                 let array = match *o {
                     AggregateOutput::WindowStart => constant(start, field),
-                    AggregateOutput::WindowEnd => constant(start + w.size_ms, field),
-                    AggregateOutput::WindowTime => constant(w.window_time(start), field),
+                    AggregateOutput::WindowEnd => constant(end, field),
+                    AggregateOutput::WindowTime => constant(w.fire_at_end(end), field),
                     AggregateOutput::Key(i) => Arc::clone(&keys[i]),
                     AggregateOutput::Aggregate(i) => Arc::clone(&aggregates[i]),
                 };
@@ -466,17 +536,34 @@ impl Operator for FinalAggregate {
             return Ok(());
         }
         self.watermark = watermark;
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
-            if self.spec.window.fire_at(start) > watermark {
+        let w = self.spec.window;
+        while let Some(&(end, start)) = self.pending.first() {
+            if w.fire_at_end(end) > watermark {
                 break;
             }
-            let window = entry.remove();
-            if let Some(merged) = self.merged(window)? {
-                if let Some(batch) = self.emit(start, merged)? {
+            self.pending.pop_first();
+            if let Some(merged) = self.window_state(start, end)? {
+                if let Some(batch) = self.emit((start, end), merged)? {
                     out.push(StreamBatch::new(batch));
                 }
             }
+        }
+        // Parts whose last window has fired are done with: window parts by their window's
+        // end, then slices by their last window's.
+        let done: Vec<i64> = self
+            .windows
+            .range(..FIRST_SLICE_ID)
+            .map(|(id, _)| *id)
+            .take_while(|id| w.part_done_at(StatePart::of(*id)) <= watermark)
+            .chain(
+                self.windows
+                    .range(FIRST_SLICE_ID..)
+                    .map(|(id, _)| *id)
+                    .take_while(|id| w.slice_done_at(*id) <= watermark),
+            )
+            .collect();
+        for id in done {
+            self.windows.remove(&id);
         }
         Ok(())
     }

@@ -1,24 +1,29 @@
-//! Window assignment: the `TUMBLE(...)` table function.
+//! Window assignment: the `TUMBLE`, `HOP` and `CUMULATE` table functions, for an aggregate.
 //!
-//! Appends `window_start`, `window_end` and `window_time` to every row, and drops (and
-//! counts) rows that cannot be windowed: a NULL rowtime, or a row whose window had already
-//! fired for the rows before it in its source partition (late).
+//! Appends `window_start`, `window_end` and `window_time` to every row: its window for
+//! TUMBLE, its slice for HOP and CUMULATE (the aggregate merges slices into windows, see
+//! [`crate::window`]). Drops (and counts) rows that cannot be windowed: a NULL rowtime, or a
+//! row every window of which had already fired for the rows before it in its source
+//! partition (late). A HOP or CUMULATE row late for some of its windows only is kept: the
+//! windows still open count it, as in Flink.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt32Array,
+};
+use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::metrics::{DropReason, JobMetrics};
 use crate::operator::{Operator, StreamBatch};
-use crate::window::TumbleWindow;
+use crate::window::{StatePart, WindowSpec};
 
 /// Adds window columns; decides lateness per record.
 pub struct WindowAssign {
-    window: TumbleWindow,
+    window: WindowSpec,
     /// Index of the rowtime column in the input.
     rowtime: usize,
     /// Output schema: the input's columns, then window_start, window_end, window_time.
@@ -33,7 +38,7 @@ pub struct WindowAssign {
 
 impl WindowAssign {
     pub fn new(
-        window: TumbleWindow,
+        window: WindowSpec,
         rowtime: usize,
         schema: SchemaRef,
         table: impl Into<String>,
@@ -62,43 +67,36 @@ pub(crate) fn rowtime_millis(column: &ArrayRef) -> Result<&TimestampMillisecondA
     }
 }
 
-impl Operator for WindowAssign {
-    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()> {
-        let n = input.num_rows();
-        let ts = rowtime_millis(input.batch.column(self.rowtime))?;
-        let row_wm = input.row_watermarks.as_deref();
-        let mut starts = Vec::with_capacity(n);
-        let mut ends = Vec::with_capacity(n);
-        let mut times = Vec::with_capacity(n);
-        let mut keep = Vec::with_capacity(n);
-        let (mut late, mut null_time) = (0u64, 0u64);
-        let values = ts.values();
-        for i in 0..n {
-            if ts.is_null(i) {
-                null_time += 1;
-                keep.push(false);
-                starts.push(0);
-                ends.push(0);
-                times.push(0);
-                continue;
-            }
-            let start = self.window.start(self.window.to_local(values[i]));
-            let fire_at = self.window.fire_at(start);
-            let watermark = row_wm.map_or(self.watermark, |w| w.value(i));
-            let on_time = watermark < fire_at;
-            late += u64::from(!on_time);
-            keep.push(on_time);
-            starts.push(start);
-            ends.push(start + self.window.size_ms);
-            times.push(fire_at);
+/// The three window columns of the rows of a batch.
+struct WindowColumns {
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    times: Vec<i64>,
+}
+
+impl WindowColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            starts: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+            times: Vec::with_capacity(n),
         }
-        self.metrics
-            .add_dropped(&self.table, DropReason::Late, late);
-        self.metrics
-            .add_dropped(&self.table, DropReason::NullEventTime, null_time);
-        if late + null_time == n as u64 {
-            return Ok(());
-        }
+    }
+
+    fn push(&mut self, start: i64, end: i64, time: i64) {
+        self.starts.push(start);
+        self.ends.push(end);
+        self.times.push(time);
+    }
+}
+
+impl WindowAssign {
+    /// `columns` with the window columns appended, in the output schema.
+    fn with_columns(
+        &self,
+        mut columns: Vec<ArrayRef>,
+        window: WindowColumns,
+    ) -> Result<RecordBatch> {
         let fields = self.schema.fields();
         let k = fields.len();
         let typed = |values: Vec<i64>, field: usize| -> ArrayRef {
@@ -108,17 +106,76 @@ impl Operator for WindowAssign {
             };
             Arc::new(TimestampMillisecondArray::from(values).with_timezone_opt(tz))
         };
-        let mut columns = input.batch.columns().to_vec();
-        columns.push(typed(starts, k - 3));
-        columns.push(typed(ends, k - 2));
-        columns.push(typed(times, k - 1));
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        let batch = if late + null_time > 0 {
-            filter_record_batch(&batch, &BooleanArray::from(keep))?
-        } else {
-            batch
-        };
-        out.push(StreamBatch::new(batch));
+        columns.push(typed(window.starts, k - 3));
+        columns.push(typed(window.ends, k - 2));
+        columns.push(typed(window.times, k - 1));
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+impl Operator for WindowAssign {
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()> {
+        let n = input.num_rows();
+        let ts = rowtime_millis(input.batch.column(self.rowtime))?;
+        let row_wm = input.row_watermarks.as_deref();
+        let mut rows = WindowColumns::with_capacity(n);
+        let mut keep = Vec::with_capacity(n);
+        // Rows late for some of their windows only (HOP, CUMULATE): one row per window
+        // still open, in that window's part.
+        let mut partly_late: Vec<u32> = Vec::new();
+        let mut parts = WindowColumns::with_capacity(0);
+        let (mut late, mut null_time) = (0u64, 0u64);
+        let values = ts.values();
+        let w = self.window;
+        let slice = w.slice_ms();
+        for i in 0..n {
+            if ts.is_null(i) {
+                null_time += 1;
+                keep.push(false);
+                rows.push(0, 0, 0);
+                continue;
+            }
+            let start = w.start(w.to_local(values[i]));
+            let watermark = row_wm.map_or(self.watermark, |w| w.value(i));
+            if watermark < w.fire_at_end(w.first_end_of_slice(start)) {
+                keep.push(true);
+                rows.push(start, start + slice, w.fire_at_end(start + slice));
+                continue;
+            }
+            keep.push(false);
+            rows.push(0, 0, 0);
+            if watermark >= w.slice_done_at(start) {
+                late += 1;
+                continue;
+            }
+            for (_, end) in w.windows_of_slice(start) {
+                if w.fire_at_end(end) > watermark {
+                    let id = StatePart::Window(end).id();
+                    partly_late.push(i as u32);
+                    parts.push(id, id + slice, w.fire_at_end(end));
+                }
+            }
+        }
+        self.metrics
+            .add_dropped(&self.table, DropReason::Late, late);
+        self.metrics
+            .add_dropped(&self.table, DropReason::NullEventTime, null_time);
+        let dropped = n - keep.iter().filter(|k| **k).count();
+        if dropped < n {
+            let batch = self.with_columns(input.batch.columns().to_vec(), rows)?;
+            let batch = if dropped > 0 {
+                filter_record_batch(&batch, &BooleanArray::from(keep))?
+            } else {
+                batch
+            };
+            out.push(StreamBatch::new(batch));
+        }
+        if !partly_late.is_empty() {
+            let picked = take_record_batch(&input.batch, &UInt32Array::from(partly_late))?;
+            out.push(StreamBatch::new(
+                self.with_columns(picked.columns().to_vec(), parts)?,
+            ));
+        }
         Ok(())
     }
 

@@ -59,7 +59,7 @@ pub(super) fn clean_message(message: &str, windows: &HashMap<String, WindowEntry
         m = m.replace(prefix, "");
     }
     for (name, w) in windows {
-        m = m.replace(name, &format!("TUMBLE({})", w.call.input));
+        m = m.replace(name, &format!("{}({})", w.call.function(), w.call.input));
     }
     m = m.replace("datafusion.public.", "");
     // DataFusion lists every valid field; the first sentence says what is wrong.

@@ -44,11 +44,7 @@ pub(super) fn window_aggregate_state(
     aggregates: &[String],
 ) -> Result<BTreeMap<String, String>> {
     let w = &spec.window;
-    let mut window = format!(
-        "TUMBLE(size {}, offset {})",
-        duration_text(w.size_ms),
-        duration_text(w.offset_ms)
-    );
+    let mut window = w.describe(duration_text);
     if let Some(zone) = w.time_zone {
         window.push_str(&format!(" in {zone}"));
     }
@@ -304,8 +300,8 @@ impl Planner<'_> {
             return Err(file.error_at(
                 call.descriptor_location,
                 format!(
-                    "column '{}' of '{}' is not a time attribute: TUMBLE needs a rowtime column, declared with WATERMARK FOR {} AS ... in its table",
-                    call.descriptor, call.input, call.descriptor
+                    "column '{}' of '{}' is not a time attribute: {} needs a rowtime column, declared with WATERMARK FOR {} AS ... in its table",
+                    call.descriptor, call.input, call.function(), call.descriptor
                 ),
             ));
         }
@@ -314,7 +310,7 @@ impl Planner<'_> {
             schema.field(rowtime).data_type(),
             DataType::Timestamp(_, Some(_))
         );
-        let window = TumbleWindow {
+        let window = WindowSpec {
             size_ms: call.size_ms,
             offset_ms: call.offset_ms,
             time_zone: if has_zone {
@@ -322,6 +318,7 @@ impl Planner<'_> {
             } else {
                 None
             },
+            shape: call.shape,
         };
         let metrics = Arc::clone(&self.metrics);
         let table = input.table.clone();
@@ -329,9 +326,8 @@ impl Planner<'_> {
         let node = self.add_node(
             "window",
             format!(
-                "window TUMBLE(size {}, offset {}) on {}",
-                duration_text(call.size_ms),
-                duration_text(call.offset_ms),
+                "window {} on {}",
+                window.describe(duration_text),
                 call.descriptor
             ),
             &input,
@@ -386,7 +382,7 @@ impl Planner<'_> {
             })
         }) else {
             return Err(Error::plan(
-                "an aggregate over a stream needs a window: use FROM TABLE(TUMBLE(...)) and GROUP BY window_start, window_end (results that update forever are not supported yet)",
+                "an aggregate over a stream needs a window: use FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE) and GROUP BY window_start, window_end (results that update forever are not supported yet)",
             ));
         };
         let pick = |role: AggregateOutput| roles.iter().position(|r| *r == Some(role));
@@ -395,7 +391,7 @@ impl Planner<'_> {
             pick(AggregateOutput::WindowEnd),
         ) {
             (Some(i), _) => (i, 0),
-            (None, Some(i)) => (i, window.size_ms),
+            (None, Some(i)) => (i, window.slice_ms()),
             _ => return Err(Error::internal("window role vanished")),
         };
         let window_column = self.physical(&a.group_expr[window_index], input_schema)?;

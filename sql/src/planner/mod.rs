@@ -40,7 +40,7 @@ use sluice_engine::operators::{
     WindowAssign,
 };
 use sluice_engine::source::{SourcePrep, WatermarkSpec};
-use sluice_engine::window::TumbleWindow;
+use sluice_engine::window::WindowSpec;
 use sluice_engine::{Error, Result};
 
 mod errors;
@@ -90,7 +90,7 @@ struct Stream {
     /// Index of the event-time attribute, if the stream has one.
     rowtime: Option<usize>,
     /// Set between a window assigner and its aggregate.
-    window: Option<TumbleWindow>,
+    window: Option<WindowSpec>,
     /// The source table, for drop counts.
     table: String,
 }

@@ -245,6 +245,16 @@ impl Planner<'_> {
         stream: Stream,
     ) -> Result<()> {
         let file = self.file;
+        if let Some(window) = stream.window.filter(|w| !w.slices_are_windows()) {
+            return Err(file.error_at(
+                location,
+                format!(
+                    "the rows of a {} window table can only be aggregated for now (GROUP BY \
+                     window_start, window_end); selecting them one by one is not supported yet",
+                    window.describe(lower::duration_text)
+                ),
+            ));
+        }
         let entry = &self.tables[name];
         let def = &entry.def;
         let sink_fields: Vec<Field> = def
