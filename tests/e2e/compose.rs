@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::aws::{aws_tool, kinesis_tool, s3_fetch};
 use crate::common::featurestore::{assert_latest, dump, latest_in_parquet};
-use crate::common::{duckdb_query, support, temp_dir, TumbleCheck, REPO};
+use crate::common::{duckdb_query, support, temp_dir, TumbleCheck, Windows, REPO};
 use serde_json::Value;
 
 /// Records per second of wall time of the producer, and per second of event time: event time
@@ -342,6 +342,7 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
         ts: "event_time",
         value: "fee",
         size_ms: 60_000,
+        windows: Windows::Tumble,
         aggregates: &[
             ("count", "tx_count"),
             ("sum", "total_fee"),

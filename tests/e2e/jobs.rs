@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::common::featurestore::{assert_latest, latest_in_parquet};
 use crate::common::{
     assert_no_hidden_files, data_files, duckdb_query, gen_tx, run_python_file, sluice, sluice_run,
-    JobDir, Metrics, TumbleCheck, TumbleSummary, REPO,
+    JobDir, Metrics, TumbleCheck, TumbleSummary, Windows, REPO,
 };
 use serde_json::json;
 
@@ -44,6 +44,7 @@ fn check_tx_metrics(events: &Path, output: &Path) -> TumbleSummary {
         ts: "event_time",
         value: "fee",
         size_ms: 60_000,
+        windows: Windows::Tumble,
         aggregates: &[
             ("count", "tx_count"),
             ("sum", "total_fee"),

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::aws::{kinesis_tool, moto, unique_stream, FaultProxy};
-use crate::common::{read_json_rows, run_python, sluice_run, write_job, JobDir, TumbleCheck};
+use crate::common::{
+    read_json_rows, run_python, sluice_run, write_job, JobDir, TumbleCheck, Windows,
+};
 use serde_json::Value;
 
 /// Kinesis source options every test uses: quick discovery, bounded unless told otherwise.
@@ -175,6 +177,7 @@ fn window_job_matches_duckdb(
         ts: "ts",
         value: "v",
         size_ms: 60_000,
+        windows: Windows::Tumble,
         aggregates: &[
             ("count", "cnt"),
             ("sum", "total"),

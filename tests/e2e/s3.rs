@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::common::aws::{aws_tool, kinesis_tool, moto, s3_fetch, unique_stream};
-use crate::common::{duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck};
+use crate::common::{
+    duckdb_query, run_python, sluice_run, write_job, JobDir, TumbleCheck, Windows,
+};
 
 /// Runs `tests/support/s3_tool.py` against moto; returns its stdout.
 fn s3_tool(args: &[&str]) -> String {
@@ -95,6 +97,7 @@ GROUP BY window_start, window_end, k;"
         ts: "ts",
         value: "v",
         size_ms: 60_000,
+        windows: Windows::Tumble,
         aggregates: &[("count", "cnt"), ("sum", "total")],
         lateness: None,
     }

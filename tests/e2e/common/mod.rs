@@ -452,10 +452,20 @@ pub struct TumbleCheck<'a> {
     pub ts: &'a str,
     pub value: &'a str,
     pub size_ms: u64,
+    /// Which windows of that size.
+    pub windows: Windows,
     /// (function, output column): count, sum, avg, min or max.
     pub aggregates: &'a [(&'a str, &'a str)],
     /// When rows may be late, the watermark they are decided against, record by record.
     pub lateness: Option<Lateness>,
+}
+
+/// The windows a [`TumbleCheck`] expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windows {
+    Tumble,
+    Hop { slide_ms: u64 },
+    Cumulate { step_ms: u64 },
 }
 
 /// A source's watermark, as the late rows are decided against it: `rowtime - delay`,
@@ -496,6 +506,11 @@ impl TumbleCheck<'_> {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        match self.windows {
+            Windows::Tumble => {}
+            Windows::Hop { slide_ms } => args.extend(["--slide-ms".into(), slide_ms.to_string()]),
+            Windows::Cumulate { step_ms } => args.extend(["--step-ms".into(), step_ms.to_string()]),
+        }
         for (function, column) in self.aggregates {
             args.extend(["--agg".to_string(), format!("{function}:{column}")]);
         }
