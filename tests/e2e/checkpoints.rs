@@ -103,6 +103,25 @@ fn window_job(
     output: &Path,
     checkpoints: Option<&Path>,
 ) -> PathBuf {
+    windowed_job(
+        dir,
+        name,
+        input,
+        output,
+        checkpoints,
+        "TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE)",
+    )
+}
+
+/// The metrics job per window of `window` (a window table function call over `tx`).
+fn windowed_job(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    output: &Path,
+    checkpoints: Option<&Path>,
+    window: &str,
+) -> PathBuf {
     let settings = checkpoint_settings(checkpoints, "200 ms");
     let job = dir.join(name);
     std::fs::write(
@@ -122,7 +141,7 @@ fn window_job(
              ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
              INSERT INTO metrics
              SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
-             FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+             FROM TABLE({window})
              GROUP BY window_start, window_end, currency;",
             input.display(),
             output.display()
@@ -203,10 +222,10 @@ fn assert_same_output(expected: &Path, actual: &Path) {
         "SELECT
            (SELECT count(*) FROM e) AS expected_rows,
            (SELECT count(*) FROM a) AS actual_rows,
-           (SELECT count(*) - count(DISTINCT (window_start, currency)) FROM a) AS duplicates,
-           (SELECT count(*) FROM e FULL JOIN a USING (window_start, currency)
+           (SELECT count(*) - count(DISTINCT (window_start, window_end, currency)) FROM a)
+             AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (window_start, window_end, currency)
              WHERE e.tx_count IS DISTINCT FROM a.tx_count
-                OR e.window_end IS DISTINCT FROM a.window_end
                 OR abs(e.total_fee - a.total_fee) > 1e-9 * abs(e.total_fee)
                 OR abs(e.avg_fee - a.avg_fee) > 1e-9 * abs(e.avg_fee)) AS different",
     );
@@ -581,4 +600,48 @@ fn a_killed_kinesis_to_s3_job_resumes_to_the_output_of_an_uninterrupted_run() {
         aws_tool("s3_tool.py", endpoint, &["uploads", "--bucket", &bucket]).trim(),
         "[]"
     );
+}
+
+#[test]
+fn hop_and_cumulate_windows_resume_at_another_parallelism() {
+    let reference = reference();
+    for window in [
+        "HOP(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '10' MINUTE)",
+        "CUMULATE(TABLE tx, DESCRIPTOR(ts), INTERVAL '10' MINUTE, INTERVAL '1' HOUR)",
+    ] {
+        let dir = JobDir::new();
+        let expected = dir.path().join("expected");
+        let plain = windowed_job(
+            dir.path(),
+            "plain.sql",
+            &reference.input,
+            &expected,
+            None,
+            window,
+        );
+        sluice_run(&plain).output().assert_success();
+        let actual = dir.path().join("actual");
+        let checkpoints = dir.path().join("checkpoints");
+        let job = windowed_job(
+            dir.path(),
+            "checkpointed.sql",
+            &reference.input,
+            &actual,
+            Some(&checkpoints),
+            window,
+        );
+        // 2 instances, then 4, then 1 to the end.
+        let runs = vec![
+            (50, vec![("parallelism.default", "2")]),
+            (50, vec![("parallelism.default", "4")]),
+        ];
+        let (killed, last) = kill_runs(&job, &checkpoints, &runs, &[("parallelism.default", "1")]);
+        assert_eq!(killed, 2, "a run of {window} ended before it was killed");
+        assert!(
+            last.stderr.contains("resuming from checkpoint"),
+            "{}",
+            last.stderr
+        );
+        assert_same_output(&expected, &actual);
+    }
 }
