@@ -255,3 +255,29 @@ fn the_exit_code_says_what_kind_of_failure_stopped_the_job() {
     let missing = sum().replacen("{input}", "{input}.missing", 1);
     assert_eq!(code(&missing), Some(5));
 }
+
+#[test]
+fn a_hop_size_that_is_not_a_multiple_of_the_slide() {
+    let query = "INSERT INTO sink
+SELECT window_start, window_end, SUM(price)
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '3' MINUTES, INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end;";
+    assert_job_error(
+        &bid_query(query),
+        At::Token("INTERVAL '10' MINUTES"),
+        &["HOP", "multiple", "slide"],
+    );
+}
+
+#[test]
+fn a_cumulate_size_that_is_not_a_multiple_of_the_step() {
+    let query = "INSERT INTO sink
+SELECT window_start, window_end, SUM(price)
+FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '4' MINUTES, INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end;";
+    assert_job_error(
+        &bid_query(query),
+        At::Token("INTERVAL '10' MINUTES"),
+        &["CUMULATE", "multiple", "step"],
+    );
+}
