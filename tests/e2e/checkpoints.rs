@@ -122,6 +122,34 @@ fn windowed_job(
     checkpoints: Option<&Path>,
     window: &str,
 ) -> PathBuf {
+    tx_job(
+        dir,
+        name,
+        input,
+        checkpoints,
+        &format!(
+            "CREATE TABLE metrics (
+               window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
+               tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO metrics
+             SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
+             FROM TABLE({window})
+             GROUP BY window_start, window_end, currency;",
+            output.display()
+        ),
+    )
+}
+
+/// Writes `dir/name`: table `tx` over the JSON files of `input` (watermark 5 s), at
+/// parallelism 2, checkpoints into `checkpoints` when given, then `statements`.
+fn tx_job(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    checkpoints: Option<&Path>,
+    statements: &str,
+) -> PathBuf {
     let settings = checkpoint_settings(checkpoints, "200 ms");
     let job = dir.join(name);
     std::fs::write(
@@ -135,16 +163,8 @@ fn windowed_job(
                ts AS TO_TIMESTAMP_LTZ(event_time, 3),
                WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
              ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-             CREATE TABLE metrics (
-               window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
-               tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
-             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
-             INSERT INTO metrics
-             SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
-             FROM TABLE({window})
-             GROUP BY window_start, window_end, currency;",
+             {statements}",
             input.display(),
-            output.display()
         ),
     )
     .expect("write the job");
@@ -644,4 +664,63 @@ fn hop_and_cumulate_windows_resume_at_another_parallelism() {
         );
         assert_same_output(&expected, &actual);
     }
+}
+
+#[test]
+fn an_over_aggregation_resumes_at_another_parallelism() {
+    // Per currency, over the 10 minutes before each transaction: the rows still waiting for
+    // the watermark and the rows in each key's frame are keyed state, split by key on each
+    // restore; every on-time transaction is emitted once, with the aggregates of an
+    // uninterrupted run.
+    let reference = reference();
+    let dir = JobDir::new();
+    let over_job = |name: &str, output: &Path, checkpoints: Option<&Path>| {
+        let insert = format!(
+            "CREATE TABLE recent (
+               tx_hash STRING, currency STRING, n BIGINT, total_fee DOUBLE, max_fee DOUBLE
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO recent
+             SELECT tx_hash, currency, COUNT(*) OVER w, SUM(fee) OVER w, MAX(fee) OVER w
+             FROM tx
+             WINDOW w AS (PARTITION BY currency ORDER BY ts
+                          RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW);",
+            output.display()
+        );
+        tx_job(dir.path(), name, &reference.input, checkpoints, &insert)
+    };
+    let expected = dir.path().join("expected");
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    sluice_run(&over_job("over-plain.sql", &expected, None))
+        .output()
+        .assert_success();
+    let job = over_job("over-checkpointed.sql", &actual, Some(&checkpoints));
+    let runs = vec![
+        (50, vec![("parallelism.default", "2")]),
+        (50, vec![("parallelism.default", "4")]),
+    ];
+    let (killed, last) = kill_runs(&job, &checkpoints, &runs, &[("parallelism.default", "1")]);
+    assert_eq!(killed, 2, "a run ended before it was killed");
+    assert!(
+        last.stderr.contains("resuming from checkpoint"),
+        "{}",
+        last.stderr
+    );
+    let stats = duckdb_query(
+        &[("e", &expected), ("a", &actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT count(*) - count(DISTINCT tx_hash) FROM a) AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (tx_hash)
+             WHERE e.n IS DISTINCT FROM a.n OR e.max_fee IS DISTINCT FROM a.max_fee
+                OR e.currency IS DISTINCT FROM a.currency
+                OR NOT coalesce(abs(e.total_fee - a.total_fee) <= 1e-9 * abs(e.total_fee), false))
+             AS different",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+    assert!(s["expected_rows"].as_u64() > Some(1_000_000), "{s}");
 }

@@ -16,6 +16,7 @@ mod errors;
 mod featurestore;
 mod jobs;
 mod kinesis;
+mod over;
 mod s3;
 mod sliding_windows;
 mod stop;

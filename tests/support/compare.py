@@ -30,7 +30,7 @@ import os
 import duckdb
 import pyarrow as pa
 
-from sluice_out import parquet_view, visible_files
+from sluice_out import finish, parquet_view, report, visible_files
 
 RELATIVE_TOLERANCE = 1e-9
 EXACT = {"count", "min", "max"}
@@ -129,13 +129,7 @@ def main():
 
     problems = []
 
-    def report(title, sql):
-        rows = con.execute(sql).fetchall()
-        if rows:
-            problems.append(f"{title}: {len(rows)} rows, first ones:")
-            problems.extend(f"  {r}" for r in rows[:10])
-
-    report("window x key emitted more than once",
+    report(con, problems, "window x key emitted more than once",
            "SELECT k, ws, we, count(*) FROM actual GROUP BY ALL HAVING count(*) > 1 ORDER BY ws, k")
     differs = ["e.k IS NULL", "a.k IS NULL"]
     for func, _ in aggs:
@@ -146,21 +140,13 @@ def main():
                 f"NOT coalesce(abs(a.a_{func} - e.e_{func}) <= {RELATIVE_TOLERANCE} * abs(e.e_{func}), false)")
     columns = ", ".join(f"e.e_{func}, a.a_{func}" for func, _ in aggs)
     header = ", ".join(f"expected {func}, actual {col}" for func, col in aggs)
-    report(f"windows that differ (key, window_start ms, window_end ms, {header}; None = missing)",
+    report(con, problems, f"windows that differ (key, window_start ms, window_end ms, {header}; None = missing)",
            f"SELECT coalesce(e.k, a.k) AS key, coalesce(e.ws, a.ws) AS ws, coalesce(e.we, a.we) AS we, "
            f"{columns} FROM expected e FULL OUTER JOIN actual a "
            "ON e.k = a.k AND e.ws = a.ws AND e.we = a.we "
            f"WHERE {' OR '.join(differs)} ORDER BY ws, we, key")
 
-    expected_rows = con.execute("SELECT count(*) FROM expected").fetchone()[0]
-    actual_rows = con.execute("SELECT count(*) FROM actual").fetchone()[0]
-    if problems:
-        print(f"Sluice's output differs from the batch result ({expected_rows} expected rows, "
-              f"{actual_rows} actual rows, {late} late input rows):")
-        print("\n".join(problems))
-        raise SystemExit(1)
-    print(json.dumps({"expected_late": late, "expected_rows": expected_rows, "actual_rows": actual_rows}))
-
+    finish(con, problems, late)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 Sluice keeps in-progress files hidden (names starting with '.'); DuckDB's globs would read
 them, so the scripts list files themselves.
 """
+import json
 import os
 
 
@@ -25,3 +26,25 @@ def parquet_view(con, name, folder):
     con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({files!r}, hive_partitioning = false)")
     con.execute(f"CREATE VIEW {name}_schema AS SELECT * FROM parquet_schema({files!r})")
     return files
+
+
+def report(con, problems, title, sql):
+    """Runs `sql`; if it returns rows, adds `title`, their number and the first ten to
+    `problems` (a list of lines)."""
+    rows = con.execute(sql).fetchall()
+    if rows:
+        problems.append(f"{title}: {len(rows)} rows, first ones:")
+        problems.extend(f"  {r}" for r in rows[:10])
+
+
+def finish(con, problems, late):
+    """Ends a comparison of tables `expected` and `actual`: lists `problems` and exits 1 if
+    there are any, else prints the one JSON summary line the tests read."""
+    expected_rows = con.execute("SELECT count(*) FROM expected").fetchone()[0]
+    actual_rows = con.execute("SELECT count(*) FROM actual").fetchone()[0]
+    if problems:
+        print(f"Sluice's output differs from DuckDB's ({expected_rows} expected rows, "
+              f"{actual_rows} actual rows, {late} late input rows):")
+        print("\n".join(problems))
+        raise SystemExit(1)
+    print(json.dumps({"expected_late": late, "expected_rows": expected_rows, "actual_rows": actual_rows}))

@@ -65,15 +65,7 @@ impl WindowAggregateSpec {
     pub fn partial_schema(&self) -> Result<SchemaRef> {
         let mut fields = vec![Field::new("__window_start", DataType::Int64, false)];
         fields.extend(self.key_fields.iter().cloned());
-        for (i, agg) in self.aggregates.iter().enumerate() {
-            for (j, f) in agg.state_fields()?.iter().enumerate() {
-                fields.push(Field::new(
-                    format!("__state_{i}_{j}"),
-                    f.data_type().clone(),
-                    true,
-                ));
-            }
-        }
+        fields.extend(super::aggregate_state_fields(&self.aggregates)?);
         Ok(Arc::new(Schema::new(fields)))
     }
 

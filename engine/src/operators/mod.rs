@@ -2,12 +2,14 @@
 
 mod aggregate;
 mod filter;
+mod over;
 mod project;
 mod sink;
 mod window_assign;
 
 pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAggregateSpec};
 pub use filter::Filter;
+pub use over::{DropLateRows, Frame, OverAggregate, OverSpec};
 pub use project::Project;
 pub use sink::Sink;
 pub use window_assign::WindowAssign;
@@ -20,6 +22,24 @@ use std::sync::Arc;
 use crate::error::Result;
 
 /// Evaluates physical expressions over a batch into arrays of its length.
+/// The state columns of `aggregates`, `__state_<aggregate>_<column>`, all nullable: how
+/// partial aggregates are kept in state tables and exchanged.
+pub(crate) fn aggregate_state_fields(
+    aggregates: &[Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>],
+) -> Result<Vec<arrow::datatypes::Field>> {
+    let mut fields = Vec::new();
+    for (i, agg) in aggregates.iter().enumerate() {
+        for (j, f) in agg.state_fields()?.iter().enumerate() {
+            fields.push(arrow::datatypes::Field::new(
+                format!("__state_{i}_{j}"),
+                f.data_type().clone(),
+                true,
+            ));
+        }
+    }
+    Ok(fields)
+}
+
 pub(crate) fn evaluate(
     exprs: &[Arc<dyn PhysicalExpr>],
     batch: &RecordBatch,

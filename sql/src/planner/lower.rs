@@ -269,6 +269,7 @@ impl Planner<'_> {
                 Ok(stream)
             }
             LogicalPlan::Aggregate(a) => self.lower_aggregate(a),
+            LogicalPlan::Window(w) => self.lower_over(w),
             other => Err(Error::plan(format!(
                 "{} is not supported in a streaming job yet",
                 match other {
@@ -276,7 +277,6 @@ impl Planner<'_> {
                     LogicalPlan::Sort(_) => "ORDER BY",
                     LogicalPlan::Limit(_) => "LIMIT",
                     LogicalPlan::Union(_) => "UNION",
-                    LogicalPlan::Window(_) => "an OVER window",
                     LogicalPlan::Distinct(_) => "SELECT DISTINCT",
                     _ => "this query shape",
                 }

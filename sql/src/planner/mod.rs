@@ -45,6 +45,7 @@ use sluice_engine::{Error, Result};
 
 mod errors;
 mod lower;
+mod over;
 mod tables;
 
 use errors::clean_message;
