@@ -53,6 +53,21 @@ pub struct StateSnapshot {
 }
 
 impl StateSnapshot {
+    /// The snapshot of a keyed operator whose only state besides its keyed state is the
+    /// watermark it had reached.
+    pub fn watermark(watermark: i64) -> Self {
+        Self {
+            watermark: Some(watermark),
+            ..Default::default()
+        }
+    }
+
+    /// The watermark to resume at from the snapshots of a node's instances: at a barrier
+    /// every instance has seen the same watermarks, so the largest any kept will do.
+    pub fn restored_watermark(parts: &[StateSnapshot]) -> Option<i64> {
+        parts.iter().filter_map(|p| p.watermark).max()
+    }
+
     /// The batches of table `name` (none if it has no such table).
     pub fn table<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a RecordBatch> {
         self.tables

@@ -73,6 +73,20 @@ pub struct WindowSpec {
     pub shape: WindowShape,
 }
 
+/// Wall-clock milliseconds in `time_zone` (UTC when none) of the rowtime `ts_ms`.
+#[inline]
+pub fn local_millis(time_zone: Option<Tz>, ts_ms: i64) -> i64 {
+    match time_zone {
+        None => ts_ms,
+        Some(tz) => match tz.timestamp_millis_opt(ts_ms) {
+            chrono::LocalResult::Single(dt) => {
+                ts_ms + dt.offset().fix().local_minus_utc() as i64 * 1000
+            }
+            _ => ts_ms,
+        },
+    }
+}
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a.abs()
@@ -218,15 +232,7 @@ impl WindowSpec {
     /// Wall-clock milliseconds of a rowtime value (identity unless a time zone applies).
     #[inline]
     pub fn to_local(&self, ts_ms: i64) -> i64 {
-        match self.time_zone {
-            None => ts_ms,
-            Some(tz) => match tz.timestamp_millis_opt(ts_ms) {
-                chrono::LocalResult::Single(dt) => {
-                    ts_ms + dt.offset().fix().local_minus_utc() as i64 * 1000
-                }
-                _ => ts_ms,
-            },
-        }
+        local_millis(self.time_zone, ts_ms)
     }
 
     /// The rowtime value (UTC for LTZ) at which wall-clock `local_ms` happens.

@@ -1,7 +1,9 @@
 //! Window table functions: `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset]))`,
 //! `HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset])` and
-//! `CUMULATE(TABLE t, DESCRIPTOR(ts), step, size [, offset])`, each also without the outer
-//! `TABLE(...)`, and the legacy `GROUP BY TUMBLE(ts, size)` / `HOP(ts, slide, size)`.
+//! `CUMULATE(TABLE t, DESCRIPTOR(ts), step, size [, offset])` and
+//! `SESSION(TABLE t [PARTITION BY k], DESCRIPTOR(ts), gap)`, each also without the outer
+//! `TABLE(...)`, and the legacy `GROUP BY TUMBLE(ts, size)` / `HOP(ts, slide, size)` /
+//! `SESSION(ts, gap)`.
 //!
 //! A window call is taken out of the query and replaced by a generated table
 //! `__window_N`: the input's columns plus `window_start`, `window_end` and `window_time`.
@@ -33,8 +35,10 @@ use sluice_engine::window::WindowShape;
 pub struct WindowCall {
     /// The generated table that replaces the call (`__window_N`).
     pub table_name: String,
-    /// TUMBLE, HOP (with its slide) or CUMULATE (with its step).
-    pub shape: WindowShape,
+    /// TUMBLE, HOP (with its slide), CUMULATE (with its step) or SESSION (with its gap).
+    pub kind: WindowKind,
+    /// SESSION's `PARTITION BY` columns.
+    pub partition_by: Vec<(String, Location)>,
     /// The windowed table or view.
     pub input: String,
     pub input_location: Location,
@@ -46,18 +50,24 @@ pub struct WindowCall {
     pub location: Location,
 }
 
+/// What windows a call makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Windows of fixed bounds, cut into slices (size and offset in the call).
+    Sliced(WindowShape),
+    /// Sessions of one key, closed by a gap of this many milliseconds without rows.
+    Session { gap_ms: i64 },
+}
+
 impl WindowCall {
     /// The function's name, for messages.
     pub fn function(&self) -> &'static str {
-        shape_name(self.shape)
-    }
-}
-
-fn shape_name(shape: WindowShape) -> &'static str {
-    match shape {
-        WindowShape::Tumble => "TUMBLE",
-        WindowShape::Hop { .. } => "HOP",
-        WindowShape::Cumulate { .. } => "CUMULATE",
+        match self.kind {
+            WindowKind::Sliced(WindowShape::Tumble) => "TUMBLE",
+            WindowKind::Sliced(WindowShape::Hop { .. }) => "HOP",
+            WindowKind::Sliced(WindowShape::Cumulate { .. }) => "CUMULATE",
+            WindowKind::Session { .. } => "SESSION",
+        }
     }
 }
 
@@ -66,6 +76,7 @@ fn leading_intervals(function: &str) -> &'static [&'static str] {
     match function {
         "HOP" => &["slide", "size"],
         "CUMULATE" => &["step", "size"],
+        "SESSION" => &["gap"],
         _ => &["size"],
     }
 }
@@ -77,7 +88,7 @@ fn shape_of(
     function: &str,
     intervals: &[(i64, Location)],
     location: Location,
-) -> Result<(WindowShape, (i64, Location))> {
+) -> Result<(WindowKind, (i64, Location))> {
     let names = leading_intervals(function);
     if intervals.len() < names.len() {
         return Err(file.error_at(
@@ -102,18 +113,19 @@ fn shape_of(
                 return Err(file.error_at(
                     size.1,
                     format!(
-                        "{function} needs a size that is a whole multiple of its {}: {} ms is                          not a multiple of {} ms",
+                        "{function} needs a size that is a whole multiple of its {}: {} ms is not a multiple of {} ms",
                         names[0], size.0, part
                     ),
                 ));
             }
-            if function == "HOP" {
+            WindowKind::Sliced(if function == "HOP" {
                 WindowShape::Hop { slide_ms: part }
             } else {
                 WindowShape::Cumulate { step_ms: part }
-            }
+            })
         }
-        _ => WindowShape::Tumble,
+        "SESSION" => WindowKind::Session { gap_ms: size.0 },
+        _ => WindowKind::Sliced(WindowShape::Tumble),
     };
     Ok((shape, size))
 }
@@ -209,12 +221,6 @@ fn parse_call(
     location: Location,
     next_id: &mut usize,
 ) -> Result<WindowCall> {
-    if function == "SESSION" {
-        return Err(file.error_at(
-            location,
-            "SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are",
-        ));
-    }
     let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(args.to_vec());
     let err = |p: &Parser, what: &str| {
         file.error_at(
@@ -230,6 +236,12 @@ fn parse_call(
         .parse_identifier()
         .map_err(|_| err(&p, "a table name after TABLE"))?
         .value;
+    let partition_by =
+        if function == "SESSION" && p.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+            partition_columns(&mut p).map_err(|what| err(&p, what))?
+        } else {
+            Vec::new()
+        };
     if !p.consume_token(&Token::Comma) {
         return Err(err(&p, "DESCRIPTOR(<time column>) as its second argument"));
     }
@@ -252,14 +264,23 @@ fn parse_call(
         intervals.push((interval_ms(&expr).map_err(|m| file.error_at(at, m))?, at));
     }
     let names = leading_intervals(function);
+    let offsets = usize::from(function != "SESSION");
     if p.peek_token().token != Token::EOF {
         return Err(err(
             &p,
             &format!(
-                "TABLE, DESCRIPTOR, {} and an optional offset",
-                names.join(", ")
+                "TABLE, DESCRIPTOR, {}{}",
+                names.join(", "),
+                if offsets > 0 {
+                    " and an optional offset"
+                } else {
+                    ""
+                }
             ),
         ));
+    }
+    if function == "SESSION" && intervals.len() > 1 {
+        return Err(file.error_at(intervals[1].1, "SESSION takes a gap and no offset"));
     }
     if intervals.len() > names.len() + 1 {
         return Err(file.error_at(
@@ -270,7 +291,7 @@ fn parse_call(
             ),
         ));
     }
-    let (shape, size) = shape_of(file, function, &intervals, location)?;
+    let (kind, size) = shape_of(file, function, &intervals, location)?;
     let offset_ms = intervals.get(names.len()).map_or(0, |i| i.0);
     new_call(
         file,
@@ -279,8 +300,9 @@ fn parse_call(
             input_location,
             descriptor,
             descriptor_location,
+            partition_by,
         },
-        shape,
+        kind,
         size,
         offset_ms,
         location,
@@ -294,12 +316,43 @@ struct WindowInput {
     input_location: Location,
     descriptor: String,
     descriptor_location: Location,
+    /// SESSION's `PARTITION BY` columns.
+    partition_by: Vec<(String, Location)>,
+}
+
+/// The columns after `PARTITION BY` in a SESSION call: `a, b` or `(a, b)`, up to the comma
+/// before `DESCRIPTOR`; on an error, what was expected.
+fn partition_columns(p: &mut Parser) -> std::result::Result<Vec<(String, Location)>, &'static str> {
+    let parenthesized = p.consume_token(&Token::LParen);
+    let mut columns = Vec::new();
+    loop {
+        let at = p.peek_token().span.start;
+        let column = p
+            .parse_identifier()
+            .map_err(|_| "a column name after PARTITION BY")?;
+        columns.push((column.value, at));
+        if parenthesized {
+            if p.consume_token(&Token::RParen) {
+                return Ok(columns);
+            }
+            if !p.consume_token(&Token::Comma) {
+                return Err("',' or ')' in PARTITION BY (...)");
+            }
+            continue;
+        }
+        // `, DESCRIPTOR(...)` ends the list; another comma goes on with a column.
+        if p.peek_token().token != Token::Comma || is_word(&p.peek_nth_token(1).token, "DESCRIPTOR")
+        {
+            return Ok(columns);
+        }
+        p.next_token();
+    }
 }
 
 fn new_call(
     file: &SourceFile,
     what: WindowInput,
-    shape: WindowShape,
+    kind: WindowKind,
     (size_ms, size_at): (i64, Location),
     offset_ms: i64,
     location: Location,
@@ -318,7 +371,8 @@ fn new_call(
     *next_id += 1;
     Ok(WindowCall {
         table_name: format!("__window_{id}"),
-        shape,
+        kind,
+        partition_by: what.partition_by,
         input: what.input,
         input_location: what.input_location,
         descriptor: what.descriptor,
@@ -438,12 +492,6 @@ pub fn rewrite_legacy(
         .first()
         .and_then(|p| p.as_ident())
         .map_or(Location::new(0, 0), |i| i.span.start);
-    if name == "SESSION" {
-        return Err(file.error_at(
-            location,
-            "SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are",
-        ));
-    }
     let args = function_args(f);
     let (descriptor, descriptor_location) = match args.first() {
         Some(Expr::Identifier(i)) => (i.value.clone(), i.span.start),
@@ -467,7 +515,10 @@ pub fn rewrite_legacy(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let (shape, size) = shape_of(file, &name, &intervals, location)?;
+    if name == "SESSION" && intervals.len() > 1 {
+        return Err(file.error_at(location, "SESSION takes a gap and no offset"));
+    }
+    let (kind, size) = shape_of(file, &name, &intervals, location)?;
     let offset_ms = intervals
         .get(leading_intervals(&name).len())
         .map_or(0, |i| i.0);
@@ -503,8 +554,9 @@ pub fn rewrite_legacy(
             input_location,
             descriptor,
             descriptor_location,
+            partition_by: Vec::new(),
         },
-        shape,
+        kind,
         size,
         offset_ms,
         location,
@@ -531,9 +583,13 @@ pub fn rewrite_legacy(
     let _ = visit_expressions_mut(select.as_mut(), |expr: &mut Expr| {
         if let Some((name, _)) = function_name(expr) {
             let column = match name.as_str() {
-                "TUMBLE_START" | "HOP_START" | "CUMULATE_START" => Some("window_start"),
-                "TUMBLE_END" | "HOP_END" | "CUMULATE_END" => Some("window_end"),
-                "TUMBLE_ROWTIME" | "HOP_ROWTIME" | "CUMULATE_ROWTIME" => Some("window_time"),
+                "TUMBLE_START" | "HOP_START" | "CUMULATE_START" | "SESSION_START" => {
+                    Some("window_start")
+                }
+                "TUMBLE_END" | "HOP_END" | "CUMULATE_END" | "SESSION_END" => Some("window_end"),
+                "TUMBLE_ROWTIME" | "HOP_ROWTIME" | "CUMULATE_ROWTIME" | "SESSION_ROWTIME" => {
+                    Some("window_time")
+                }
                 _ => None,
             };
             if let Some(column) = column {

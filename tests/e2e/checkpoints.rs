@@ -220,6 +220,27 @@ fn kill_runs_with(
     (killed, outcome)
 }
 
+/// Runs `job` with 2 instances, kills it after a checkpoint, again with 4, then runs it to
+/// the end with 1, and checks that the last run resumed from a checkpoint.
+fn kill_at_2_and_4_then_finish_at_1(job: &Path, checkpoints: &Path) {
+    let runs = vec![
+        (50, vec![("parallelism.default", "2")]),
+        (50, vec![("parallelism.default", "4")]),
+    ];
+    let (killed, last) = kill_runs(job, checkpoints, &runs, &[("parallelism.default", "1")]);
+    assert_eq!(
+        killed,
+        2,
+        "a run of {} ended before it was killed",
+        job.display()
+    );
+    assert!(
+        last.stderr.contains("resuming from checkpoint"),
+        "{}",
+        last.stderr
+    );
+}
+
 /// A small deterministic random sequence (the test must be repeatable).
 struct Lcg(u64);
 
@@ -296,18 +317,7 @@ fn a_checkpoint_restores_at_another_parallelism() {
         checkpoints,
         expected,
     } = checkpointed();
-    // 2 instances, then 4, then 1 to the end.
-    let runs = vec![
-        (50, vec![("parallelism.default", "2")]),
-        (50, vec![("parallelism.default", "4")]),
-    ];
-    let (killed, last) = kill_runs(&job, &checkpoints, &runs, &[("parallelism.default", "1")]);
-    assert_eq!(killed, 2, "a run ended before it was killed");
-    assert!(
-        last.stderr.contains("resuming from checkpoint"),
-        "{}",
-        last.stderr
-    );
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
     assert_same_output(expected, &actual);
 }
 
@@ -650,18 +660,7 @@ fn hop_and_cumulate_windows_resume_at_another_parallelism() {
             Some(&checkpoints),
             window,
         );
-        // 2 instances, then 4, then 1 to the end.
-        let runs = vec![
-            (50, vec![("parallelism.default", "2")]),
-            (50, vec![("parallelism.default", "4")]),
-        ];
-        let (killed, last) = kill_runs(&job, &checkpoints, &runs, &[("parallelism.default", "1")]);
-        assert_eq!(killed, 2, "a run of {window} ended before it was killed");
-        assert!(
-            last.stderr.contains("resuming from checkpoint"),
-            "{}",
-            last.stderr
-        );
+        kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
         assert_same_output(&expected, &actual);
     }
 }
@@ -695,17 +694,7 @@ fn an_over_aggregation_resumes_at_another_parallelism() {
         .output()
         .assert_success();
     let job = over_job("over-checkpointed.sql", &actual, Some(&checkpoints));
-    let runs = vec![
-        (50, vec![("parallelism.default", "2")]),
-        (50, vec![("parallelism.default", "4")]),
-    ];
-    let (killed, last) = kill_runs(&job, &checkpoints, &runs, &[("parallelism.default", "1")]);
-    assert_eq!(killed, 2, "a run ended before it was killed");
-    assert!(
-        last.stderr.contains("resuming from checkpoint"),
-        "{}",
-        last.stderr
-    );
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
     let stats = duckdb_query(
         &[("e", &expected), ("a", &actual)],
         "SELECT
@@ -723,4 +712,34 @@ fn an_over_aggregation_resumes_at_another_parallelism() {
     assert_eq!(s["different"], json!(0), "{s}");
     assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
     assert!(s["expected_rows"].as_u64() > Some(1_000_000), "{s}");
+}
+
+#[test]
+fn session_windows_resume_at_another_parallelism() {
+    // One file: with a single source partition the sessions do not depend on how rows of
+    // several partitions interleave. Open sessions are keyed state, split by key on each
+    // restore.
+    let reference = reference();
+    let input = reference
+        .input
+        .parent()
+        .expect("a folder")
+        .join("all.jsonl");
+    let window = "SESSION(TABLE tx PARTITION BY currency, DESCRIPTOR(ts), INTERVAL '10' SECOND)";
+    let dir = JobDir::new();
+    let expected = dir.path().join("expected");
+    let plain = windowed_job(dir.path(), "plain.sql", &input, &expected, None, window);
+    sluice_run(&plain).output().assert_success();
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    let job = windowed_job(
+        dir.path(),
+        "checkpointed.sql",
+        &input,
+        &actual,
+        Some(&checkpoints),
+        window,
+    );
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
+    assert_same_output(&expected, &actual);
 }

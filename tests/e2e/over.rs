@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use crate::common::{
-    assert_rows, at, bid_job, data_files, json_lines, run_json_job, run_python, JobDir, BID_ROWS,
+    assert_rows, at, bid_job, compare_five_aggregates, data_files, json_lines, run_json_job,
+    run_python, JobDir, BID_ROWS,
 };
 use serde_json::json;
 
@@ -203,39 +204,7 @@ fn run_over(events: &Path, frame: &str, frame_args: &[&str], parallelism: &str) 
         &[("parallelism.default", parallelism)],
     );
     outcome.assert_success();
-    let output = dir.output();
-    let (events_arg, actual_arg) = (events.display().to_string(), output.display().to_string());
-    let mut args = vec![
-        "--events",
-        &events_arg,
-        "--actual",
-        &actual_arg,
-        "--key",
-        "k",
-        "--ts",
-        "ts",
-        "--value",
-        "v",
-        "--agg",
-        "count:cnt",
-        "--agg",
-        "sum:total",
-        "--agg",
-        "avg:mean",
-        "--agg",
-        "min:lo",
-        "--agg",
-        "max:hi",
-        "--late-delay-ms",
-        "1000",
-        "--watermark-interval-ms",
-        "200",
-    ];
-    args.extend_from_slice(frame_args);
-    let stdout = run_python("compare_over.py", &args);
-    let summary: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("compare_over.py printed no summary ({e}): {stdout}"));
+    let summary = compare_five_aggregates("compare_over.py", events, &dir.output(), frame_args);
     let metrics = outcome.metrics();
     assert_eq!(metrics.records_read, EVENTS);
     assert_eq!(

@@ -30,10 +30,9 @@ import os
 import duckdb
 import pyarrow as pa
 
-from sluice_out import finish, parquet_view, report, visible_files
+from sluice_out import compare_tables, finish, parquet_view, visible_files
 
 RELATIVE_TOLERANCE = 1e-9
-EXACT = {"count", "min", "max"}
 
 
 def input_files(path):
@@ -129,23 +128,8 @@ def main():
 
     problems = []
 
-    report(con, problems, "window x key emitted more than once",
-           "SELECT k, ws, we, count(*) FROM actual GROUP BY ALL HAVING count(*) > 1 ORDER BY ws, k")
-    differs = ["e.k IS NULL", "a.k IS NULL"]
-    for func, _ in aggs:
-        if func in EXACT:
-            differs.append(f"a.a_{func} IS DISTINCT FROM e.e_{func}")
-        else:
-            differs.append(
-                f"NOT coalesce(abs(a.a_{func} - e.e_{func}) <= {RELATIVE_TOLERANCE} * abs(e.e_{func}), false)")
-    columns = ", ".join(f"e.e_{func}, a.a_{func}" for func, _ in aggs)
-    header = ", ".join(f"expected {func}, actual {col}" for func, col in aggs)
-    report(con, problems, f"windows that differ (key, window_start ms, window_end ms, {header}; None = missing)",
-           f"SELECT coalesce(e.k, a.k) AS key, coalesce(e.ws, a.ws) AS ws, coalesce(e.we, a.we) AS we, "
-           f"{columns} FROM expected e FULL OUTER JOIN actual a "
-           "ON e.k = a.k AND e.ws = a.ws AND e.we = a.we "
-           f"WHERE {' OR '.join(differs)} ORDER BY ws, we, key")
-
+    compare_tables(con, problems, aggs, ["ws", "we", "k"],
+                   lambda func: f"{RELATIVE_TOLERANCE} * abs(e.e_{func})")
     finish(con, problems, late)
 
 if __name__ == "__main__":

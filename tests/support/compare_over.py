@@ -24,10 +24,9 @@ import argparse
 import duckdb
 
 from compare import events_with_watermarks
-from sluice_out import finish, parquet_view, report
+from sluice_out import compare_tables, finish, parquet_view
 
 TOLERANCE = 1e-9
-EXACT = {"count", "min", "max"}
 
 
 def main():
@@ -78,21 +77,7 @@ def main():
 
     problems = []
 
-    report(con, problems, "rows emitted more than once",
-           "SELECT k, ts, v, count(*) FROM actual GROUP BY ALL HAVING count(*) > 1 ORDER BY ts, k")
-    differs = ["e.k IS NULL", "a.k IS NULL"]
-    for func, _ in aggs:
-        if func in EXACT:
-            differs.append(f"a.a_{func} IS DISTINCT FROM e.e_{func}")
-        else:
-            differs.append(f"NOT coalesce(abs(a.a_{func} - e.e_{func}) <= {TOLERANCE * scale}, false)")
-    columns = ", ".join(f"e.e_{func}, a.a_{func}" for func, _ in aggs)
-    header = ", ".join(f"expected {func}, actual {col}" for func, col in aggs)
-    report(con, problems, f"rows that differ (key, time, value, {header}; None = missing)",
-           f"SELECT coalesce(e.k, a.k), coalesce(e.ts, a.ts) AS t, coalesce(e.v, a.v), {columns} "
-           "FROM expected e FULL OUTER JOIN actual a ON e.k = a.k AND e.ts = a.ts AND e.v = a.v "
-           f"WHERE {' OR '.join(differs)} ORDER BY t")
-
+    compare_tables(con, problems, aggs, ["ts", "k", "v"], lambda func: TOLERANCE * scale)
     finish(con, problems, late)
 
 if __name__ == "__main__":

@@ -48,3 +48,30 @@ def finish(con, problems, late):
         print("\n".join(problems))
         raise SystemExit(1)
     print(json.dumps({"expected_late": late, "expected_rows": expected_rows, "actual_rows": actual_rows}))
+
+
+# Aggregates whose values must be equal; the others (sums, averages) within a tolerance.
+EXACT = {"count", "min", "max"}
+
+
+def compare_tables(con, problems, aggs, on, tolerance):
+    """Compares tables `expected` (columns `on`, then e_<func> per aggregate) and `actual`
+    (`on`, then a_<func>): rows of `on` twice in actual, rows missing on either side and
+    values that differ go into `problems`. `aggs` are (func, Sluice column) pairs;
+    `tolerance(func)` is the SQL of the allowed |actual - expected| of a sum or average."""
+    keys = ", ".join(on)
+    report(con, problems, f"({keys}) emitted more than once",
+           f"SELECT {keys}, count(*) FROM actual GROUP BY ALL HAVING count(*) > 1 ORDER BY {keys}")
+    differs = [f"e.{on[0]} IS NULL", f"a.{on[0]} IS NULL"]
+    for func, _ in aggs:
+        if func in EXACT:
+            differs.append(f"a.a_{func} IS DISTINCT FROM e.e_{func}")
+        else:
+            differs.append(f"NOT coalesce(abs(a.a_{func} - e.e_{func}) <= {tolerance(func)}, false)")
+    columns = ", ".join(f"e.e_{func}, a.a_{func}" for func, _ in aggs)
+    header = ", ".join(f"expected {func}, actual {col}" for func, col in aggs)
+    picked = ", ".join(f"coalesce(e.{c}, a.{c}) AS {c}" for c in on)
+    join = " AND ".join(f"e.{c} = a.{c}" for c in on)
+    report(con, problems, f"rows that differ ({keys}, {header}; None = missing)",
+           f"SELECT {picked}, {columns} FROM expected e FULL OUTER JOIN actual a ON {join} "
+           f"WHERE {' OR '.join(differs)} ORDER BY {keys}")

@@ -505,15 +505,13 @@ impl Operator for FinalAggregate {
         _checkpoint: u64,
         _out: &mut Vec<StreamBatch>,
     ) -> Result<Option<crate::operator::StateSnapshot>> {
-        Ok(Some(crate::operator::StateSnapshot {
-            watermark: Some(self.watermark),
-            ..Default::default()
-        }))
+        Ok(Some(crate::operator::StateSnapshot::watermark(
+            self.watermark,
+        )))
     }
 
     fn restore(&mut self, parts: &[crate::operator::StateSnapshot]) -> Result<()> {
-        // At a barrier every instance has seen the same watermarks: any part's will do.
-        if let Some(w) = parts.iter().filter_map(|p| p.watermark).max() {
+        if let Some(w) = crate::operator::StateSnapshot::restored_watermark(parts) {
             self.watermark = w;
         }
         Ok(())

@@ -4,6 +4,7 @@ mod aggregate;
 mod filter;
 mod over;
 mod project;
+mod session;
 mod sink;
 mod window_assign;
 
@@ -11,6 +12,7 @@ pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAgg
 pub use filter::Filter;
 pub use over::{DropLateRows, Frame, OverAggregate, OverSpec};
 pub use project::Project;
+pub use session::{SessionAggregate, SessionSpec, SessionTag, TRAILING_COLUMNS};
 pub use sink::Sink;
 pub use window_assign::WindowAssign;
 

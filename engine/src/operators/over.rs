@@ -446,7 +446,7 @@ impl Operator for OverAggregate {
     }
 
     fn restore(&mut self, parts: &[StateSnapshot]) -> Result<()> {
-        if let Some(w) = parts.iter().filter_map(|p| p.watermark).max() {
+        if let Some(w) = StateSnapshot::restored_watermark(parts) {
             self.watermark = w;
         }
         // Arrival numbers go on after every instance's.

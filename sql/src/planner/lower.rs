@@ -48,18 +48,32 @@ pub(super) fn window_aggregate_state(
     if let Some(zone) = w.time_zone {
         window.push_str(&format!(" in {zone}"));
     }
-    let keys: Vec<String> = spec
-        .key_fields
+    Ok(aggregate_state(
+        window,
+        &spec.key_fields,
+        aggregates,
+        &spec.partial_schema()?,
+    ))
+}
+
+/// The description of a windowed aggregate's state: its window, keys, aggregates and the
+/// types of its state columns.
+pub(super) fn aggregate_state(
+    window: String,
+    key_fields: &[Field],
+    aggregates: &[String],
+    state: &SchemaRef,
+) -> BTreeMap<String, String> {
+    let keys: Vec<String> = key_fields
         .iter()
         .map(|f| format!("{} {}", f.name(), flink_name(f.data_type())))
         .collect();
-    let columns: Vec<String> = spec
-        .partial_schema()?
+    let columns: Vec<String> = state
         .fields()
         .iter()
         .map(|f| f.data_type().to_string())
         .collect();
-    Ok(BTreeMap::from([
+    BTreeMap::from([
         ("window".to_string(), window),
         ("keys".to_string(), format!("({})", keys.join(", "))),
         (
@@ -70,7 +84,22 @@ pub(super) fn window_aggregate_state(
             "state columns".to_string(),
             format!("({})", columns.join(", ")),
         ),
-    ]))
+    ])
+}
+
+/// A projection of a SESSION window stream also passes on the engine's trailing session
+/// columns, which follow the input schema's `width` columns.
+fn with_session_columns(
+    mut exprs: Vec<Arc<dyn PhysicalExpr>>,
+    schema: &SchemaRef,
+    width: usize,
+) -> (Vec<Arc<dyn PhysicalExpr>>, SchemaRef) {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (i, name) in TRAILING_COLUMNS.iter().enumerate() {
+        exprs.push(Arc::new(Column::new(name, width + i)));
+        fields.push(Field::new(*name, DataType::Int64, false));
+    }
+    (exprs, Arc::new(Schema::new(fields)))
 }
 
 impl Planner<'_> {
@@ -178,6 +207,10 @@ impl Planner<'_> {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     ) -> NodeId {
+        let (exprs, schema) = match input.session {
+            Some(_) => with_session_columns(exprs, &schema, input.schema.fields().len()),
+            None => (exprs, schema),
+        };
         self.add_node(
             "project",
             name,
@@ -310,15 +343,22 @@ impl Planner<'_> {
             schema.field(rowtime).data_type(),
             DataType::Timestamp(_, Some(_))
         );
+        let time_zone = if has_zone {
+            self.settings.window_zone()
+        } else {
+            None
+        };
+        let shape = match call.kind {
+            WindowKind::Sliced(shape) => shape,
+            WindowKind::Session { gap_ms } => {
+                return self.lower_session_window(name, &call, gap_ms, time_zone, rowtime, input)
+            }
+        };
         let window = WindowSpec {
             size_ms: call.size_ms,
             offset_ms: call.offset_ms,
-            time_zone: if has_zone {
-                self.settings.window_zone()
-            } else {
-                None
-            },
-            shape: call.shape,
+            time_zone,
+            shape,
         };
         let metrics = Arc::clone(&self.metrics);
         let table = input.table.clone();
@@ -350,6 +390,7 @@ impl Planner<'_> {
             schema: Arc::new(df),
             rowtime: Some(schema.fields().len() - 1),
             window: Some(window),
+            session: None,
             table: input.table,
         })
     }
@@ -364,25 +405,29 @@ impl Planner<'_> {
             .group_expr
             .iter()
             .map(|g| match g.clone().unalias() {
-                Expr::Column(c) if input.window.is_some() => match c.name.as_str() {
-                    "window_start" => Some(AggregateOutput::WindowStart),
-                    "window_end" => Some(AggregateOutput::WindowEnd),
-                    "window_time" => Some(AggregateOutput::WindowTime),
-                    _ => None,
-                },
+                Expr::Column(c) if input.window.is_some() || input.session.is_some() => {
+                    match c.name.as_str() {
+                        "window_start" => Some(AggregateOutput::WindowStart),
+                        "window_end" => Some(AggregateOutput::WindowEnd),
+                        "window_time" => Some(AggregateOutput::WindowTime),
+                        _ => None,
+                    }
+                }
                 _ => None,
             })
             .collect();
-        let Some(window) = input.window.filter(|_| {
-            roles.iter().any(|r| {
-                matches!(
-                    r,
-                    Some(AggregateOutput::WindowStart | AggregateOutput::WindowEnd)
-                )
-            })
-        }) else {
+        let windowed = roles.iter().any(|r| {
+            matches!(
+                r,
+                Some(AggregateOutput::WindowStart | AggregateOutput::WindowEnd)
+            )
+        });
+        if let Some(session) = input.session.clone().filter(|_| windowed) {
+            return self.lower_session_aggregate(a, input, session, roles);
+        }
+        let Some(window) = input.window.filter(|_| windowed) else {
             return Err(Error::plan(
-                "an aggregate over a stream needs a window: use FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE) and GROUP BY window_start, window_end (results that update forever are not supported yet)",
+                "an aggregate over a stream needs a window: use FROM TABLE(TUMBLE(...)) (or HOP, CUMULATE, SESSION) and GROUP BY window_start, window_end (results that update forever are not supported yet)",
             ));
         };
         let pick = |role: AggregateOutput| roles.iter().position(|r| *r == Some(role));
@@ -409,27 +454,9 @@ impl Planner<'_> {
                 }
             }
         }
-        let arrow_input = input_schema.as_arrow();
-        let mut aggregates = Vec::new();
-        for e in &a.aggr_expr {
-            #[allow(deprecated)]
-            let (agg, filter, _) =
-                create_aggregate_expr_and_maybe_filter(e, input_schema, arrow_input, &self.props)?;
-            if filter.is_some() {
-                return Err(Error::plan(format!(
-                    "FILTER (WHERE ...) on an aggregate is not supported yet: {e}"
-                )));
-            }
-            output.push(AggregateOutput::Aggregate(aggregates.len()));
-            aggregates.push(agg);
-        }
+        let (aggregates, agg_names) = self.aggregate_exprs(a, &mut output)?;
         let output_schema: SchemaRef = Arc::new(a.schema.as_arrow().clone());
         let key_names: Vec<String> = key_fields.iter().map(|f| f.name().clone()).collect();
-        let agg_names: Vec<String> = a
-            .aggr_expr
-            .iter()
-            .map(|e| without_window_tables(&e.schema_name().to_string()))
-            .collect();
         let spec = Arc::new(WindowAggregateSpec {
             window,
             window_column,
@@ -490,7 +517,41 @@ impl Planner<'_> {
                 .iter()
                 .position(|o| *o == AggregateOutput::WindowTime),
             window: None,
+            session: None,
             table: input.table,
         })
+    }
+
+    /// The physical aggregate functions of `a`, each pushed onto `output` as its column,
+    /// and their names as `explain` and checkpoints show them.
+    pub(super) fn aggregate_exprs(
+        &self,
+        a: &datafusion::logical_expr::Aggregate,
+        output: &mut Vec<AggregateOutput>,
+    ) -> Result<(
+        Vec<Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>>,
+        Vec<String>,
+    )> {
+        let input_schema = a.input.schema();
+        let arrow_input = input_schema.as_arrow();
+        let mut aggregates = Vec::new();
+        for e in &a.aggr_expr {
+            #[allow(deprecated)]
+            let (agg, filter, _) =
+                create_aggregate_expr_and_maybe_filter(e, input_schema, arrow_input, &self.props)?;
+            if filter.is_some() {
+                return Err(Error::plan(format!(
+                    "FILTER (WHERE ...) on an aggregate is not supported yet: {e}"
+                )));
+            }
+            output.push(AggregateOutput::Aggregate(aggregates.len()));
+            aggregates.push(agg);
+        }
+        let names = a
+            .aggr_expr
+            .iter()
+            .map(|e| without_window_tables(&e.schema_name().to_string()))
+            .collect();
+        Ok((aggregates, names))
     }
 }

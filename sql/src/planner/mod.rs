@@ -36,8 +36,8 @@ use sluice_engine::graph::{Edge, Graph, Node, NodeId, NodeKind};
 use sluice_engine::metrics::JobMetrics;
 use sluice_engine::operator::Operator;
 use sluice_engine::operators::{
-    AggregateOutput, Filter, FinalAggregate, PartialAggregate, Project, Sink, WindowAggregateSpec,
-    WindowAssign,
+    AggregateOutput, Filter, FinalAggregate, PartialAggregate, Project, SessionAggregate,
+    SessionSpec, SessionTag, Sink, WindowAggregateSpec, WindowAssign, TRAILING_COLUMNS,
 };
 use sluice_engine::source::{SourcePrep, WatermarkSpec};
 use sluice_engine::window::WindowSpec;
@@ -46,6 +46,7 @@ use sluice_engine::{Error, Result};
 mod errors;
 mod lower;
 mod over;
+mod session;
 mod tables;
 
 use errors::clean_message;
@@ -54,7 +55,7 @@ use crate::location::SourceFile;
 use crate::settings::Settings;
 use crate::statements::{parse_job, ColumnKind, QueryDef, Statement, TableDef};
 use crate::types::{assignable, flink_name};
-use crate::windows::{rewrite_legacy, WindowCall};
+use crate::windows::{rewrite_legacy, WindowCall, WindowKind};
 
 /// A planned job, ready to run.
 pub struct JobPlan {
@@ -92,8 +93,22 @@ struct Stream {
     rowtime: Option<usize>,
     /// Set between a window assigner and its aggregate.
     window: Option<WindowSpec>,
+    /// Set between a SESSION window table and its aggregate: the batches carry the
+    /// engine's trailing session columns after the schema's.
+    session: Option<SessionWindow>,
     /// The source table, for drop counts.
     table: String,
+}
+
+/// A SESSION window table, as its aggregate needs it.
+#[derive(Clone)]
+struct SessionWindow {
+    gap_ms: i64,
+    time_zone: Option<chrono_tz::Tz>,
+    /// `PARTITION BY` columns, which must be grouping keys.
+    partition_by: Vec<(String, Location)>,
+    /// Where the SESSION call is, for errors.
+    location: Location,
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

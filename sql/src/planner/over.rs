@@ -70,6 +70,13 @@ fn frame_of(frame: &WindowFrame) -> std::result::Result<Frame, String> {
 impl Planner<'_> {
     pub(super) fn lower_over(&mut self, w: &Window) -> Result<Stream> {
         let input = self.lower(&w.input)?;
+        if let Some(session) = &input.session {
+            return Err(self.file.error_at(
+                session.location,
+                "an OVER aggregation over a SESSION window table is not supported: aggregate \
+                 the sessions with GROUP BY window_start, window_end first",
+            ));
+        }
         let input_schema = w.input.schema();
         let arrow_input = input_schema.as_arrow();
         let rowtime = input.rowtime.ok_or_else(|| {
@@ -249,6 +256,7 @@ impl Planner<'_> {
             schema: Arc::clone(&w.schema),
             rowtime: Some(rowtime),
             window: None,
+            session: None,
             table: input.table,
         })
     }

@@ -232,6 +232,7 @@ impl Planner<'_> {
             schema,
             rowtime,
             window: None,
+            session: None,
             table: name.to_string(),
         };
         self.sources.insert(name.to_string(), stream.clone());
@@ -245,6 +246,13 @@ impl Planner<'_> {
         stream: Stream,
     ) -> Result<()> {
         let file = self.file;
+        if let Some(session) = &stream.session {
+            return Err(file.error_at(
+                session.location,
+                "the rows of a SESSION window table can only be aggregated (GROUP BY \
+                 window_start, window_end [, keys]): a row's session is known only when it closes",
+            ));
+        }
         if let Some(window) = stream.window.filter(|w| !w.slices_are_windows()) {
             return Err(file.error_at(
                 location,

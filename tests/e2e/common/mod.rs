@@ -578,3 +578,47 @@ pub fn wait_for_checkpoint(running: &mut Running, dir: &Path, id: u64) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Runs a comparison script of `tests/support` (compare_over.py, compare_session.py) over
+/// the generator's events (`k`, `ts`, `v`) and Sluice's Parquet output with columns `cnt`,
+/// `total`, `mean`, `lo`, `hi` (count, sum, average, minimum, maximum of `v`), late rows
+/// decided against a 1 s watermark delay emitted every 200 ms; `extra` says the window.
+/// Returns the script's JSON summary (`expected_late`, `expected_rows`, `actual_rows`).
+pub fn compare_five_aggregates(
+    script: &str,
+    events: &Path,
+    actual: &Path,
+    extra: &[&str],
+) -> Value {
+    let (events, actual) = (events.display().to_string(), actual.display().to_string());
+    let mut args = vec![
+        "--events",
+        &events,
+        "--actual",
+        &actual,
+        "--key",
+        "k",
+        "--ts",
+        "ts",
+        "--value",
+        "v",
+        "--agg",
+        "count:cnt",
+        "--agg",
+        "sum:total",
+        "--agg",
+        "avg:mean",
+        "--agg",
+        "min:lo",
+        "--agg",
+        "max:hi",
+        "--late-delay-ms",
+        "1000",
+        "--watermark-interval-ms",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    let stdout = run_python(script, &args);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script} printed no summary ({e}): {stdout}"))
+}
