@@ -7,13 +7,17 @@
 #   benches/run.sh datagen     # 3. datagen -> the same window -> blackhole (no JSON)
 #   benches/run.sh sink        # 4. 5M rows straight to Parquet (INSERT INTO pq SELECT * FROM tx)
 #   benches/run.sh flink       # 5. side by side with Flink (PyFlink, benches/flink/), same input
+#   benches/run.sh flink-windows # 8. the same for TUMBLE 1 min, HOP 10 min / 1 min, CUMULATE
+#                              #    1 h / 1 min and OVER RANGE 10 min per key
 #   benches/run.sh featurestore # 6. per-minute metrics of 100,000 keys into Feature Store:
 #                              #    the embedded local store, then `sluice featurestore serve`
 #   benches/run.sh checkpoints # 7. benchmark 3's job with 100,000 keys in every window, with
 #                              #    no checkpoints, every 10 s and every 1 s
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench),
-#      PROFILE (default dist; `dev` or `release` measure what those builds cost)
+#      PROFILE (default dist; `dev` or `release` measure what those builds cost),
+#      SLUICE (a `sluice` binary to measure instead of building one, e.g. one built at an
+#      earlier commit for a before/after comparison)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -23,11 +27,15 @@ par="${PARALLELISM:-2}"
 profile="${PROFILE:-dist}"
 mkdir -p "$work"
 
-cargo build --profile "$profile" --quiet --manifest-path "$repo/Cargo.toml" --bin sluice
-case "$profile" in
-  dev) sluice="$repo/target/debug/sluice" ;;
-  *) sluice="$repo/target/$profile/sluice" ;;
-esac
+if [ -n "${SLUICE:-}" ]; then
+  sluice="$SLUICE"
+else
+  cargo build --profile "$profile" --quiet --manifest-path "$repo/Cargo.toml" --bin sluice
+  case "$profile" in
+    dev) sluice="$repo/target/debug/sluice" ;;
+    *) sluice="$repo/target/$profile/sluice" ;;
+  esac
+fi
 python="$(bash "$repo/tests/support/pyenv.sh" | tail -n 1)"
 
 # `sluice datagen tx` input, generated once per (events, keys).
@@ -49,20 +57,6 @@ CREATE TABLE tx (
 SQL
 }
 
-metrics_job() { # input output
-  tx_table "$1"
-  cat <<SQL
-CREATE TABLE metrics (
-  window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
-  tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
-) WITH ('connector' = 'filesystem', 'path' = '$2', 'format' = 'parquet');
-INSERT INTO metrics
-SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
-FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-GROUP BY window_start, window_end, currency;
-SQL
-}
-
 # Runs a job file; prints the figures from its metrics.
 run_job() { # name job_file
   local metrics="$work/$1.metrics.json"
@@ -77,21 +71,15 @@ print(f"{sys.argv[2]}: {m['records_read']} events in {s:.2f} s = {m['records_rea
 PY
 }
 
-check_metrics() { # input output
-  "$python" "$repo/tests/support/compare.py" --events "$1" --actual "$2" --key currency \
-    --ts event_time --value fee --size-ms 60000 \
-    --agg count:tx_count --agg sum:total_fee --agg avg:avg_fee --late-delay-ms 5000 --watermark-interval-ms 200 >/dev/null
-  echo "  output checked against DuckDB: equal"
-}
 
 tx_bench() { # name events keys
   local input out job
   input="$(input_for "$2" "$3")"
   out="$work/$1_out"; job="$work/$1.sql"
   rm -rf "$out"
-  metrics_job "$input" "$out" >"$job"
+  query_job tumble "$input" "$out" >"$job"
   run_job "$1" "$job"
-  check_metrics "$input" "$out"
+  check_query tumble "$input" "$out"
 }
 
 # The window job of benchmark 2 into a Feature Store sink with the given endpoint.
@@ -122,6 +110,116 @@ print(f"{name}: {sink['records']} records put in {m['seconds']:.2f} s = {sink['r
       f"put latency p50 {sink['latency_p50_ms']:.2f} ms p99 {sink['latency_p99_ms']:.2f} ms, "
       f"{sink['retries']} retries, peak RSS {m['peak_rss_bytes']/1e6:.0f} MB")
 print(f"  checked: one record per window and key ({windows}), none rejected")
+PY
+}
+
+# Sluice's job for a query of benchmarks 5 and 8 (the queries of benches/flink/tx_queries.py).
+query_job() { # query input output
+  tx_table "$2"
+  case "$1" in
+    over) cat <<SQL
+CREATE TABLE recent (
+  tx_hash STRING, currency STRING, event_time BIGINT, fee DOUBLE,
+  tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
+) WITH ('connector' = 'filesystem', 'path' = '$3', 'format' = 'parquet');
+INSERT INTO recent
+SELECT tx_hash, currency, event_time, fee, COUNT(*) OVER w, SUM(fee) OVER w, AVG(fee) OVER w
+FROM tx
+WINDOW w AS (PARTITION BY currency ORDER BY ts
+             RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW);
+SQL
+    ;;
+    *)
+      local window
+      case "$1" in
+        tumble) window="TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE)" ;;
+        hop) window="HOP(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '10' MINUTE)" ;;
+        cumulate) window="CUMULATE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '1' HOUR)" ;;
+      esac
+      cat <<SQL
+CREATE TABLE metrics (
+  window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
+  tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE
+) WITH ('connector' = 'filesystem', 'path' = '$3', 'format' = 'parquet');
+INSERT INTO metrics
+SELECT window_start, window_end, currency, COUNT(*), SUM(fee), AVG(fee)
+FROM TABLE($window)
+GROUP BY window_start, window_end, currency;
+SQL
+    ;;
+  esac
+}
+
+# Checks Sluice's output of a query against DuckDB over the same input.
+check_query() { # query input output
+  local shape=()
+  case "$1" in
+    over)
+      "$python" "$repo/tests/support/compare_over.py" --events "$2" --actual "$3" --key currency \
+        --ts event_time --value fee --range-ms 600000 --agg count:tx_count --agg sum:total_fee \
+        --agg avg:avg_fee --late-delay-ms 5000 --watermark-interval-ms 200 >/dev/null
+      echo "  output checked against DuckDB's window functions: equal"
+      return
+      ;;
+    tumble) shape=(--size-ms 60000) ;;
+    hop) shape=(--size-ms 600000 --slide-ms 60000) ;;
+    cumulate) shape=(--size-ms 3600000 --step-ms 60000) ;;
+  esac
+  "$python" "$repo/tests/support/compare.py" --events "$2" --actual "$3" --key currency \
+    --ts event_time --value fee "${shape[@]}" --agg count:tx_count --agg sum:total_fee \
+    --agg avg:avg_fee --late-delay-ms 5000 --watermark-interval-ms 200 >/dev/null
+  echo "  output checked against DuckDB: equal"
+}
+
+# Runs a query on Flink (PyFlink, Java 17 on PATH, in a venv of its own installed on first
+# use) and on Sluice over the same input, prints both whole-process times and compares the
+# outputs row by row.
+flink_vs_sluice() { # query
+  local venv="$work/flink-venv" query="$1"
+  if ! cmp -s "$here/flink/requirements.txt" "$venv/requirements.installed" 2>/dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$here/flink/requirements.txt"
+    cp "$here/flink/requirements.txt" "$venv/requirements.installed"
+  fi
+  local input flink sluice_s started
+  input="$(input_for "$events" 4)"
+  rm -rf "$work/flink_out_$query" "$work/sluice_out_$query"
+  query_job "$query" "$input" "$work/sluice_out_$query" >"$work/flink_side_$query.sql"
+  started=$(date +%s.%N)
+  "$venv/bin/python" "$here/flink/tx_queries.py" "$input" "$work/flink_out_$query" \
+    --query "$query" --parallelism "$par" >"$work/flink_$query.log" 2>&1
+  flink=$(echo "$(date +%s.%N) - $started" | bc)
+  started=$(date +%s.%N)
+  "$sluice" run "$work/flink_side_$query.sql" --metrics-json "$work/flink_side_$query.metrics.json" \
+    2>"$work/flink_side_$query.log"
+  sluice_s=$(echo "$(date +%s.%N) - $started" | bc)
+  echo "$query: flink $flink s whole process ($(grep -o 'flink_job_seconds.*' "$work/flink_$query.log")); sluice $sluice_s s whole process; speed-up $(echo "scale=1; $flink / $sluice_s" | bc)x"
+  check_query "$query" "$input" "$work/sluice_out_$query"
+  # Flink's own output (CSV, no header) against Sluice's Parquet, row by row.
+  "$python" - "$query" "$work/flink_out_$query" "$work/sluice_out_$query" <<'PY'
+import duckdb, glob, os, sys
+query, flink_dir, sluice_dir = sys.argv[1:]
+flink = [f for f in glob.glob(os.path.join(flink_dir, "**", "*"), recursive=True)
+         if os.path.isfile(f) and not os.path.basename(f).startswith(".")]
+sluice = glob.glob(os.path.join(sluice_dir, "*.parquet"))
+if query == "over":
+    columns = {"tx_hash": "VARCHAR", "currency": "VARCHAR", "event_time": "BIGINT", "fee": "DOUBLE"}
+    on = ["tx_hash"]
+else:
+    columns = {"window_start": "TIMESTAMP", "window_end": "TIMESTAMP", "currency": "VARCHAR"}
+    on = ["window_start", "window_end", "currency"]
+columns.update({"tx_count": "BIGINT", "total_fee": "DOUBLE", "avg_fee": "DOUBLE"})
+con = duckdb.connect()
+con.execute(f"CREATE VIEW f AS SELECT * FROM read_csv({flink}, header = false, columns = {columns})")
+con.execute(f"CREATE VIEW s AS SELECT * FROM read_parquet({sluice})")
+rows = con.execute("SELECT count(*) FROM f").fetchone()[0]
+close = lambda c: f"abs(f.{c} - s.{c}) > 1e-9 * abs(f.{c}) + 1e-12"
+differ = con.execute(f"""SELECT count(*) FROM f FULL JOIN s USING ({', '.join(on)})
+  WHERE f.tx_count IS DISTINCT FROM s.tx_count OR {close('total_fee')} OR {close('avg_fee')}
+     OR f.currency IS NULL OR s.currency IS NULL""").fetchone()[0]
+assert differ == 0, f"{differ} of {rows} rows differ between Flink and Sluice"
+print(f"  Flink's output equals Sluice's: {rows} rows")
 PY
 }
 
@@ -258,46 +356,9 @@ assert a[0] == b[0] and a[2] == b[2] and a[3] == b[3] and abs(a[1] - b[1]) <= 1e
 print(f"  output checked against DuckDB: {a[0]} rows, same sums and distinct hashes")
 PY
     ;;
-  flink)
-    # PyFlink (Java 17 on PATH) in a venv of its own, installed on first use.
-    venv="$work/flink-venv"
-    if ! cmp -s "$here/flink/requirements.txt" "$venv/requirements.installed" 2>/dev/null; then
-      rm -rf "$venv"
-      python3 -m venv "$venv"
-      "$venv/bin/pip" install -q -r "$here/flink/requirements.txt"
-      cp "$here/flink/requirements.txt" "$venv/requirements.installed"
-    fi
-    input="$(input_for "$events" 4)"
-    rm -rf "$work/flink_out" "$work/sluice_out"
-    metrics_job "$input" "$work/sluice_out" >"$work/flink_side.sql"
-    started=$(date +%s.%N)
-    "$venv/bin/python" "$here/flink/tumble_metrics.py" "$input" "$work/flink_out" \
-      --parallelism "$par" >"$work/flink.log" 2>&1
-    flink=$(echo "$(date +%s.%N) - $started" | bc)
-    started=$(date +%s.%N)
-    "$sluice" run "$work/flink_side.sql" 2>"$work/flink_side.log"
-    sluice_s=$(echo "$(date +%s.%N) - $started" | bc)
-    echo "flink: $flink s whole process ($(grep -o 'flink_job_seconds.*' "$work/flink.log")); sluice: $sluice_s s whole process; speed-up $(echo "scale=1; $flink / $sluice_s" | bc)x"
-    check_metrics "$input" "$work/sluice_out"
-    # Flink's own output (CSV, no header) against Sluice's Parquet, row by row.
-    "$python" - "$work/flink_out" "$work/sluice_out" <<'PY'
-import duckdb, glob, os, sys
-flink = [f for f in glob.glob(os.path.join(sys.argv[1], "**", "*"), recursive=True)
-         if os.path.isfile(f) and not os.path.basename(f).startswith(".")]
-sluice = glob.glob(os.path.join(sys.argv[2], "*.parquet"))
-con = duckdb.connect()
-con.execute(f"""CREATE VIEW f AS SELECT * FROM read_csv({flink}, header = false, columns = {{
-  'window_start': 'TIMESTAMP', 'window_end': 'TIMESTAMP', 'currency': 'VARCHAR',
-  'tx_count': 'BIGINT', 'total_fee': 'DOUBLE', 'avg_fee': 'DOUBLE'}})""")
-con.execute(f"CREATE VIEW s AS SELECT * FROM read_parquet({sluice})")
-rows = con.execute("SELECT count(*) FROM f").fetchone()[0]
-differ = con.execute("""SELECT count(*) FROM f FULL JOIN s USING (window_start, currency)
-  WHERE f.tx_count IS DISTINCT FROM s.tx_count
-     OR abs(f.total_fee - s.total_fee) > 1e-9 OR abs(f.avg_fee - s.avg_fee) > 1e-9
-     OR f.currency IS NULL OR s.currency IS NULL""").fetchone()[0]
-assert differ == 0, f"{differ} windows differ between Flink and Sluice"
-print(f"  Flink's output equals Sluice's: {rows} windows x currencies")
-PY
+  flink) flink_vs_sluice tumble ;;
+  flink-windows)
+    for query in tumble hop cumulate over; do flink_vs_sluice "$query"; done
     ;;
   *)
     sed -n '2,16p' "$0"

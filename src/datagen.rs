@@ -1,4 +1,5 @@
-//! `sluice datagen tx`: the example transactions, as JSON lines or into a Kinesis stream.
+//! `sluice datagen tx` and `sluice datagen cards`: the example jobs' transactions, as JSON
+//! lines or into a Kinesis stream.
 //!
 //! The tests, the example jobs, the benchmarks and the docker compose producer all take
 //! their input from here, so no other tool is needed to make data. Written to a file (or
@@ -14,8 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use clap::Args;
-use sluice_connectors::datagen::{TransactionSpec, Transactions};
+use sluice_connectors::datagen::{CardSpec, CardTransactions, TransactionSpec, Transactions};
 use sluice_connectors::format::json::JsonLineEncoder;
 use sluice_connectors::format::text::TimestampStandard;
 use sluice_connectors::kinesis::KinesisSink;
@@ -28,24 +31,22 @@ const MAX_BATCH: u64 = 8192;
 /// How often an endless producer says how far it got.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
 
+/// What every generator takes: how many records, their pace and disorder, and where they go.
 #[derive(Args)]
-pub struct TxArgs {
-    /// How many transactions; 0 writes until stopped (Ctrl-C or SIGTERM).
+pub struct CommonArgs {
+    /// How many records; 0 writes until stopped (Ctrl-C or SIGTERM).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// Transactions per second of event time.
+    /// Records per second of event time.
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
-    /// Largest random delay subtracted from a transaction's event time, in milliseconds.
+    /// Largest random delay subtracted from a record's event time, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     disorder_ms: u64,
-    /// How many currencies (group keys): BTC, ETH, SOL, ADA, then C000000, C000001, ...
-    #[arg(long, default_value_t = 4)]
-    keys: usize,
-    /// Seed of the random values: the same seed gives the same transactions.
+    /// Seed of the random values: the same seed gives the same records.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Event time of the first transaction in epoch milliseconds, or `now`.
+    /// Event time of the first record in epoch milliseconds, or `now`.
     #[arg(long, default_value = "1700000000000", value_parser = parse_start)]
     start_ms: StartTime,
     /// Records per second of wall time; 0 writes as fast as possible.
@@ -58,6 +59,55 @@ pub struct TxArgs {
     /// The file to write JSON lines to; `-` is stdout.
     #[arg(required_unless_present = "kinesis_stream")]
     output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct TxArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// How many currencies (group keys): BTC, ETH, SOL, ADA, then C000000, C000001, ...
+    #[arg(long, default_value_t = 4)]
+    keys: usize,
+}
+
+#[derive(Args)]
+pub struct CardArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// How many cards (group keys): card-000000, card-000001, ...
+    #[arg(long, default_value_t = 1000)]
+    cards: u64,
+}
+
+/// A repeatable source of record batches.
+trait Generator {
+    fn schema(&self) -> SchemaRef;
+    fn emitted(&self) -> u64;
+    fn next_batch(&mut self, rows: usize) -> RecordBatch;
+}
+
+impl Generator for Transactions {
+    fn schema(&self) -> SchemaRef {
+        Transactions::schema()
+    }
+    fn emitted(&self) -> u64 {
+        Transactions::emitted(self)
+    }
+    fn next_batch(&mut self, rows: usize) -> RecordBatch {
+        Transactions::next_batch(self, rows)
+    }
+}
+
+impl Generator for CardTransactions {
+    fn schema(&self) -> SchemaRef {
+        CardTransactions::schema()
+    }
+    fn emitted(&self) -> u64 {
+        CardTransactions::emitted(self)
+    }
+    fn next_batch(&mut self, rows: usize) -> RecordBatch {
+        CardTransactions::next_batch(self, rows)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -86,12 +136,12 @@ enum Output {
 }
 
 impl Output {
-    fn open(args: &TxArgs) -> Result<Self> {
+    fn open(args: &CommonArgs, schema: &SchemaRef) -> Result<Self> {
         if let Some(stream) = &args.kinesis_stream {
-            return kinesis_writer(stream).map(Output::Stream);
+            return kinesis_writer(stream, schema).map(Output::Stream);
         }
         let path = args.output.as_ref().ok_or_else(|| {
-            Error::config("sluice datagen tx needs an output file or --kinesis-stream")
+            Error::config("sluice datagen needs an output file or --kinesis-stream")
         })?;
         let out: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(BufWriter::new(std::io::stdout().lock()))
@@ -102,7 +152,7 @@ impl Output {
         };
         Ok(Output::Lines {
             out,
-            encoder: JsonLineEncoder::new(&Transactions::schema(), TimestampStandard::Sql),
+            encoder: JsonLineEncoder::new(schema, TimestampStandard::Sql),
             buffer: Vec::new(),
         })
     }
@@ -118,11 +168,11 @@ impl Output {
                 buffer.clear();
                 encoder
                     .encode(batch, buffer)
-                    .map_err(|e| Error::internal(format!("encoding transactions: {e}")))?;
+                    .map_err(|e| Error::internal(format!("encoding records: {e}")))?;
                 match out.write_all(buffer) {
                     Ok(()) => Ok(true),
                     Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
-                    Err(e) => Err(Error::connector(format!("writing transactions: {e}"))),
+                    Err(e) => Err(Error::connector(format!("writing records: {e}"))),
                 }
             }
             Output::Stream(writer) => writer.write(batch).map(|()| true),
@@ -133,7 +183,7 @@ impl Output {
         match self {
             Output::Lines { mut out, .. } => match out.flush() {
                 Err(e) if e.kind() != ErrorKind::BrokenPipe => {
-                    Err(Error::connector(format!("writing transactions: {e}")))
+                    Err(Error::connector(format!("writing records: {e}")))
                 }
                 _ => Ok(()),
             },
@@ -142,8 +192,8 @@ impl Output {
     }
 }
 
-/// A Kinesis sink writer for the transactions' columns, JSON records, random partition keys.
-fn kinesis_writer(stream: &str) -> Result<Box<dyn SinkWriter>> {
+/// A Kinesis sink writer for the generator's columns, JSON records, random partition keys.
+fn kinesis_writer(stream: &str, schema: &SchemaRef) -> Result<Box<dyn SinkWriter>> {
     let mut options = Options::new(
         format!("--kinesis-stream {stream}"),
         BTreeMap::from([
@@ -153,7 +203,7 @@ fn kinesis_writer(stream: &str) -> Result<Box<dyn SinkWriter>> {
     );
     let spec = TableSpec {
         name: stream.to_string(),
-        schema: Transactions::schema(),
+        schema: Arc::clone(schema),
         metadata: Vec::new(),
         partition_by: Vec::new(),
     };
@@ -162,32 +212,56 @@ fn kinesis_writer(stream: &str) -> Result<Box<dyn SinkWriter>> {
     sink.create_writer(&SinkContext::standalone(0, 1))
 }
 
-pub fn transactions(args: TxArgs) -> Result<()> {
+/// The start time of the first record.
+fn start_ms(args: &CommonArgs) -> Result<i64> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         return Err(Error::config("--rate must be more than 0"));
     }
     if !(args.per_second >= 0.0 && args.per_second.is_finite()) {
         return Err(Error::config("--per-second must be 0 or more"));
     }
-    let start_ms = match args.start_ms {
+    Ok(match args.start_ms {
         StartTime::At(ms) => ms,
         StartTime::Now => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),
-    };
+    })
+}
+
+/// `sluice datagen tx`.
+pub fn transactions(args: TxArgs) -> Result<()> {
+    let common = &args.common;
     let mut generator = Transactions::new(TransactionSpec {
-        rate: args.rate,
-        disorder_ms: args.disorder_ms,
+        rate: common.rate,
+        disorder_ms: common.disorder_ms,
         keys: args.keys,
-        seed: args.seed,
-        start_ms,
+        seed: common.seed,
+        start_ms: start_ms(common)?,
     });
+    write_all(common, &mut generator, "transactions")
+}
+
+/// `sluice datagen cards`.
+pub fn cards(args: CardArgs) -> Result<()> {
+    let common = &args.common;
+    let mut generator = CardTransactions::new(CardSpec {
+        rate: common.rate,
+        disorder_ms: common.disorder_ms,
+        cards: args.cards,
+        seed: common.seed,
+        start_ms: start_ms(common)?,
+    });
+    write_all(common, &mut generator, "card transactions")
+}
+
+/// Writes `args.events` records of `generator` (endlessly with 0) where `args` say.
+fn write_all(args: &CommonArgs, generator: &mut dyn Generator, what: &str) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
-    let mut output = Output::open(&args)?;
+    let mut output = Output::open(args, &generator.schema())?;
     // With a pace, about ten batches a second keep the flow smooth.
     let batch = if args.per_second > 0.0 {
         ((args.per_second / 10.0) as u64).clamp(1, MAX_BATCH)
@@ -217,7 +291,7 @@ pub fn transactions(args: TxArgs) -> Result<()> {
         if endless && reported.elapsed() >= REPORT_EVERY {
             reported = Instant::now();
             eprintln!(
-                "sluice datagen: {} transactions written in {:.0} s",
+                "sluice datagen: {} {what} written in {:.0} s",
                 generator.emitted(),
                 started.elapsed().as_secs_f64()
             );
@@ -226,7 +300,7 @@ pub fn transactions(args: TxArgs) -> Result<()> {
     output.finish()?;
     if args.kinesis_stream.is_some() {
         eprintln!(
-            "sluice datagen: {} transactions written in {:.1} s",
+            "sluice datagen: {} {what} written in {:.1} s",
             generator.emitted(),
             started.elapsed().as_secs_f64()
         );

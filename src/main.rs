@@ -78,6 +78,10 @@ enum DatagenCommand {
     /// milliseconds) as JSON lines, out of order within --disorder-ms, the same for the same
     /// --seed.
     Tx(datagen::TxArgs),
+    /// Card transactions (card_id, amount, merchant, event_time in epoch milliseconds) as
+    /// JSON lines, out of order within --disorder-ms, with bursts on a few cards: the input
+    /// of jobs/fraud_features.sql.
+    Cards(datagen::CardArgs),
 }
 
 #[derive(Subcommand)]
@@ -530,6 +534,9 @@ fn main() -> ExitCode {
         Command::Datagen {
             command: DatagenCommand::Tx(args),
         } => datagen::transactions(args),
+        Command::Datagen {
+            command: DatagenCommand::Cards(args),
+        } => datagen::cards(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::common::featurestore::{assert_latest, latest_in_parquet};
 use crate::common::{
-    assert_no_hidden_files, data_files, duckdb_query, gen_tx, run_python_file, sluice, sluice_run,
-    JobDir, Metrics, TumbleCheck, TumbleSummary, Windows, REPO,
+    assert_no_hidden_files, data_files, duckdb_query, gen_tx, run_compare, run_python_file, sluice,
+    sluice_run, JobDir, Metrics, TumbleCheck, TumbleSummary, Windows, REPO,
 };
 use serde_json::json;
 
@@ -325,4 +325,94 @@ fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_every_sink() {
         .map(|r| r["currency"].as_str().expect("currency").to_string())
         .collect();
     assert_latest(&dump(&store.endpoint, "tx-metrics", &ids), &latest);
+}
+
+#[test]
+fn fraud_features_match_duckdb_and_the_online_store_keeps_each_card_s_latest() {
+    let dir = JobDir::new();
+    let events = dir.path().join("data/cards.jsonl");
+    fs::create_dir_all(events.parent().expect("data/")).expect("create data/");
+    let generated = 50_000;
+    // As jobs/README.md makes the input.
+    sluice()
+        .args(&["datagen", "cards", &format!("--events={generated}")])
+        .arg(&events)
+        .output()
+        .assert_success();
+    let (_, output, metrics) = run_example(&dir, "fraud_features.sql", "out/card_features");
+    assert_eq!(metrics.records_read, generated, "records_read");
+    assert_eq!(metrics.dropped(), 0, "2 s of disorder within a 5 s delay");
+    // Every transaction has one row in each sink.
+    assert_eq!(metrics.records_written, 2 * generated);
+    let summary = compare_over_features(&events, &output);
+    assert_eq!(summary["actual_rows"], json!(generated), "{summary}");
+
+    // The online store holds each card's features of its latest transaction: check the
+    // busiest cards (those under attack), whose latest time is unique.
+    let latest = duckdb_query(
+        &[("f", &output)],
+        "SELECT card_id, tx_count_10m, avg_amount_10m FROM (
+           SELECT *, count(*) OVER (PARTITION BY card_id, event_time) AS same_time,
+                  max(event_time) OVER (PARTITION BY card_id) AS last_time,
+                  count(*) OVER (PARTITION BY card_id) AS txs
+           FROM f)
+         WHERE event_time = last_time AND same_time = 1
+         ORDER BY txs DESC, card_id LIMIT 5",
+    );
+    assert_eq!(latest.len(), 5, "{latest:?}");
+    for row in latest {
+        let card = row["card_id"].as_str().expect("a card id");
+        let out = sluice()
+            .args(&["featurestore", "get", "card-features", card])
+            .current_dir(dir.path())
+            .output();
+        out.assert_success();
+        let record: BTreeMap<String, String> =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+        assert_eq!(
+            record["tx_count_10m"],
+            row["tx_count_10m"].to_string(),
+            "{card}: {record:?}"
+        );
+        let avg: f64 = record["avg_amount_10m"].parse().expect("a number");
+        let expected = row["avg_amount_10m"].as_f64().expect("a number");
+        assert!(
+            (avg - expected).abs() <= 1e-9 * expected,
+            "{card}: {record:?}"
+        );
+    }
+}
+
+/// Checks `jobs/fraud_features.sql`'s Parquet output (per card, over the 10 minutes up to
+/// each transaction: count, average and largest amount) with compare_over.py against
+/// DuckDB's window functions over the card transactions it read (watermark 5 s behind).
+fn compare_over_features(events: &Path, output: &Path) -> serde_json::Value {
+    let (events, output) = (events.display().to_string(), output.display().to_string());
+    run_compare(
+        "compare_over.py",
+        &[
+            "--events",
+            &events,
+            "--actual",
+            &output,
+            "--key",
+            "card_id",
+            "--ts",
+            "event_time",
+            "--value",
+            "amount",
+            "--range-ms",
+            "600000",
+            "--agg",
+            "count:tx_count_10m",
+            "--agg",
+            "avg:avg_amount_10m",
+            "--agg",
+            "max:max_amount_10m",
+            "--late-delay-ms",
+            "5000",
+            "--watermark-interval-ms",
+            "200",
+        ],
+    )
 }

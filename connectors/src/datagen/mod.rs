@@ -5,11 +5,14 @@
 //! `seed` for repeatable values (see [`config`]).
 //!
 //! [`transactions`] makes the blockchain transactions of the example jobs for
-//! `sluice datagen tx`.
+//! `sluice datagen tx`, [`cards`] the card transactions of the fraud job for
+//! `sluice datagen cards`.
 
+pub mod cards;
 pub mod config;
 mod source;
 pub mod transactions;
 
+pub use cards::{CardSpec, CardTransactions};
 pub use source::DatagenSource;
 pub use transactions::{TransactionSpec, Transactions};

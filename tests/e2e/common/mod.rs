@@ -526,9 +526,7 @@ impl TumbleCheck<'_> {
             ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let stdout = run_python("compare.py", &args);
-        let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("compare.py printed no summary ({e}): {stdout}"));
+        let summary = run_compare("compare.py", &args);
         let count = |key: &str| {
             summary[key]
                 .as_u64()
@@ -618,7 +616,14 @@ pub fn compare_five_aggregates(
         "200",
     ];
     args.extend_from_slice(extra);
-    let stdout = run_python(script, &args);
+    run_compare(script, &args)
+}
+
+/// Runs a comparison script of `tests/support` (compare.py and its kin) with `args`;
+/// returns the JSON summary line it prints once the output matched (it fails the test with
+/// its report otherwise).
+pub fn run_compare(script: &str, args: &[&str]) -> Value {
+    let stdout = run_python(script, args);
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{script} printed no summary ({e}): {stdout}"))
 }
