@@ -8,7 +8,8 @@
 #   benches/run.sh sink        # 4. 5M rows straight to Parquet (INSERT INTO pq SELECT * FROM tx)
 #   benches/run.sh flink       # 5. side by side with Flink (PyFlink, benches/flink/), same input
 #   benches/run.sh flink-windows # 8. the same for TUMBLE 1 min, HOP 10 min / 1 min, CUMULATE
-#                              #    1 h / 1 min and OVER RANGE 10 min per key
+#                              #    1 h / 1 min and OVER RANGE 10 min per key (FLINK_QUERIES
+#                              #    picks some of: tumble hop cumulate over)
 #   benches/run.sh featurestore # 6. per-minute metrics of 100,000 keys into Feature Store:
 #                              #    the embedded local store, then `sluice featurestore serve`
 #   benches/run.sh checkpoints # 7. benchmark 3's job with 100,000 keys in every window, with
@@ -358,7 +359,7 @@ PY
     ;;
   flink) flink_vs_sluice tumble ;;
   flink-windows)
-    for query in tumble hop cumulate over; do flink_vs_sluice "$query"; done
+    for query in ${FLINK_QUERIES:-tumble hop cumulate over}; do flink_vs_sluice "$query"; done
     ;;
   *)
     sed -n '2,16p' "$0"

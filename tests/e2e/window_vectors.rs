@@ -296,6 +296,50 @@ GROUP BY window_start, window_end;";
 }
 
 #[test]
+fn coalesce_nullif_and_case_work_inside_aggregates_and_projections() {
+    // COALESCE is one of DataFusion's functions that exist only to be rewritten before they
+    // run; inside an aggregate it used to stop the job with an internal error.
+    let input = r#"{"bidtime": "2020-04-15 08:05:00", "price": 4.00, "item": "C", "supplier": "s1"}
+{"bidtime": "2020-04-15 08:07:00", "price": null, "item": "A", "supplier": "s1"}
+{"bidtime": "2020-04-15 08:09:00", "price": 6.00, "item": "D", "supplier": null}
+{"bidtime": "2020-04-15 08:11:00", "price": 3.00, "item": "B", "supplier": "s2"}
+"#;
+    let query = "INSERT INTO sink
+SELECT window_start, window_end, SUM(COALESCE(price, 10)), COUNT(NULLIF(supplier, 's1')),
+       MAX(CASE WHEN item = 'D' THEN COALESCE(price, 0) * 2 ELSE price END),
+       COUNT(TRY_CAST(item AS INT))
+FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end;";
+    let sink = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), total DOUBLE, others BIGINT, \
+                hi DOUBLE, numeric_items BIGINT";
+    let run = run_json_job(input, &bid_job(sink, query), &[]);
+    assert_rows(
+        &run.rows,
+        json!([
+            {"window_start": at("08:00"), "window_end": at("08:10"),
+             "total": 20.0, "others": 0, "hi": 12.0, "numeric_items": 0},
+            {"window_start": at("08:10"), "window_end": at("08:20"),
+             "total": 3.0, "others": 1, "hi": 3.0, "numeric_items": 0},
+        ]),
+    );
+    let projected = run_json_job(
+        input,
+        &bid_job(
+            "item STRING, supplier STRING",
+            "INSERT INTO sink SELECT item, COALESCE(supplier, 'unknown') FROM bid;",
+        ),
+        &[],
+    );
+    assert_rows(
+        &projected.rows,
+        json!([
+            {"item": "C", "supplier": "s1"}, {"item": "A", "supplier": "s1"},
+            {"item": "D", "supplier": "unknown"}, {"item": "B", "supplier": "s2"},
+        ]),
+    );
+}
+
+#[test]
 fn stateless_select_where_passes_matching_rows_through() {
     let query = "INSERT INTO sink SELECT bidtime, item, price * 2 FROM bid WHERE price > 3;";
     let sink = "bidtime TIMESTAMP(3), item STRING, doubled DOUBLE";

@@ -87,6 +87,17 @@ pub(super) fn aggregate_state(
     ])
 }
 
+/// `expr` as DataFusion's optimizer leaves it for execution: some functions exist only to be
+/// rewritten before they run (`COALESCE` and `NVL` become `CASE`, for example) and fail as
+/// internal errors if executed as they are. Sluice plans without DataFusion's optimizer (it
+/// lowers the analyzed plan itself), so every expression goes through its simplifier here.
+pub(super) fn simplified(expr: &Expr, schema: &DFSchema) -> Result<Expr> {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    Ok(ExprSimplifier::new(context).simplify(expr.clone())?)
+}
+
 /// A projection of a SESSION window stream also passes on the engine's trailing session
 /// columns, which follow the input schema's `width` columns.
 fn with_session_columns(
@@ -223,11 +234,32 @@ impl Planner<'_> {
 
     pub(super) fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(create_physical_expr(
-            expr,
+            &simplified(expr, schema)?,
             schema,
             &self.props,
             &PhysicalPlanningContext::default(),
         )?)
+    }
+
+    /// An aggregate function expression over `schema` as the engine runs it: its
+    /// arguments simplified (see [`simplified`]), and the physical aggregate with its
+    /// `FILTER`, if any.
+    pub(super) fn physical_aggregate(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+    ) -> Result<(
+        Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+        Option<Arc<dyn PhysicalExpr>>,
+    )> {
+        #[allow(deprecated)]
+        let (agg, filter, _) = create_aggregate_expr_and_maybe_filter(
+            &simplified(expr, schema)?,
+            schema,
+            schema.as_arrow(),
+            &self.props,
+        )?;
+        Ok((agg, filter))
     }
 
     pub(super) fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
@@ -533,12 +565,9 @@ impl Planner<'_> {
         Vec<String>,
     )> {
         let input_schema = a.input.schema();
-        let arrow_input = input_schema.as_arrow();
         let mut aggregates = Vec::new();
         for e in &a.aggr_expr {
-            #[allow(deprecated)]
-            let (agg, filter, _) =
-                create_aggregate_expr_and_maybe_filter(e, input_schema, arrow_input, &self.props)?;
+            let (agg, filter) = self.physical_aggregate(e, input_schema)?;
             if filter.is_some() {
                 return Err(Error::plan(format!(
                     "FILTER (WHERE ...) on an aggregate is not supported yet: {e}"

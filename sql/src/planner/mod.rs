@@ -17,7 +17,9 @@ use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::expressions::{cast, Column};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 // The one-call helper is deprecated in favour of a builder that needs the physical

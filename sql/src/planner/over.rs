@@ -139,13 +139,7 @@ impl Planner<'_> {
                 params.null_treatment,
             ))
             .alias(name);
-            #[allow(deprecated)]
-            let (agg, filter, _) = create_aggregate_expr_and_maybe_filter(
-                &aggregate,
-                input_schema,
-                arrow_input,
-                &self.props,
-            )?;
+            let (agg, filter) = self.physical_aggregate(&aggregate, input_schema)?;
             if filter.is_some() {
                 return Err(Error::plan(
                     "FILTER (WHERE ...) on an OVER aggregate is not supported yet",
