@@ -98,6 +98,12 @@ pub(super) fn simplified(expr: &Expr, schema: &DFSchema) -> Result<Expr> {
     Ok(ExprSimplifier::new(context).simplify(expr.clone())?)
 }
 
+/// A physical aggregate function and its `FILTER (WHERE ...)` predicate, if any.
+pub(super) type PhysicalAggregate = (
+    Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+    Option<Arc<dyn PhysicalExpr>>,
+);
+
 /// A projection of a SESSION window stream also passes on the engine's trailing session
 /// columns, which follow the input schema's `width` columns.
 fn with_session_columns(
@@ -248,10 +254,7 @@ impl Planner<'_> {
         &self,
         expr: &Expr,
         schema: &DFSchema,
-    ) -> Result<(
-        Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
-        Option<Arc<dyn PhysicalExpr>>,
-    )> {
+    ) -> Result<PhysicalAggregate> {
         #[allow(deprecated)]
         let (agg, filter, _) = create_aggregate_expr_and_maybe_filter(
             &simplified(expr, schema)?,
