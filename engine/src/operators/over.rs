@@ -329,12 +329,11 @@ impl OverAggregate {
             }
             Ok(())
         };
+        // Emitted rows move into the frame (bounded frames) or are dropped (unbounded): the
+        // output keeps only their columns, which share the buffers.
         if frame.peers_together() {
-            for row in &rows {
-                add(state, row)?;
-            }
             if let Frame::Range(preceding) = frame {
-                state.frame.extend(rows.iter().cloned());
+                // Rows older than the range leave before the current ones are counted.
                 while state
                     .frame
                     .front()
@@ -344,21 +343,31 @@ impl OverAggregate {
                     retract(state, &gone)?;
                 }
             }
+            for row in &rows {
+                add(state, row)?;
+            }
             let values = evaluate_all(&mut state.accumulators)?;
-            for row in rows {
-                out.push(row.row, values.clone());
+            for row in &rows {
+                out.push(row.row.clone(), values.clone());
+            }
+            if let Frame::Range(_) = frame {
+                state.frame.extend(rows);
             }
         } else {
             for row in rows {
-                add(state, &row)?;
                 if let Frame::Rows(preceding) = frame {
-                    state.frame.push_back(row.clone());
-                    if state.frame.len() > preceding + 1 {
+                    // The frame keeps the `preceding` rows before this one.
+                    while state.frame.len() > preceding {
                         let gone = state.frame.pop_front().expect("a front row");
                         retract(state, &gone)?;
                     }
+                    add(state, &row)?;
+                    out.push(row.row.clone(), evaluate_all(&mut state.accumulators)?);
+                    state.frame.push_back(row);
+                } else {
+                    add(state, &row)?;
+                    out.push(row.row, evaluate_all(&mut state.accumulators)?);
                 }
-                out.push(row.row, evaluate_all(&mut state.accumulators)?);
             }
         }
         // A key with nothing left waiting or in its frame is forgotten (an unbounded frame
