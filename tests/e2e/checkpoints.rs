@@ -743,3 +743,75 @@ fn session_windows_resume_at_another_parallelism() {
     kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
     assert_same_output(&expected, &actual);
 }
+
+#[test]
+fn over_and_session_state_is_not_restored_into_another_frame_or_gap() {
+    let reference = reference();
+    let input = reference
+        .input
+        .parent()
+        .expect("a folder")
+        .join("all.jsonl");
+    let jobs = [
+        (
+            "INSERT INTO recent SELECT tx_hash, COUNT(*) OVER w FROM tx
+             WINDOW w AS (PARTITION BY currency ORDER BY ts
+                          RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND CURRENT ROW);",
+            ("INTERVAL '10' MINUTE", "INTERVAL '5' MINUTE"),
+            "operator 'INSERT INTO recent/over 1' kept window RANGE 10 min PRECEDING and the \
+             job now has RANGE 5 min PRECEDING",
+        ),
+        (
+            "INSERT INTO recent SELECT currency, COUNT(*) FROM TABLE(SESSION(TABLE tx
+               PARTITION BY currency, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+             GROUP BY window_start, window_end, currency;",
+            ("INTERVAL '10' SECOND", "INTERVAL '20' SECOND"),
+            "operator 'INSERT INTO recent/aggregate 1' kept window SESSION(gap 10 s) and the \
+             job now has SESSION(gap 20 s)",
+        ),
+    ];
+    for (insert, (from, to), expected) in jobs {
+        let dir = JobDir::new();
+        let checkpoints = dir.path().join("checkpoints");
+        let output = dir.path().join("out");
+        let statements = format!(
+            "CREATE TABLE recent (k STRING, n BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             {insert}",
+            output.display()
+        );
+        let job = tx_job(
+            dir.path(),
+            "job.sql",
+            &input,
+            Some(&checkpoints),
+            &statements,
+        );
+        let mut running = sluice_run(&job).spawn();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while newest_complete(&checkpoints) == 0 && running.is_running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(running.is_running(), "the job ended before a checkpoint");
+        running.kill();
+        let changed = tx_job(
+            dir.path(),
+            "changed.sql",
+            &input,
+            Some(&checkpoints),
+            &statements.replace(from, to),
+        );
+        let refused = sluice_run(&changed).output();
+        refused.assert_failure();
+        assert_eq!(refused.status.code(), Some(3), "a plan error's exit code");
+        assert!(
+            refused.error_line().contains(expected),
+            "{}",
+            refused.error_line()
+        );
+    }
+}

@@ -67,6 +67,16 @@ fn frame_of(frame: &WindowFrame) -> std::result::Result<Frame, String> {
     }
 }
 
+/// A frame as a job writes it: `RANGE 10 min PRECEDING`, `ROWS 5 PRECEDING`.
+fn frame_text(frame: Frame) -> String {
+    match frame {
+        Frame::Range(ms) => format!("RANGE {} PRECEDING", super::lower::duration_text(ms)),
+        Frame::Rows(n) => format!("ROWS {n} PRECEDING"),
+        Frame::UnboundedRange => "RANGE UNBOUNDED PRECEDING".into(),
+        Frame::UnboundedRows => "ROWS UNBOUNDED PRECEDING".into(),
+    }
+}
+
 impl Planner<'_> {
     pub(super) fn lower_over(&mut self, w: &Window) -> Result<Stream> {
         let input = self.lower(&w.input)?;
@@ -88,6 +98,7 @@ impl Planner<'_> {
         let mut shared: Option<(&[Expr], &WindowFrame)> = None;
         let mut aggregates = Vec::new();
         let mut functions = Vec::new();
+        let mut names = Vec::new();
         for e in &w.window_expr {
             let (e, name) = match e {
                 Expr::Alias(a) => (a.expr.as_ref(), a.name.clone()),
@@ -147,6 +158,10 @@ impl Planner<'_> {
             }
             aggregates.push(agg);
             functions.push(udf.name().to_uppercase());
+            if let Expr::Alias(a) = &aggregate {
+                // What the aggregate computes, without the window (which has its own entry).
+                names.push(a.expr.schema_name().to_string());
+            }
         }
         let (partition_by, frame) =
             shared.ok_or_else(|| Error::internal("an OVER window without aggregates"))?;
@@ -200,15 +215,8 @@ impl Planner<'_> {
         } else {
             (Edge::Hash(key_columns), self.settings.parallelism)
         };
-        let names: Vec<String> = w
-            .schema
-            .fields()
-            .iter()
-            .skip(arrow_input.fields().len())
-            .map(|f| f.name().clone())
-            .collect();
         let holds = BTreeMap::from([
-            ("window".to_string(), format!("{frame:?}")),
+            ("window".to_string(), frame_text(frame)),
             (
                 "keys".to_string(),
                 format!(
@@ -237,7 +245,23 @@ impl Planner<'_> {
         let over_spec = Arc::clone(&spec);
         let node = self.add_node(
             "over",
-            format!("over [{}] {frame:?}", functions.join(", ")),
+            format!(
+                "over [{}] {}{}",
+                functions.join(", "),
+                frame_text(frame),
+                if spec.key_fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " by {}",
+                        spec.key_fields
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
             &late_stream,
             edge,
             parallelism,
