@@ -307,10 +307,10 @@ impl OverAggregate {
     /// Emits `key`'s rows of time `ts` with their aggregates.
     fn fire(&mut self, ts: i64, key: &OwnedRow, out: &mut Emitted) -> Result<()> {
         let frame = self.spec.frame;
-        let state = self
-            .keys
-            .get_mut(key)
-            .ok_or_else(|| Error::internal("an OVER timer without its key"))?;
+        // A frame's clean-up timer may come after its key was freed by an earlier one.
+        let Some(state) = self.keys.get_mut(key) else {
+            return Ok(());
+        };
         let due: Vec<(i64, i64)> = state
             .pending
             .range((ts, i64::MIN)..=(ts, i64::MAX))
@@ -350,7 +350,13 @@ impl OverAggregate {
             for row in &rows {
                 out.push(row.row.clone(), values.clone());
             }
-            if let Frame::Range(_) = frame {
+            if let Frame::Range(preceding) = frame {
+                if !rows.is_empty() {
+                    // Once the watermark is past the range of these rows, they leave the
+                    // frame even if the key sees no more rows, and an idle key is freed.
+                    self.timers
+                        .insert((ts.saturating_add(preceding).saturating_add(1), key.clone()));
+                }
                 state.frame.extend(rows);
             }
         } else {
@@ -595,11 +601,22 @@ impl OverAggregate {
                 }
                 state.frame.push_back(row);
             }
-            // Rows of other times that still wait keep their timers.
+            // Rows of other times that still wait keep their timers; a RANGE frame gets
+            // the timer that empties it.
             for (ts, _) in state.pending.keys() {
                 self.timers.insert((*ts, key.clone()));
+            }
+            if let (Frame::Range(preceding), Some(last)) = (self.spec.frame, state.frame.back()) {
+                self.timers.insert((
+                    last.ts.saturating_add(preceding).saturating_add(1),
+                    key.clone(),
+                ));
             }
         }
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "over_tests.rs"]
+mod tests;
