@@ -340,6 +340,59 @@ GROUP BY window_start, window_end;";
 }
 
 #[test]
+fn filter_where_on_aggregates_of_tumble_and_session_windows() {
+    let sink = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), pricey BIGINT, \
+                s1_total DOUBLE, n BIGINT";
+    let select = |window: &str| {
+        format!(
+            "INSERT INTO sink
+SELECT window_start, window_end, COUNT(*) FILTER (WHERE price > 2),
+       SUM(price) FILTER (WHERE supplier = 's1'), COUNT(*)
+FROM TABLE({window})
+GROUP BY window_start, window_end;"
+        )
+    };
+    let row = |start: &str, end: &str, pricey: u64, s1_total: Option<f64>, n: u64| {
+        json!({"window_start": at(start), "window_end": at(end), "pricey": pricey,
+               "s1_total": s1_total, "n": n})
+    };
+    for parallelism in ["1", "4"] {
+        let sets = [("parallelism.default", parallelism)];
+        let tumble = run_json_job(
+            BID_ROWS,
+            &bid_job(
+                sink,
+                &select("TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES)"),
+            ),
+            &sets,
+        );
+        assert_rows(
+            &tumble.rows,
+            json!([
+                row("08:00", "08:10", 2, Some(6.0), 3),
+                row("08:10", "08:20", 2, Some(1.0), 3)
+            ]),
+        );
+        // A row the FILTER leaves out still belongs to its session.
+        let session = run_json_job(
+            BID_ROWS,
+            &bid_job(
+                sink,
+                &select("SESSION(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '2' MINUTES)"),
+            ),
+            &sets,
+        );
+        assert_rows(
+            &session.rows,
+            json!([
+                row("08:05", "08:15", 3, Some(7.0), 5),
+                row("08:17", "08:19", 1, None, 1)
+            ]),
+        );
+    }
+}
+
+#[test]
 fn stateless_select_where_passes_matching_rows_through() {
     let query = "INSERT INTO sink SELECT bidtime, item, price * 2 FROM bid WHERE price > 3;";
     let sink = "bidtime TIMESTAMP(3), item STRING, doubled DOUBLE";

@@ -21,7 +21,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::evaluate;
+use super::{evaluate, predicate};
 use crate::error::{Error, Result};
 use crate::metrics::{DropReason, JobMetrics};
 use crate::operator::{Operator, StreamBatch};
@@ -52,6 +52,9 @@ pub struct WindowAggregateSpec {
     /// Fields of the keys (name, type, nullability).
     pub key_fields: Vec<Field>,
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// Each aggregate's `FILTER (WHERE ...)` predicate over the partial phase's input, if
+    /// any: rows for which it is not true do not count in that aggregate.
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// The order of the final output columns.
     pub output: Vec<AggregateOutput>,
     /// Schema of the final output.
@@ -185,14 +188,16 @@ impl Operator for PartialAggregate {
         let mut columns = vec![starts];
         columns.extend(evaluate(&self.spec.keys, batch)?);
         let total = intern(&mut self.group_values, &columns, rows, &mut self.groups)?;
-        for (agg, acc) in self
+        for ((agg, filter), acc) in self
             .spec
             .aggregates
             .iter()
+            .zip(&self.spec.filters)
             .zip(self.accumulators.iter_mut())
         {
             let values = evaluate(&agg.expressions(), batch)?;
-            acc.update_batch(&values, &self.groups, None, total)?;
+            let filter = filter.as_ref().map(|f| predicate(f, batch)).transpose()?;
+            acc.update_batch(&values, &self.groups, filter.as_ref(), total)?;
         }
         let mut output = match &mut self.group_values {
             Some(gv) => {

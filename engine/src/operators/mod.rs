@@ -42,6 +42,21 @@ pub(crate) fn aggregate_state_fields(
     Ok(fields)
 }
 
+/// A `FILTER (WHERE ...)` predicate evaluated over `batch`: true where the row counts.
+pub(crate) fn predicate(
+    filter: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<arrow::array::BooleanArray> {
+    let values = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+    match values.as_any().downcast_ref::<arrow::array::BooleanArray>() {
+        Some(b) => Ok(b.clone()),
+        None => Err(crate::error::Error::internal(format!(
+            "a FILTER predicate gave {} values, not booleans",
+            values.data_type()
+        ))),
+    }
+}
+
 pub(crate) fn evaluate(
     exprs: &[Arc<dyn PhysicalExpr>],
     batch: &RecordBatch,

@@ -167,6 +167,9 @@ pub struct SessionSpec {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     pub key_fields: Vec<Field>,
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// Each aggregate's `FILTER (WHERE ...)` predicate, if any: a row for which it is not
+    /// true still opens or extends its session but does not count in that aggregate.
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// The order of the output columns.
     pub output: Vec<AggregateOutput>,
     pub output_schema: SchemaRef,
@@ -295,14 +298,15 @@ impl SessionAggregate {
         Ok(())
     }
 
-    /// Adds one row (its key, time and aggregate arguments) to its key's sessions, unless it
-    /// is late; returns whether it was taken.
+    /// Adds one row (its key, time and aggregate arguments: none for an aggregate whose
+    /// FILTER excludes it) to its key's sessions, unless it is late; returns whether it was
+    /// taken.
     fn add(
         &mut self,
         key: &OwnedRow,
         ts: i64,
         watermark: i64,
-        args: &[Vec<ArrayRef>],
+        args: &[Option<Vec<ArrayRef>>],
     ) -> Result<bool> {
         let (start, end) = (ts, ts.saturating_add(self.spec.gap_ms));
         let open = self.sessions.entry(key.clone()).or_default();
@@ -327,7 +331,10 @@ impl SessionAggregate {
             session.absorb(other)?;
         }
         for (acc, args) in session.accumulators.iter_mut().zip(args) {
-            acc.update_batch(args)?;
+            // An aggregate whose FILTER excludes the row gets no arguments for it.
+            if let Some(args) = args {
+                acc.update_batch(args)?;
+            }
         }
         self.timers.insert((session.end, key.clone()));
         let open = self.sessions.entry(key.clone()).or_default();
@@ -420,15 +427,25 @@ impl Operator for SessionAggregate {
             .iter()
             .map(|agg| evaluate(&agg.expressions(), batch))
             .collect::<Result<_>>()?;
+        let filters: Vec<Option<BooleanArray>> = self
+            .spec
+            .filters
+            .iter()
+            .map(|f| f.as_ref().map(|f| super::predicate(f, batch)).transpose())
+            .collect::<Result<_>>()?;
         let mut fired = Self::fired();
         let mut late = 0u64;
         for i in 0..rows {
             let key = keys.row(i).owned();
             let watermark = row_wm.value(i).max(self.watermark);
             self.close(&key, watermark, &mut fired)?;
-            let row_args: Vec<Vec<ArrayRef>> = args
+            let row_args: Vec<Option<Vec<ArrayRef>>> = args
                 .iter()
-                .map(|a| a.iter().map(|c| c.slice(i, 1)).collect())
+                .zip(&filters)
+                .map(|(a, filter)| {
+                    let counts = filter.as_ref().is_none_or(|f| f.is_valid(i) && f.value(i));
+                    counts.then(|| a.iter().map(|c| c.slice(i, 1)).collect())
+                })
                 .collect();
             if !self.add(&key, ts.value(i), watermark, &row_args)? {
                 late += 1;

@@ -28,6 +28,7 @@ fn operator() -> SessionAggregate {
         keys: vec![],
         key_fields: vec![],
         aggregates: vec![Arc::new(sum)],
+        filters: vec![None],
         output: vec![
             AggregateOutput::WindowStart,
             AggregateOutput::WindowEnd,

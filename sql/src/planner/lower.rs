@@ -98,6 +98,16 @@ pub(super) fn simplified(expr: &Expr, schema: &DFSchema) -> Result<Expr> {
     Ok(ExprSimplifier::new(context).simplify(expr.clone())?)
 }
 
+/// The aggregate functions of one `GROUP BY`, as the engine runs them.
+#[derive(Default)]
+pub(super) struct Aggregates {
+    pub exprs: Vec<Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>>,
+    /// Each one's `FILTER (WHERE ...)` predicate, if any.
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// As `explain` and checkpoints show them.
+    pub names: Vec<String>,
+}
+
 /// A physical aggregate function and its `FILTER (WHERE ...)` predicate, if any.
 pub(super) type PhysicalAggregate = (
     Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
@@ -489,7 +499,11 @@ impl Planner<'_> {
                 }
             }
         }
-        let (aggregates, agg_names) = self.aggregate_exprs(a, &mut output)?;
+        let Aggregates {
+            exprs: aggregates,
+            filters,
+            names: agg_names,
+        } = self.aggregate_exprs(a, &mut output)?;
         let output_schema: SchemaRef = Arc::new(a.schema.as_arrow().clone());
         let key_names: Vec<String> = key_fields.iter().map(|f| f.name().clone()).collect();
         let spec = Arc::new(WindowAggregateSpec {
@@ -499,6 +513,7 @@ impl Planner<'_> {
             keys,
             key_fields,
             aggregates,
+            filters,
             output: output.clone(),
             output_schema,
             table: input.table.clone(),
@@ -557,33 +572,24 @@ impl Planner<'_> {
         })
     }
 
-    /// The physical aggregate functions of `a`, each pushed onto `output` as its column,
-    /// and their names as `explain` and checkpoints show them.
+    /// The physical aggregate functions of `a` with their `FILTER` predicates, each pushed
+    /// onto `output` as its column, and their names as `explain` and checkpoints show them.
     pub(super) fn aggregate_exprs(
         &self,
         a: &datafusion::logical_expr::Aggregate,
         output: &mut Vec<AggregateOutput>,
-    ) -> Result<(
-        Vec<Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>>,
-        Vec<String>,
-    )> {
+    ) -> Result<Aggregates> {
         let input_schema = a.input.schema();
-        let mut aggregates = Vec::new();
+        let mut found = Aggregates::default();
         for e in &a.aggr_expr {
             let (agg, filter) = self.physical_aggregate(e, input_schema)?;
-            if filter.is_some() {
-                return Err(Error::plan(format!(
-                    "FILTER (WHERE ...) on an aggregate is not supported yet: {e}"
-                )));
-            }
-            output.push(AggregateOutput::Aggregate(aggregates.len()));
-            aggregates.push(agg);
+            output.push(AggregateOutput::Aggregate(found.exprs.len()));
+            found.exprs.push(agg);
+            found.filters.push(filter);
+            found
+                .names
+                .push(without_window_tables(&e.schema_name().to_string()));
         }
-        let names = a
-            .aggr_expr
-            .iter()
-            .map(|e| without_window_tables(&e.schema_name().to_string()))
-            .collect();
-        Ok((aggregates, names))
+        Ok(found)
     }
 }

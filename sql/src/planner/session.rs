@@ -107,13 +107,18 @@ impl Planner<'_> {
                 ));
             }
         }
-        let (aggregates, agg_names) = self.aggregate_exprs(a, &mut output)?;
+        let super::lower::Aggregates {
+            exprs: aggregates,
+            filters,
+            names: agg_names,
+        } = self.aggregate_exprs(a, &mut output)?;
         let spec = Arc::new(SessionSpec {
             gap_ms: session.gap_ms,
             time_zone: session.time_zone,
             keys,
             key_fields,
             aggregates,
+            filters,
             output: output.clone(),
             output_schema: Arc::new(a.schema.as_arrow().clone()),
             table: input.table.clone(),
