@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod filter;
+mod keys;
 mod over;
 mod project;
 mod session;

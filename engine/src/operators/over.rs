@@ -18,13 +18,14 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt8Array};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt8Type};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::OwnedRow;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::evaluate;
+use super::keys::KeyCodec;
 use super::window_assign::rowtime_millis;
 use crate::error::{Error, Result};
 use crate::metrics::{DropReason, JobMetrics};
@@ -167,7 +168,6 @@ impl OverSpec {
 }
 
 /// A buffered row: one-row slices of the input and of the aggregates' arguments.
-#[derive(Clone)]
 struct Row {
     ts: i64,
     seq: i64,
@@ -187,7 +187,7 @@ struct KeyState {
 /// The keyed operator of an OVER aggregation.
 pub struct OverAggregate {
     spec: Arc<OverSpec>,
-    converter: RowConverter,
+    codec: KeyCodec,
     keys: HashMap<OwnedRow, KeyState>,
     /// The times at which a key has rows waiting.
     timers: BTreeSet<(i64, OwnedRow)>,
@@ -199,54 +199,16 @@ pub struct OverAggregate {
 
 impl OverAggregate {
     pub fn new(spec: Arc<OverSpec>) -> Result<Self> {
-        // Without PARTITION BY every row has the same key: one constant column.
-        let key_types: Vec<SortField> = if spec.key_fields.is_empty() {
-            vec![SortField::new(DataType::Boolean)]
-        } else {
-            spec.key_fields
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect()
-        };
-        let converter = RowConverter::new(key_types)?;
         Ok(Self {
             rows_schema: spec.rows_schema(),
             totals_schema: spec.totals_schema()?,
-            converter,
+            codec: KeyCodec::new(&spec.key_fields)?,
             keys: HashMap::new(),
             timers: BTreeSet::new(),
             watermark: i64::MIN,
             seq: 0,
             spec,
         })
-    }
-
-    /// The key columns of `batch` (a constant one without PARTITION BY).
-    fn key_columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        if self.spec.keys.is_empty() {
-            return Ok(vec![Arc::new(BooleanArray::from(vec![
-                true;
-                batch.num_rows()
-            ]))]);
-        }
-        evaluate(&self.spec.keys, batch)
-    }
-
-    /// The key of rows of a state table whose first `keys` columns are the key.
-    fn stored_keys(&self, rows: &RecordBatch, keys: usize) -> Result<arrow::row::Rows> {
-        if keys == 0 {
-            let constant: ArrayRef = Arc::new(BooleanArray::from(vec![true; rows.num_rows()]));
-            return Ok(self.converter.convert_columns(&[constant])?);
-        }
-        Ok(self.converter.convert_columns(&rows.columns()[..keys])?)
-    }
-
-    /// The stored key columns of `key` (none without PARTITION BY).
-    fn key_values(&self, key: &OwnedRow) -> Result<Vec<ArrayRef>> {
-        if self.spec.key_fields.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.converter.convert_rows(std::iter::once(key.row()))?)
     }
 
     fn key_state(&mut self, key: &OwnedRow) -> Result<&mut KeyState> {
@@ -272,7 +234,7 @@ impl OverAggregate {
         if rows == 0 {
             return Ok(());
         }
-        let keys = self.converter.convert_columns(&self.key_columns(batch)?)?;
+        let keys = self.codec.rows(&evaluate(&self.spec.keys, batch)?, rows)?;
         let ts = rowtime_millis(batch.column(self.spec.rowtime))?.clone();
         let args: Vec<Vec<ArrayRef>> = self
             .spec
@@ -493,7 +455,7 @@ impl KeyedState for OverAggregate {
         let stored: Vec<(OwnedRow, Vec<ArrayRef>)> = self
             .keys
             .keys()
-            .map(|k| Ok((k.clone(), self.key_values(k)?)))
+            .map(|k| Ok((k.clone(), self.codec.columns([k])?)))
             .collect::<Result<_>>()?;
         for (key, key_columns) in stored {
             let state = self.keys.get_mut(&key).expect("a listed key");
@@ -539,7 +501,7 @@ impl KeyedState for OverAggregate {
     fn restore(&mut self, table: usize, rows: &RecordBatch) -> Result<()> {
         let keys = self.spec.key_fields.len();
         if table == 1 {
-            let converted = self.stored_keys(rows, keys)?;
+            let converted = self.codec.rows(&rows.columns()[..keys], rows.num_rows())?;
             let spec = Arc::clone(&self.spec);
             for i in 0..rows.num_rows() {
                 let key = converted.row(i).owned();

@@ -19,11 +19,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::TimestampMillisecondArray;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::OwnedRow;
 use chrono_tz::Tz;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -31,7 +30,8 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::evaluate;
-use super::window_assign::rowtime_millis;
+use super::keys::KeyCodec;
+use super::window_assign::{rowtime_millis, timestamps};
 use super::AggregateOutput;
 use crate::error::{Error, Result};
 use crate::metrics::{DropReason, JobMetrics};
@@ -87,15 +87,6 @@ impl SessionTag {
             watermark: i64::MIN,
         }
     }
-}
-
-/// A millisecond timestamp column of the type of `field`.
-fn timestamps(values: Vec<i64>, field: &Field) -> ArrayRef {
-    let tz = match field.data_type() {
-        DataType::Timestamp(_, tz) => tz.clone(),
-        _ => None,
-    };
-    Arc::new(TimestampMillisecondArray::from(values).with_timezone_opt(tz))
 }
 
 impl Operator for SessionTag {
@@ -228,7 +219,7 @@ struct Fired {
 /// The keyed operator of a SESSION window aggregate.
 pub struct SessionAggregate {
     spec: Arc<SessionSpec>,
-    converter: RowConverter,
+    codec: KeyCodec,
     /// Open sessions per key, by start; they never overlap or touch.
     sessions: HashMap<OwnedRow, Vec<Session>>,
     /// (end, key) of every open session: when the watermark reaches end - 1, it fires.
@@ -240,17 +231,8 @@ pub struct SessionAggregate {
 
 impl SessionAggregate {
     pub fn new(spec: Arc<SessionSpec>, metrics: Arc<JobMetrics>) -> Result<Self> {
-        // Without grouping keys every row has the same key: one constant column.
-        let key_types: Vec<SortField> = if spec.key_fields.is_empty() {
-            vec![SortField::new(DataType::Boolean)]
-        } else {
-            spec.key_fields
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect()
-        };
         Ok(Self {
-            converter: RowConverter::new(key_types)?,
+            codec: KeyCodec::new(&spec.key_fields)?,
             sessions: HashMap::new(),
             timers: BTreeSet::new(),
             watermark: i64::MIN,
@@ -258,17 +240,6 @@ impl SessionAggregate {
             metrics,
             spec,
         })
-    }
-
-    fn key_columns(&self, batch: &RecordBatch, keys: Option<usize>) -> Result<Vec<ArrayRef>> {
-        let constant = || -> Vec<ArrayRef> {
-            vec![Arc::new(BooleanArray::from(vec![true; batch.num_rows()]))]
-        };
-        match keys {
-            _ if self.spec.key_fields.is_empty() => Ok(constant()),
-            Some(n) => Ok(batch.columns()[..n].to_vec()),
-            None => evaluate(&self.spec.keys, batch),
-        }
     }
 
     /// Moves `key`'s sessions that end by `watermark` + 1 ms into `fired`.
@@ -347,12 +318,7 @@ impl SessionAggregate {
         if fired.windows.is_empty() {
             return Ok(None);
         }
-        let keys = if self.spec.key_fields.is_empty() {
-            Vec::new()
-        } else {
-            self.converter
-                .convert_rows(fired.keys.iter().map(|k| k.row()))?
-        };
+        let keys = self.codec.columns(&fired.keys)?;
         let local = |t: i64| local_millis(self.spec.time_zone, t);
         let fields = self.spec.output_schema.fields();
         let mut columns = Vec::with_capacity(fields.len());
@@ -400,9 +366,7 @@ impl Operator for SessionAggregate {
         if rows == 0 {
             return Ok(());
         }
-        let keys = self
-            .converter
-            .convert_columns(&self.key_columns(batch, None)?)?;
+        let keys = self.codec.rows(&evaluate(&self.spec.keys, batch)?, rows)?;
         let trailing = |i: usize| -> Result<Int64Array> {
             let column = batch
                 .columns()
@@ -504,11 +468,7 @@ impl KeyedState for SessionAggregate {
     fn snapshot(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
         let mut batches = Vec::new();
         for (key, open) in self.sessions.iter_mut() {
-            let key_columns = if self.spec.key_fields.is_empty() {
-                Vec::new()
-            } else {
-                self.converter.convert_rows(std::iter::once(key.row()))?
-            };
+            let key_columns = self.codec.columns([key])?;
             for session in open.iter_mut() {
                 let mut columns = key_columns.clone();
                 columns.push(Arc::new(Int64Array::from(vec![session.start])));
@@ -532,9 +492,7 @@ impl KeyedState for SessionAggregate {
 
     fn restore(&mut self, _table: usize, rows: &RecordBatch) -> Result<()> {
         let n = self.spec.key_fields.len();
-        let keys = self
-            .converter
-            .convert_columns(&self.key_columns(rows, Some(n))?)?;
+        let keys = self.codec.rows(&rows.columns()[..n], rows.num_rows())?;
         let starts = rows.column(n).as_primitive::<Int64Type>().clone();
         let ends = rows.column(n + 1).as_primitive::<Int64Type>().clone();
         for i in 0..rows.num_rows() {

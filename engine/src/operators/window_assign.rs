@@ -13,7 +13,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt32Array,
 };
 use arrow::compute::{filter_record_batch, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
@@ -67,6 +67,15 @@ pub(crate) fn rowtime_millis(column: &ArrayRef) -> Result<&TimestampMillisecondA
     }
 }
 
+/// A millisecond timestamp column of the type of `field` (its time zone, if any).
+pub(crate) fn timestamps(values: Vec<i64>, field: &Field) -> ArrayRef {
+    let tz = match field.data_type() {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    Arc::new(TimestampMillisecondArray::from(values).with_timezone_opt(tz))
+}
+
 /// The three window columns of the rows of a batch.
 struct WindowColumns {
     starts: Vec<i64>,
@@ -99,16 +108,9 @@ impl WindowAssign {
     ) -> Result<RecordBatch> {
         let fields = self.schema.fields();
         let k = fields.len();
-        let typed = |values: Vec<i64>, field: usize| -> ArrayRef {
-            let tz = match fields[field].data_type() {
-                DataType::Timestamp(_, tz) => tz.clone(),
-                _ => None,
-            };
-            Arc::new(TimestampMillisecondArray::from(values).with_timezone_opt(tz))
-        };
-        columns.push(typed(window.starts, k - 3));
-        columns.push(typed(window.ends, k - 2));
-        columns.push(typed(window.times, k - 1));
+        columns.push(timestamps(window.starts, &fields[k - 3]));
+        columns.push(timestamps(window.ends, &fields[k - 2]));
+        columns.push(timestamps(window.times, &fields[k - 1]));
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
