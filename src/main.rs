@@ -1,7 +1,9 @@
-//! `sluice`: run and explain Flink SQL job files.
+//! `sluice`: run and explain Flink SQL job files, or serve them.
 //!
 //! `sluice run JOB.sql` plans the job and runs it until its bounded sources end, or until
 //! Ctrl-C for unbounded ones. `sluice explain JOB.sql` prints the operator graph.
+//! `sluice server` runs many jobs in one process; `sluice submit`, `list`, `status`, `stop`,
+//! `resume` and `delete` talk to it.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,16 +12,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod client;
 mod datagen;
+mod job;
 mod logging;
+mod prometheus;
+mod report;
+mod server;
 
 use clap::{Parser, Subcommand};
-use sluice_engine::checkpoint::manifest::OperatorState;
-use sluice_engine::checkpoint::{self, CheckpointSettings};
-use sluice_engine::metrics::{DropReason, JobMetrics};
-use sluice_engine::runtime::{run_with_checkpoints, CheckpointRun, JobControl};
+use job::{checkpoint_run, parse_sets, read_job, Resume};
+use report::{metrics_json, progress_line, summary};
+use sluice_engine::metrics::JobMetrics;
+use sluice_engine::runtime::{run_with_checkpoints, JobControl};
 use sluice_engine::{Error, Result};
-use sluice_sql::{plan_job, SourceFile};
+use sluice_sql::plan_job;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +57,69 @@ enum Command {
         /// Start from the beginning even if the checkpoint folder holds checkpoints.
         #[arg(long)]
         fresh: bool,
+        /// Serve the job's metrics for Prometheus at http://ADDR/metrics while it runs.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Run a server that runs many jobs: submit them with `sluice submit` or its REST API,
+    /// watch them on its web page. Stops every job with a savepoint at Ctrl-C or SIGTERM.
+    Server {
+        /// Address to listen on (port 0 picks a free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// The server's folder: the job registry and, unless a job sets
+        /// 'state.checkpoints.dir', the jobs' checkpoints.
+        #[arg(long, default_value = "out/server")]
+        data: PathBuf,
+        /// Submit every *.sql file of this folder at start (each file once).
+        #[arg(long, value_name = "DIR")]
+        jobs_dir: Option<PathBuf>,
+        /// Every request needs 'Authorization: Bearer TOKEN'.
+        #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+    },
+    /// Submit a job file to a running server.
+    Submit {
+        job: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A name for the job (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// List the server's jobs with their state.
+    List {
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Show one job: state, counters, watermark, checkpoints, operators, last error.
+    Status {
+        id: String,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Stop a job with a savepoint (or cancel it with --no-savepoint).
+    Stop {
+        id: String,
+        /// Stop at once: output after the last checkpoint is not committed.
+        #[arg(long)]
+        no_savepoint: bool,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Resume a stopped job from its savepoint or latest checkpoint.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Forget a job that does not run.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        connection: client::Connection,
     },
     /// Print the operator graph of a job file with parallelism and edges.
     Explain {
@@ -189,249 +259,11 @@ fn featurestore(command: FeatureStoreCommand) -> Result<()> {
     }
 }
 
-fn read_job(path: &PathBuf) -> Result<SourceFile> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read job file {}: {e}", path.display())))?;
-    Ok(SourceFile {
-        path: path.display().to_string(),
-        text,
-    })
-}
-
-fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
-    sets.iter()
-        .map(|s| {
-            s.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| Error::config(format!("--set '{s}': expected KEY=VALUE")))
-        })
-        .collect()
-}
-
-fn format_watermark(w: Option<i64>) -> String {
-    match w {
-        None | Some(i64::MIN) => "-".into(),
-        Some(i64::MAX) => "end of input".into(),
-        Some(ms) => chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-            || ms.to_string(),
-            |d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-        ),
-    }
-}
-
-fn progress_line(m: &JobMetrics, elapsed: Duration) -> String {
-    let read = m.records_read();
-    let rate = read as f64 / elapsed.as_secs_f64().max(1e-3);
-    let mut line = format!(
-        "read {read} ({rate:.0}/s) · written {} · watermark {} · late {} · malformed {}",
-        m.records_written(),
-        format_watermark(m.watermark()),
-        m.dropped_total(DropReason::Late),
-        m.dropped_total(DropReason::Malformed),
-    );
-    let c = m.checkpoints();
-    if c.completed > 0 {
-        line.push_str(&format!(
-            " · checkpoint {} ({} ms, {:.1} MB)",
-            c.last_id,
-            c.last_duration.as_millis(),
-            c.last_bytes as f64 / 1e6
-        ));
-    }
-    line
-}
-
-/// Peak resident memory of this process in bytes (Linux: VmHWM), if known.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-fn summary(m: &JobMetrics, elapsed: Duration, failed: bool) -> String {
-    let seconds = elapsed.as_secs_f64().max(1e-9);
-    let mut s = format!(
-        "sluice: job {} after {:.2} s\n  records read        {} ({:.0}/s, {:.1} MB/s)\n  records written     {}\n  dropped late        {}\n  dropped malformed   {}\n  dropped null time   {}\n",
-        if failed { "failed" } else { "finished" },
-        elapsed.as_secs_f64(),
-        m.records_read(),
-        m.records_read() as f64 / seconds,
-        m.bytes_read.load(Ordering::Relaxed) as f64 / seconds / 1e6,
-        m.records_written(),
-        m.dropped_total(DropReason::Late),
-        m.dropped_total(DropReason::Malformed),
-        m.dropped_total(DropReason::NullEventTime),
-    );
-    if let Some(peak) = peak_rss_bytes() {
-        s.push_str(&format!(
-            "  peak memory (RSS)   {:.1} MB\n",
-            peak as f64 / 1e6
-        ));
-    }
-    for ((table, reason), n) in m.dropped() {
-        s.push_str(&format!("    {table}: {n} dropped ({})\n", reason.as_str()));
-    }
-    let c = m.checkpoints();
-    if c.completed > 0 {
-        s.push_str(&format!(
-            "  checkpoints         {} (last: {} in {} ms, {:.2} MB; longest {} ms, largest {:.2} MB)\n",
-            c.completed,
-            c.last_id,
-            c.last_duration.as_millis(),
-            c.last_bytes as f64 / 1e6,
-            c.max_duration.as_millis(),
-            c.max_bytes as f64 / 1e6
-        ));
-    }
-    if let Some((id, reason)) = &c.last_failure {
-        s.push_str(&format!(
-            "  checkpoints failed  {} (last: {id}, {reason})\n",
-            c.failed
-        ));
-    }
-    for k in m.sinks() {
-        let ms = |d: Option<Duration>| {
-            d.map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
-        };
-        s.push_str(&format!(
-            "  sink {}: {} records put, {} retried, {} throttled, {} rejected, latency p50 {} p99 {}\n",
-            k.table,
-            k.records,
-            k.retries,
-            k.throttles,
-            k.failures,
-            ms(k.p50),
-            ms(k.p99)
-        ));
-    }
-    for p in m.partitions() {
-        s.push_str(&format!(
-            "  {} {}: {} records, {} bytes, {} ms behind latest, {} throttled, {} retried\n",
-            p.table,
-            p.partition,
-            p.records,
-            p.bytes,
-            p.millis_behind_latest,
-            p.throttles,
-            p.retries
-        ));
-    }
-    s
-}
-
-fn metrics_json(m: &JobMetrics, elapsed: Duration) -> String {
-    let partitions: Vec<serde_json::Value> = m
-        .partitions()
-        .into_iter()
-        .map(|p| {
-            serde_json::json!({
-                "table": p.table,
-                "partition": p.partition,
-                "records": p.records,
-                "bytes": p.bytes,
-                "millis_behind_latest": p.millis_behind_latest,
-                "throttles": p.throttles,
-                "retries": p.retries,
-            })
-        })
-        .collect();
-    let sinks: Vec<serde_json::Value> = m
-        .sinks()
-        .into_iter()
-        .map(|k| {
-            let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
-            serde_json::json!({
-                "table": k.table,
-                "records": k.records,
-                "retries": k.retries,
-                "throttles": k.throttles,
-                "failures": k.failures,
-                "latency_p50_ms": ms(k.p50),
-                "latency_p99_ms": ms(k.p99),
-            })
-        })
-        .collect();
-    let json = serde_json::json!({
-        "records_read": m.records_read(),
-        "bytes_read": m.bytes_read.load(Ordering::Relaxed),
-        "records_written": m.records_written(),
-        "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-        "peak_rss_bytes": peak_rss_bytes().unwrap_or(0),
-        "dropped": {
-            "late": m.dropped_total(DropReason::Late),
-            "malformed": m.dropped_total(DropReason::Malformed),
-            "null_event_time": m.dropped_total(DropReason::NullEventTime),
-            "rejected": m.dropped_total(DropReason::Rejected),
-        },
-        "partitions": partitions,
-        "sinks": sinks,
-        "checkpoints": {
-            "completed": m.checkpoints().completed,
-            "last_id": m.checkpoints().last_id,
-            "last_ms": m.checkpoints().last_duration.as_secs_f64() * 1e3,
-            "last_bytes": m.checkpoints().last_bytes,
-            "max_ms": m.checkpoints().max_duration.as_secs_f64() * 1e3,
-            "max_bytes": m.checkpoints().max_bytes,
-            "failed": m.checkpoints().failed,
-        },
-    });
-    format!("{json}\n")
-}
-
-/// How `run` treats the checkpoints in the checkpoint folder.
-struct Resume {
-    from_checkpoint: Option<String>,
-    fresh: bool,
-}
-
-/// The checkpointing of a run: which checkpoint it resumes from, if any.
-fn checkpoint_run(
-    settings: Option<CheckpointSettings>,
-    operators: &[OperatorState],
-    resume: Resume,
-) -> Result<Option<CheckpointRun>> {
-    let Some(settings) = settings else {
-        if resume.from_checkpoint.is_some() {
-            return Err(Error::config(
-                "--from-checkpoint needs checkpoints: set 'execution.checkpointing.interval' \
-                 and 'state.checkpoints.dir'",
-            ));
-        }
-        return Ok(None);
-    };
-    let restored = match (resume.from_checkpoint, resume.fresh) {
-        (_, true) => None,
-        (Some(path), false) => Some(read_checkpoint(&path, operators)?),
-        (None, false) => checkpoint::latest(&*settings.store, operators)?,
-    };
-    if let Some(r) = &restored {
-        eprintln!("sluice: resuming from checkpoint {}", r.path);
-    }
-    Ok(Some(CheckpointRun { settings, restored }))
-}
-
-/// Reads the checkpoint `--from-checkpoint` names: a `chk-<id>` folder, local or on S3.
-fn read_checkpoint(path: &str, operators: &[OperatorState]) -> Result<checkpoint::Restored> {
-    let path = path.trim_end_matches('/');
-    let (store, folder) = path.rsplit_once('/').unwrap_or((".", path));
-    let id = folder
-        .strip_prefix("chk-")
-        .and_then(|n| n.parse::<u64>().ok())
-        .ok_or_else(|| {
-            Error::config(format!(
-                "--from-checkpoint {path}: not a checkpoint folder (chk-<number>)"
-            ))
-        })?;
-    let store =
-        sluice_connectors::checkpoint_store::open(if store.is_empty() { "/" } else { store })?;
-    checkpoint::read(&*store, id, operators)
-}
-
 fn run_job(
     job: PathBuf,
     set: Vec<String>,
     metrics_path: Option<PathBuf>,
+    metrics_listen: Option<std::net::SocketAddr>,
     resume: Resume,
 ) -> Result<()> {
     let file = read_job(&job)?;
@@ -480,7 +312,24 @@ fn run_job(
         });
         bar
     });
+    let exporter = match metrics_listen {
+        None => None,
+        Some(addr) => Some(prometheus::serve_one(
+            addr,
+            prometheus::JobSample {
+                id: "run".into(),
+                name: job
+                    .file_stem()
+                    .map_or("job".into(), |n| n.to_string_lossy().into_owned()),
+                state: None,
+                restarts: 0,
+                metrics: Some(Arc::clone(&metrics)),
+                graph: job::graph_view(&plan.graph),
+            },
+        )?),
+    };
     let result = run_with_checkpoints(&plan.graph, &control, checkpoints);
+    drop(exporter);
     done.store(true, Ordering::Relaxed);
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -512,15 +361,56 @@ fn main() -> ExitCode {
             metrics_json,
             from_checkpoint,
             fresh,
+            metrics_listen,
         } => run_job(
             job,
             set,
             metrics_json,
+            metrics_listen,
             Resume {
                 from_checkpoint,
                 fresh,
             },
         ),
+        Command::Server {
+            listen,
+            data,
+            jobs_dir,
+            auth_token,
+        } => server::serve(server::ServerArgs {
+            listen,
+            data,
+            jobs_dir,
+            auth_token: auth_token.filter(|t| !t.is_empty()),
+        }),
+        Command::Submit {
+            job,
+            set,
+            name,
+            connection,
+        } => parse_sets(&set)
+            .and_then(|set| client::call(&connection, client::Request::Submit { job, set, name })),
+        Command::List { connection } => client::call(&connection, client::Request::List),
+        Command::Status { id, connection } => {
+            client::call(&connection, client::Request::Status(id))
+        }
+        Command::Stop {
+            id,
+            no_savepoint,
+            connection,
+        } => client::call(
+            &connection,
+            client::Request::Stop {
+                id,
+                savepoint: !no_savepoint,
+            },
+        ),
+        Command::Resume { id, connection } => {
+            client::call(&connection, client::Request::Resume(id))
+        }
+        Command::Delete { id, connection } => {
+            client::call(&connection, client::Request::Delete(id))
+        }
         Command::Explain { job, set } => read_job(&job).and_then(|file| {
             let plan = plan_job(&file, &parse_sets(&set)?, Arc::new(JobMetrics::new()))?;
             print!("{}", plan.graph.explain());

@@ -28,6 +28,7 @@ pub mod datagen;
 pub mod featurestore;
 pub mod filesystem;
 pub mod format;
+pub mod http;
 pub mod kinesis;
 pub mod option_values;
 pub mod print;

@@ -4,10 +4,10 @@
 //! records are counted per table and reason, because "how many were dropped and why" is a
 //! question users ask of every pipeline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
@@ -53,6 +53,25 @@ pub struct JobMetrics {
     /// Per sink table counters of sinks that call a service (Kinesis, Feature Store).
     sinks: Mutex<BTreeMap<String, Arc<SinkMetrics>>>,
     checkpoints: Mutex<CheckpointFigures>,
+    /// The newest checkpoints, oldest first (at most [`CHECKPOINT_HISTORY`]).
+    history: Mutex<VecDeque<CheckpointRecord>>,
+    /// Records each node of the graph emitted, by the node's stable id.
+    operators: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+}
+
+/// How many checkpoints [`JobMetrics::checkpoint_history`] keeps.
+pub const CHECKPOINT_HISTORY: usize = 10;
+
+/// One checkpoint of the history: completed, or abandoned with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    pub id: u64,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub ended_at_ms: i64,
+    pub duration: Duration,
+    pub bytes: u64,
+    /// Why it was abandoned (None: it completed).
+    pub failure: Option<String>,
 }
 
 /// Completed checkpoints of a run.
@@ -107,6 +126,19 @@ impl SinkMetrics {
         let micros = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
         let mut h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
         let _ = h.record(micros);
+    }
+
+    /// Calls that took at most each of `bounds` (cumulative counts), the sum of all
+    /// latencies and the number of calls: a Prometheus histogram of the latency.
+    pub fn latency_buckets(&self, bounds: &[Duration]) -> (Vec<u64>, Duration, u64) {
+        let h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = Vec::with_capacity(bounds.len());
+        for bound in bounds {
+            let micros = (bound.as_micros() as u64).clamp(1, 3_600_000_000);
+            counts.push(h.count_between(0, micros));
+        }
+        let sum = h.mean() * h.len() as f64;
+        (counts, Duration::from_secs_f64(sum / 1e6), h.len())
     }
 
     /// The latency below which a fraction `q` of the calls completed (None before any call).
@@ -230,13 +262,57 @@ impl JobMetrics {
         c.last_bytes = bytes;
         c.max_duration = c.max_duration.max(duration);
         c.max_bytes = c.max_bytes.max(bytes);
+        drop(c);
+        self.remember(CheckpointRecord {
+            id,
+            ended_at_ms: now_ms(),
+            duration,
+            bytes,
+            failure: None,
+        });
+    }
+
+    fn remember(&self, record: CheckpointRecord) {
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() == CHECKPOINT_HISTORY {
+            h.pop_front();
+        }
+        h.push_back(record);
+    }
+
+    /// The newest checkpoints, completed and abandoned, oldest first.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointRecord> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter().cloned().collect()
+    }
+
+    /// The counter of records node `uid` emits, created on first use.
+    pub fn operator(&self, uid: &str) -> Arc<AtomicU64> {
+        let mut o = self.operators.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(o.entry(uid.to_string()).or_default())
+    }
+
+    /// Records emitted so far by each node that has emitted, by stable id.
+    pub fn operators(&self) -> BTreeMap<String, u64> {
+        let o = self.operators.lock().unwrap_or_else(|p| p.into_inner());
+        o.iter()
+            .map(|(uid, n)| (uid.clone(), n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Records a checkpoint that was abandoned, and why.
     pub fn add_checkpoint_failure(&self, id: u64, reason: String) {
         let mut c = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
         c.failed += 1;
-        c.last_failure = Some((id, reason));
+        c.last_failure = Some((id, reason.clone()));
+        drop(c);
+        self.remember(CheckpointRecord {
+            id,
+            ended_at_ms: now_ms(),
+            duration: Duration::ZERO,
+            bytes: 0,
+            failure: Some(reason),
+        });
     }
 
     /// The checkpoints completed (and abandoned) so far.
@@ -247,12 +323,18 @@ impl JobMetrics {
             .clone()
     }
 
+    /// Every service sink's live counters, ordered by table.
+    pub fn sink_metrics(&self) -> Vec<(String, Arc<SinkMetrics>)> {
+        let s = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        s.iter().map(|(t, m)| (t.clone(), Arc::clone(m))).collect()
+    }
+
     /// Every service sink's counters, ordered by table.
     pub fn sinks(&self) -> Vec<SinkFigures> {
-        let s = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
-        s.iter()
+        self.sink_metrics()
+            .into_iter()
             .map(|(table, m)| SinkFigures {
-                table: table.clone(),
+                table,
                 records: m.records.load(Ordering::Relaxed),
                 retries: m.retries.load(Ordering::Relaxed),
                 throttles: m.throttles.load(Ordering::Relaxed),
@@ -286,6 +368,12 @@ impl JobMetrics {
     pub fn records_written(&self) -> u64 {
         self.records_written.load(Ordering::Relaxed)
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A watermark value as the engine passes it: milliseconds of the rowtime's own clock.

@@ -8,6 +8,7 @@ pub mod athena;
 pub mod functions;
 pub mod location;
 pub mod planner;
+pub mod restart;
 pub mod settings;
 pub mod statements;
 pub mod types;
@@ -15,4 +16,4 @@ pub mod variables;
 pub mod windows;
 
 pub use location::SourceFile;
-pub use planner::{plan_job, JobPlan};
+pub use planner::{plan_job, plan_job_with_defaults, JobPlan};

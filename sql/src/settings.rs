@@ -8,6 +8,8 @@ use sluice_connectors::checkpoint_store;
 use sluice_connectors::option_values::parse_duration;
 use sluice_engine::checkpoint::CheckpointSettings;
 
+use crate::restart::{is_restart_key, RestartStrategy};
+
 /// The settings Sluice understands; others are reported as ignored.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -29,6 +31,8 @@ pub struct Settings {
     pub checkpoints_retained: usize,
     /// `execution.checkpointing.timeout` (10 min, as in Flink).
     pub checkpoint_timeout: Duration,
+    /// `restart-strategy.*`: what a supervisor (`sluice server`) does when the job fails.
+    pub restart: RestartStrategy,
     /// Keys that were set but that Sluice does not use.
     pub ignored: Vec<String>,
 }
@@ -53,6 +57,7 @@ impl Settings {
             checkpoint_dir: None,
             checkpoints_retained: 3,
             checkpoint_timeout: Duration::from_secs(600),
+            restart: RestartStrategy::None,
             ignored: Vec::new(),
         };
         for (key, value) in values {
@@ -104,10 +109,12 @@ impl Settings {
                         _ => return Err(bad(format!("'{value}' is not a positive whole number"))),
                     }
                 }
-                k if ACCEPTED.contains(&k) => {}
+                k if ACCEPTED.contains(&k) || is_restart_key(k) => {}
                 _ => settings.ignored.push(key.clone()),
             }
         }
+        settings.restart =
+            RestartStrategy::from_settings(values, settings.checkpoint_interval.is_some())?;
         Ok(settings)
     }
 

@@ -24,11 +24,10 @@ use axum::routing::{post, put};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_engine::{Error, Result};
+use sluice_engine::Result;
 
 use super::model::{iso_millis, FeatureGroup, FeatureValue, TtlDuration};
 use super::store::{Change, DeletionMode, LocalStore, StoreError, TargetStore};
-use crate::aws::runtime;
 
 /// Which API an error belongs to: their codes for an invalid request differ.
 #[derive(Clone, Copy)]
@@ -411,40 +410,11 @@ pub fn serve(
     listen: SocketAddr,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    runtime().block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| Error::connector(format!("cannot listen on {listen}: {e}")))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Error::connector(format!("cannot listen on {listen}: {e}")))?;
-        on_ready(bound);
-        axum::serve(listener, router(store))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| Error::connector(format!("the feature store server failed: {e}")))
-    })
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    crate::http::serve(
+        router(store),
+        listen,
+        "the feature store server",
+        on_ready,
+        crate::http::shutdown_signal(),
+    )
 }

@@ -1,11 +1,14 @@
 //! Chaining: the operators of one task, each feeding the next by a function call, and the
 //! exchanges at the end of the chain that feed other tasks.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::{Part, Restored};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Edge, Graph, NodeId, NodeKind};
+use crate::metrics::JobMetrics;
 use crate::operator::{NextTimers, Operator, StateSnapshot, StreamBatch, Timer};
 use crate::state;
 
@@ -16,6 +19,8 @@ use super::exchange::{ExchangeOut, Exchanges, Message};
 pub struct Fanout {
     chained: Vec<Chain>,
     exchanges: Vec<ExchangeOut>,
+    /// Records the node that owns this fanout emitted (its metrics' "records out").
+    emitted: Option<Arc<AtomicU64>>,
 }
 
 /// One operator of a task and what follows it.
@@ -40,8 +45,12 @@ impl Fanout {
         id: NodeId,
         instance: usize,
         exchanges: &Exchanges,
+        metrics: &JobMetrics,
     ) -> Result<Self> {
-        let mut fanout = Fanout::default();
+        let mut fanout = Fanout {
+            emitted: Some(metrics.operator(&graph.nodes[id].uid)),
+            ..Fanout::default()
+        };
         for (consumer, edge) in graph.consumers(id) {
             let node = &graph.nodes[consumer];
             match edge {
@@ -54,7 +63,7 @@ impl Fanout {
                         instance,
                         parallelism: node.parallelism,
                         operator: factory.create(instance, node.parallelism)?,
-                        next: Fanout::build(graph, consumer, instance, exchanges)?,
+                        next: Fanout::build(graph, consumer, instance, exchanges, metrics)?,
                     });
                 }
                 Edge::Hash(_) | Edge::Single => {
@@ -69,6 +78,9 @@ impl Fanout {
 
     pub fn push_batches(&mut self, batches: Vec<StreamBatch>) -> Result<()> {
         for batch in batches {
+            if let Some(emitted) = &self.emitted {
+                emitted.fetch_add(batch.batch.num_rows() as u64, Ordering::Relaxed);
+            }
             for exchange in &self.exchanges {
                 exchange.send_batch(&batch.batch)?;
             }

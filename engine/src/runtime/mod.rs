@@ -127,7 +127,7 @@ fn build_tasks(
             continue;
         }
         for instance in 0..node.parallelism {
-            let mut fanout = Fanout::build(graph, id, instance, &exchanges)?;
+            let mut fanout = Fanout::build(graph, id, instance, &exchanges, &control.metrics)?;
             if let Some(restored) = restored {
                 fanout.restore(restored)?;
             }

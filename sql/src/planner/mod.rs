@@ -123,8 +123,19 @@ pub fn plan_job(
     overrides: &[(String, String)],
     metrics: Arc<JobMetrics>,
 ) -> Result<JobPlan> {
+    plan_job_with_defaults(file, &[], overrides, metrics)
+}
+
+/// [`plan_job`] with `defaults`: settings that apply unless the file or `overrides` set
+/// them (the server's checkpoint folder for its jobs, for one).
+pub fn plan_job_with_defaults(
+    file: &SourceFile,
+    defaults: &[(String, String)],
+    overrides: &[(String, String)],
+    metrics: Arc<JobMetrics>,
+) -> Result<JobPlan> {
     let statements = parse_job(file)?;
-    let mut values = BTreeMap::new();
+    let mut values: BTreeMap<String, String> = defaults.iter().cloned().collect();
     let mut set_locations = HashMap::new();
     for s in &statements {
         if let Statement::Set {
