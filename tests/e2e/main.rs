@@ -18,6 +18,7 @@ mod jobs;
 mod kinesis;
 mod over;
 mod s3;
+mod server;
 mod session_windows;
 mod sliding_windows;
 mod stop;

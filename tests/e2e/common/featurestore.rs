@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -33,19 +32,7 @@ impl Server {
             .arg(data)
             .args(&["--offline-flush-interval", "0.5s"])
             .spawn();
-        running.wait_until(Duration::from_secs(30), "listening", |out, _| {
-            out.iter().any(|l| l.contains("listening on http://"))
-        });
-        let line = running
-            .stdout
-            .iter()
-            .find(|l| l.contains("listening on"))
-            .expect("the listening line");
-        let endpoint = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("an address")
-            .to_string();
+        let endpoint = super::server::listening_endpoint(&mut running);
         Server { running, endpoint }
     }
 }

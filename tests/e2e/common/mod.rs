@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod featurestore;
 mod run;
+pub mod server;
 
 pub use run::*;
 
