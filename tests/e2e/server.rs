@@ -55,6 +55,9 @@ fn assert_counted_once(out: &Path) {
     assert!(seen.values().all(|n| *n == 250), "{seen:?}");
 }
 
+/// A request that must be refused: method, path, body, content type, expected status.
+type BadRequest<'a> = (&'a str, String, Option<String>, Option<&'a str>, u16);
+
 const MINUTE: Duration = Duration::from_secs(60);
 
 #[test]
@@ -258,7 +261,7 @@ fn plan_errors_bad_requests_and_auth_get_a_sentence_and_leave_running_jobs_alone
     );
 
     // Malformed requests: each a 4xx with a sentence.
-    let cases: Vec<(&str, String, Option<String>, Option<&str>, u16)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (
             "POST",
             "/v1/jobs".into(),
