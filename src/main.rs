@@ -171,6 +171,10 @@ enum FeatureStoreCommand {
         /// How often accepted puts are written to the offline store as Parquet.
         #[arg(long, default_value = "10s", value_parser = parse_seconds)]
         offline_flush_interval: Duration,
+        /// Every request must carry this token: as its access key id (set AWS_ACCESS_KEY_ID
+        /// to it in the SDK client) or as 'Authorization: Bearer TOKEN'.
+        #[arg(long, env = "SLUICE_FEATURESTORE_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
     },
     /// Print the latest record of RECORD_ID in feature group GROUP of a local store folder.
     Get {
@@ -201,6 +205,7 @@ fn featurestore(command: FeatureStoreCommand) -> Result<()> {
             data,
             region,
             offline_flush_interval,
+            auth_token,
         } => {
             let settings = StoreSettings {
                 region,
@@ -209,7 +214,8 @@ fn featurestore(command: FeatureStoreCommand) -> Result<()> {
             };
             let store = LocalStore::open(&data, settings).map_err(store_error)?;
             let shown = data.display().to_string();
-            server::serve(Arc::clone(&store), listen, |bound| {
+            let token = auth_token.filter(|t| !t.is_empty());
+            server::serve(Arc::clone(&store), listen, token, |bound| {
                 println!("sluice featurestore: listening on http://{bound} (data in {shown})");
                 let _ = std::io::Write::flush(&mut std::io::stdout());
             })?;

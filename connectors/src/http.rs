@@ -67,6 +67,20 @@ pub fn bearer_matches(given: Option<&str>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether an AWS SDK request carries `token`: as a bearer token, or as the access key id
+/// of its SigV4 `Authorization` header (`AWS4-HMAC-SHA256 Credential=<key id>/...`), which
+/// is how SDK clients (boto3, the AWS CLI, Sluice's sink) can present it.
+pub fn sdk_request_carries(given: Option<&str>, token: &str) -> bool {
+    if bearer_matches(given, token) {
+        return true;
+    }
+    let key = given
+        .and_then(|g| g.strip_prefix("AWS4-HMAC-SHA256"))
+        .and_then(|g| g.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next());
+    key.is_some_and(|k| bearer_matches(Some(&format!("Bearer {k}")), token))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +92,12 @@ mod tests {
         assert!(!bearer_matches(Some("s3cret"), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
         assert!(!bearer_matches(Some("Bearer s3cret2"), "s3cret"));
+        let sigv4 =
+            "AWS4-HMAC-SHA256 Credential=s3cret/20261201/us-east-1/sagemaker/aws4_request, \
+                     SignedHeaders=host, Signature=abc";
+        assert!(sdk_request_carries(Some(sigv4), "s3cret"));
+        assert!(!sdk_request_carries(Some(sigv4), "other"));
+        assert!(sdk_request_carries(Some("Bearer s3cret"), "s3cret"));
+        assert!(!sdk_request_carries(None, "s3cret"));
     }
 }

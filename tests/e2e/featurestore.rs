@@ -95,6 +95,20 @@ fn boto3_speaks_to_the_served_store() {
 }
 
 #[test]
+fn a_token_guards_the_store_and_offline_stores_stay_in_its_folder() {
+    let dir = temp_dir();
+    let token = "store-t0ken";
+    let server = Server::start_with_env(
+        &dir.path().join("store"),
+        &[("SLUICE_FEATURESTORE_AUTH_TOKEN", token.to_string())],
+    );
+    let out = tool(&server.endpoint, &["check-guard", "--token", token]);
+    assert_eq!(out.trim(), "guarded");
+    assert!(!dir.path().join("somewhere").exists());
+    server.running.terminate().assert_success();
+}
+
+#[test]
 fn acknowledged_puts_survive_a_killed_server() {
     let dir = temp_dir();
     let data = dir.path().join("store");

@@ -17,6 +17,7 @@ Credentials and region come from the environment (dummy values in the tests).
 """
 import argparse
 import json
+import os
 import time
 
 import boto3
@@ -187,10 +188,42 @@ def check_api(endpoint):
     print("ok")
 
 
+def check_guard(endpoint, token):
+    """A store started with --auth-token TOKEN: refuses clients without it, accepts the
+    token as the access key id, and keeps offline stores inside its folder (or on S3)."""
+    from botocore.exceptions import ClientError
+
+    control, runtime = clients(endpoint)
+    features = [("id", "String"), ("t", "String"), ("v", "Fractional")]
+    try:
+        create_group(control, "guarded", "id", "t", features)
+        raise AssertionError("a client without the token was served")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "UnrecognizedClientException", e.response
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 401, e.response
+    os.environ["AWS_ACCESS_KEY_ID"] = token
+    boto3.DEFAULT_SESSION = None  # the default session keeps the credentials it first found
+    control, runtime = clients(endpoint)
+    for outside in ["../../somewhere", "/tmp/elsewhere", "file:///etc/sluice"]:
+        try:
+            create_group(control, "escaping", "id", "t", features, offline_uri=outside)
+            raise AssertionError(f"S3Uri {outside} was accepted")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "ValidationException", e.response
+            assert outside in e.response["Error"]["Message"], e.response
+    create_group(control, "guarded", "id", "t", features, offline_uri="offline/guarded")
+    runtime.put_record(FeatureGroupName="guarded",
+                       Record=record(id="a", t="2026-12-01T00:00:00Z", v=1.5))
+    got = runtime.get_record(FeatureGroupName="guarded", RecordIdentifierValueAsString="a")
+    assert as_dict(got["Record"])["v"] == "1.5", got
+    print("guarded")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["check-api", "create-group", "put", "get"])
+    p.add_argument("command", choices=["check-api", "check-guard", "create-group", "put", "get"])
+    p.add_argument("--token")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--name")
     p.add_argument("--id")
@@ -203,6 +236,9 @@ def main():
     a = p.parse_args()
     if a.command == "check-api":
         check_api(a.endpoint)
+        return
+    if a.command == "check-guard":
+        check_guard(a.endpoint, a.token)
         return
     control, runtime = clients(a.endpoint)
     if a.command == "create-group":

@@ -65,6 +65,24 @@ pub struct OfflineWriter {
     buckets: Mutex<HashMap<String, Arc<S3Target>>>,
 }
 
+/// `path` with `.` and `..` resolved by their names alone (None: `..` above the root).
+fn lexical(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("offline store: {e}"))
 }
@@ -76,6 +94,26 @@ impl OfflineWriter {
             region: region.to_string(),
             account: account.to_string(),
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks an offline store `S3Uri`: `s3://`, or a folder inside the store's own folder
+    /// (a relative path, `file://` or an absolute path), so that a caller of the API cannot
+    /// make the server write files anywhere it may.
+    pub fn check_location(&self, s3_uri: &str) -> Result<(), String> {
+        if s3_uri.starts_with("s3://") || s3_uri.starts_with("s3a://") {
+            return Ok(());
+        }
+        let root = s3_uri.strip_prefix("file://").unwrap_or(s3_uri);
+        let base = std::path::absolute(&self.dir).map(|p| lexical(&p));
+        let target = std::path::absolute(self.dir.join(root)).map(|p| lexical(&p));
+        match (base, target) {
+            (Ok(Some(base)), Ok(Some(target))) if target.starts_with(&base) => Ok(()),
+            _ => Err(format!(
+                "S3Uri '{s3_uri}' is outside the store's folder {}: use an s3:// location or a \
+                 folder inside the store's folder",
+                self.dir.display()
+            )),
         }
     }
 
@@ -324,4 +362,33 @@ fn parquet_file(
     writer.write(&batch).map_err(internal)?;
     writer.close().map_err(internal)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_locations_stay_inside_the_store_folder_or_on_s3() {
+        let w = OfflineWriter::new(Path::new("/data/fs"), "us-east-1", "123456789012");
+        for ok in [
+            "offline",
+            "file://offline/x",
+            "/data/fs/offline",
+            "a/../b",
+            "s3://b/p",
+        ] {
+            assert_eq!(w.check_location(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "../../somewhere",
+            "/tmp/x",
+            "file:///etc",
+            "offline/../../..",
+            "/data/fsx",
+        ] {
+            let e = w.check_location(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("/data/fs"), "{e}");
+        }
+    }
 }

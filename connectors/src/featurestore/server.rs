@@ -11,7 +11,8 @@
 //!
 //! Errors carry AWS's codes (`ResourceNotFound`, `ValidationError`, `ResourceInUse`) in the
 //! `x-amzn-ErrorType` header and the body's `__type`, so SDKs raise their modelled
-//! exceptions. Requests are not authenticated: the server is for one machine.
+//! exceptions. With a token (`--auth-token`), a request must carry it, as the access key id
+//! of its SigV4 signature or as a bearer token; the signature itself is not checked.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -392,15 +393,54 @@ fn control_call(store: &LocalStore, target: &str, body: &Bytes) -> Result<Value,
 }
 
 /// The HTTP routes of the store.
-pub fn router(store: Arc<LocalStore>) -> Router {
-    Router::new()
+pub fn router(store: Arc<LocalStore>, token: Option<String>) -> Router {
+    let router = Router::new()
         .route(
             "/FeatureGroup/{name}",
             put(put_record).get(get_record).delete(delete_record),
         )
         .route("/BatchGetRecord", post(batch_get_record))
         .route("/", post(control))
-        .with_state(store)
+        .with_state(store);
+    match token {
+        None => router,
+        Some(token) => router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let allowed = crate::http::sdk_request_carries(
+                    request
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok()),
+                    &token,
+                );
+                async move {
+                    if allowed {
+                        next.run(request).await
+                    } else {
+                        unauthorized()
+                    }
+                }
+            },
+        )),
+    }
+}
+
+/// The answer to a request without the server's token, as AWS words a bad signature.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            ("x-amzn-ErrorType", "UnrecognizedClientException"),
+            ("Content-Type", "application/json"),
+        ],
+        json!({
+            "__type": "UnrecognizedClientException",
+            "message": "this feature store needs its --auth-token, as the access key id of \
+                        the request's signature (AWS_ACCESS_KEY_ID) or a bearer token"
+        })
+        .to_string(),
+    )
+        .into_response()
 }
 
 /// Serves `store` on `listen` until Ctrl-C or SIGTERM. `on_ready` is told the bound address
@@ -408,10 +448,11 @@ pub fn router(store: Arc<LocalStore>) -> Router {
 pub fn serve(
     store: Arc<LocalStore>,
     listen: SocketAddr,
+    token: Option<String>,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     crate::http::serve(
-        router(store),
+        router(store, token),
         listen,
         "the feature store server",
         on_ready,

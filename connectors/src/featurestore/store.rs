@@ -293,6 +293,12 @@ impl LocalStore {
 
     pub fn create_group(&self, mut group: FeatureGroup) -> Result<FeatureGroup, StoreError> {
         group.validate().map_err(StoreError::Validation)?;
+        if let Some(o) = &group.offline_store_config {
+            self.shared
+                .offline
+                .check_location(&o.s3_storage_config.s3_uri)
+                .map_err(StoreError::Validation)?;
+        }
         group.creation_time = now_micros() as f64 / 1e6;
         let resolved = group.offline_store_config.as_ref().map(|o| {
             self.shared
