@@ -18,7 +18,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sluice sluice \
- && install -d -o sluice -g sluice /var/lib/sluice/featurestore /var/lib/sluice/out
+ && install -d -o sluice -g sluice /var/lib/sluice/featurestore /var/lib/sluice/server /var/lib/sluice/out
 COPY --from=build /usr/local/bin/sluice /usr/local/bin/sluice
 COPY jobs/ /opt/sluice/jobs/
 USER sluice

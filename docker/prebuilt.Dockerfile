@@ -13,7 +13,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sluice sluice \
- && install -d -o sluice -g sluice /var/lib/sluice/featurestore /var/lib/sluice/out
+ && install -d -o sluice -g sluice /var/lib/sluice/featurestore /var/lib/sluice/server /var/lib/sluice/out
 ARG SLUICE_BINARY=target/dist/sluice
 COPY ${SLUICE_BINARY} /usr/local/bin/sluice
 COPY jobs/ /opt/sluice/jobs/

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::aws::{aws_tool, kinesis_tool, s3_fetch};
 use crate::common::featurestore::{assert_latest, dump, latest_in_parquet};
-use crate::common::{duckdb_query, support, temp_dir, TumbleCheck, Windows, REPO};
+use crate::common::{duckdb_query, sluice, support, temp_dir, TumbleCheck, Windows, REPO};
 use serde_json::Value;
 
 /// Records per second of wall time of the producer, and per second of event time: event time
@@ -34,6 +34,8 @@ struct Stack {
     env: Vec<(String, String)>,
     endpoint: String,
     featurestore: String,
+    /// The `sluice-server` service.
+    server: String,
 }
 
 impl Stack {
@@ -67,7 +69,7 @@ impl Stack {
         fs::create_dir_all(binary.parent().expect("target/docker")).expect("create target/docker");
         fs::copy(env!("CARGO_BIN_EXE_sluice"), &binary).expect("copy sluice into target/docker");
 
-        let (aws_port, featurestore_port) = (free_port(), free_port());
+        let (aws_port, featurestore_port, server_port) = (free_port(), free_port(), free_port());
         let project = format!("sluicetest{}", std::process::id());
         let env: Vec<(String, String)> = [
             ("COMPOSE_PROJECT_NAME", project.as_str()),
@@ -76,6 +78,7 @@ impl Stack {
             ("SLUICE_IMAGE", "sluice-test:local"),
             ("AWS_PORT", &aws_port.to_string()),
             ("FEATURESTORE_PORT", &featurestore_port.to_string()),
+            ("SERVER_PORT", &server_port.to_string()),
             ("SLUICE_BUCKET", "compose-test"),
             ("PRODUCER_RATE", PRODUCER_RATE),
             ("PRODUCER_EVENT_RATE", PRODUCER_EVENT_RATE),
@@ -89,6 +92,7 @@ impl Stack {
             env,
             endpoint: format!("http://127.0.0.1:{aws_port}"),
             featurestore: format!("http://127.0.0.1:{featurestore_port}"),
+            server: format!("http://127.0.0.1:{server_port}"),
         };
         stack.run(&["up", "-d", "--build"]);
         stack
@@ -269,6 +273,70 @@ fn events_before(events: &Path, end_ms: i64, into: &Path) -> u64 {
     kept.len() as u64
 }
 
+/// The `sluice-server` service: the job of `jobs/server/` runs, and a job submitted with
+/// `sluice submit` (datagen, 8 rows per key in 3 keys, to JSON on S3) finishes with the
+/// expected rows.
+fn server_runs_submitted_jobs(stack: &Stack, dir: &Path) {
+    let list = || -> Value {
+        let out = sluice()
+            .args(&["list", "--json", "--server", &stack.server])
+            .output();
+        out.assert_success();
+        serde_json::from_str(&out.stdout).expect("JSON from sluice list")
+    };
+    wait_for("the server's jobs/server job to run", || {
+        list()["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter()
+                .any(|j| j["name"] == "tx_largest" && j["state"] == "RUNNING")
+        })
+    });
+    let job = dir.join("server_job.sql");
+    fs::write(
+        &job,
+        "CREATE TABLE g (seq BIGINT, k AS CAST(seq % 3 AS INT)) WITH ('connector' = 'datagen',
+           'number-of-rows' = '24', 'fields.seq.kind' = 'sequence', 'fields.seq.start' = '1',
+           'fields.seq.end' = '24');
+         CREATE TABLE o (k INT, total BIGINT) WITH ('connector' = 'filesystem',
+           'path' = 's3://compose-test/server-test/', 'format' = 'json');
+         INSERT INTO o SELECT k, seq * 10 FROM g WHERE seq <= 6;",
+    )
+    .expect("write the job");
+    let submitted = sluice()
+        .args(&[
+            "submit",
+            job.to_str().unwrap(),
+            "--json",
+            "--server",
+            &stack.server,
+        ])
+        .output();
+    submitted.assert_success();
+    let id = serde_json::from_str::<Value>(&submitted.stdout).expect("JSON")["id"]
+        .as_str()
+        .expect("a job id")
+        .to_string();
+    wait_for("the submitted job to finish", || {
+        list()["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter()
+                .any(|j| j["id"] == id.as_str() && j["state"] == "FINISHED")
+        })
+    });
+    let folder = dir.join(format!("server-{}", unique()));
+    fs::create_dir_all(&folder).expect("create the fetch folder");
+    s3_fetch(&stack.endpoint, "compose-test", "server-test/", &folder);
+    let mut rows: Vec<(i64, i64)> = crate::common::read_json_rows(&folder)
+        .iter()
+        .map(|r| {
+            (
+                r["k"].as_f64().unwrap() as i64,
+                r["total"].as_f64().unwrap() as i64,
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, [(0, 30), (0, 60), (1, 10), (1, 40), (2, 20), (2, 50)]);
+}
+
 #[test]
 fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
     let dir = temp_dir();
@@ -299,7 +367,11 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
     );
     stack.wait_for_windows(dir.path(), after_first + 3);
 
-    // 4. The producer stops; once the output no longer changes, every closed window is in.
+    // 4. The server runs the job of jobs/server/ it submitted at start, and runs a job
+    //    submitted through its API to the end, its output on S3 exactly as expected.
+    server_runs_submitted_jobs(&stack, dir.path());
+
+    // 5. The producer stops; once the output no longer changes, every closed window is in.
     stack.run(&["stop", "producer"]);
     let mut last = (0, String::new());
     wait_for("the output to settle", || {
@@ -318,7 +390,7 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
     });
     let output = stack.output(dir.path());
 
-    // 5. Exactly the records the producer wrote, each once in its window: DuckDB over the
+    // 6. Exactly the records the producer wrote, each once in its window: DuckDB over the
     //    stream's records in the closed windows gives every row, none twice, none missing.
     let events = read_stream(&stack.endpoint, dir.path());
     let end_ms = duckdb_query(
@@ -353,7 +425,7 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
     .run();
     assert!(summary.actual_rows >= 4 * (after_first + 3), "{summary:?}");
 
-    // 6. The feature store holds each currency's latest window.
+    // 7. The feature store holds each currency's latest window.
     let latest = latest_in_parquet(&output);
     let ids: Vec<String> = latest
         .iter()
@@ -362,7 +434,7 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
     assert_eq!(ids, ["ADA", "BTC", "ETH", "SOL"]);
     assert_latest(&dump(&stack.featurestore, "tx-metrics", &ids), &latest);
 
-    // 7. The table is in Glue, with its partitions.
+    // 8. The table is in Glue, with its partitions.
     let glue: Value = serde_json::from_str(&aws_tool(
         "s3_tool.py",
         &stack.endpoint,
@@ -383,7 +455,7 @@ fn compose_runs_the_pipeline_and_recovers_exactly_once_after_kills() {
         .collect();
     assert!(!partitions.is_empty(), "no partitions in Glue: {glue}");
 
-    // 8. `down -v` leaves no container and no volume of the project.
+    // 9. `down -v` leaves no container and no volume of the project.
     let project = stack.env[0].1.clone();
     drop(stack);
     let left = docker(&[
