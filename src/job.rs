@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use sluice_engine::checkpoint::manifest::OperatorState;
 use sluice_engine::checkpoint::{self, CheckpointSettings};
 use sluice_engine::graph::{Edge, Graph};
+use sluice_engine::metrics::JobMetrics;
 use sluice_engine::runtime::CheckpointRun;
 use sluice_engine::{Error, Result};
 use sluice_sql::SourceFile;
@@ -105,6 +106,35 @@ pub fn graph_view(graph: &Graph) -> Vec<NodeView> {
                 };
                 (graph.nodes[*id].uid.clone(), kind)
             }),
+        })
+        .collect()
+}
+
+/// What one node received and emitted so far, over all its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeFigures {
+    /// What its input node emitted (None for a source).
+    pub records_in: Option<u64>,
+    pub bytes_in: Option<u64>,
+    pub records_out: u64,
+    /// Arrow bytes in memory.
+    pub bytes_out: u64,
+}
+
+/// The figures of every node of `graph`, in its order.
+pub fn node_figures(graph: &[NodeView], metrics: &JobMetrics) -> Vec<NodeFigures> {
+    let emitted = metrics.operators();
+    let out = |uid: &str| emitted.get(uid).copied().unwrap_or((0, 0));
+    graph
+        .iter()
+        .map(|n| {
+            let input = n.input.as_ref().map(|(from, _)| out(from));
+            NodeFigures {
+                records_in: input.map(|i| i.0),
+                bytes_in: input.map(|i| i.1),
+                records_out: out(&n.uid).0,
+                bytes_out: out(&n.uid).1,
+            }
         })
         .collect()
 }

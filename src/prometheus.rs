@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 use sluice_engine::metrics::{DropReason, JobMetrics};
 use sluice_engine::{Error, Result};
 
-use crate::job::NodeView;
+use crate::job::{node_figures, NodeView};
 
 /// The content type of what [`render`] returns.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -189,6 +189,16 @@ fn collect(jobs: &[JobSample]) -> Families {
         "Records an operator emitted (over all its instances).",
         Counter,
     );
+    let op_bytes_in = f.add(
+        "sluice_operator_in_bytes",
+        "Arrow bytes (in memory) of the records an operator received.",
+        Counter,
+    );
+    let op_bytes_out = f.add(
+        "sluice_operator_out_bytes",
+        "Arrow bytes (in memory) of the records an operator emitted.",
+        Counter,
+    );
     let dropped = f.add(
         "sluice_records_dropped",
         "Records dropped, by table and reason.",
@@ -290,19 +300,17 @@ fn collect(jobs: &[JobSample]) -> Families {
             labels(job, &[]),
             Value::Counter(m.records_written()),
         );
-        let emitted = m.operators();
-        for node in &job.graph {
-            let out = emitted.get(&node.uid).copied().unwrap_or(0);
-            let input = node
-                .input
-                .as_ref()
-                .map_or(0, |(from, _)| emitted.get(from).copied().unwrap_or(0));
+        for (node, fig) in job.graph.iter().zip(node_figures(&job.graph, m)) {
             let l = labels(
                 job,
                 &[("operator", &node.uid), ("operator_name", &node.name)],
             );
-            f.push(op_in, l.clone(), Value::Counter(input));
-            f.push(op_out, l, Value::Counter(out));
+            if let (Some(records), Some(bytes)) = (fig.records_in, fig.bytes_in) {
+                f.push(op_in, l.clone(), Value::Counter(records));
+                f.push(op_bytes_in, l.clone(), Value::Counter(bytes));
+            }
+            f.push(op_out, l.clone(), Value::Counter(fig.records_out));
+            f.push(op_bytes_out, l, Value::Counter(fig.bytes_out));
         }
         for ((table, reason), n) in m.dropped() {
             let l = labels(job, &[("table", &table), ("reason", reason_label(reason))]);
@@ -406,7 +414,7 @@ mod tests {
         m.add_read(10, 300);
         m.add_written(4);
         m.add_dropped("tx", DropReason::Late, 2);
-        m.operator("src").fetch_add(10, Ordering::Relaxed);
+        m.operator("src").records.fetch_add(10, Ordering::Relaxed);
         m.sink("fs").add_latency(Duration::from_millis(3));
         let text = render(vec![JobSample {
             id: "abc".into(),

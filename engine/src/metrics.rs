@@ -55,8 +55,16 @@ pub struct JobMetrics {
     checkpoints: Mutex<CheckpointFigures>,
     /// The newest checkpoints, oldest first (at most [`CHECKPOINT_HISTORY`]).
     history: Mutex<VecDeque<CheckpointRecord>>,
-    /// Records each node of the graph emitted, by the node's stable id.
-    operators: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// What each node of the graph emitted, by the node's stable id.
+    operators: Mutex<BTreeMap<String, Arc<OperatorCounters>>>,
+}
+
+/// What one node of the graph emitted, over all its instances.
+#[derive(Debug, Default)]
+pub struct OperatorCounters {
+    pub records: AtomicU64,
+    /// The Arrow bytes (in memory) of the rows it emitted.
+    pub bytes: AtomicU64,
 }
 
 /// How many checkpoints [`JobMetrics::checkpoint_history`] keeps.
@@ -286,17 +294,20 @@ impl JobMetrics {
         h.iter().cloned().collect()
     }
 
-    /// The counter of records node `uid` emits, created on first use.
-    pub fn operator(&self, uid: &str) -> Arc<AtomicU64> {
+    /// The counters of what node `uid` emits, created on first use.
+    pub fn operator(&self, uid: &str) -> Arc<OperatorCounters> {
         let mut o = self.operators.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(o.entry(uid.to_string()).or_default())
     }
 
-    /// Records emitted so far by each node that has emitted, by stable id.
-    pub fn operators(&self) -> BTreeMap<String, u64> {
+    /// Records and bytes emitted so far by each node that has emitted, by stable id.
+    pub fn operators(&self) -> BTreeMap<String, (u64, u64)> {
         let o = self.operators.lock().unwrap_or_else(|p| p.into_inner());
         o.iter()
-            .map(|(uid, n)| (uid.clone(), n.load(Ordering::Relaxed)))
+            .map(|(uid, n)| {
+                let records = n.records.load(Ordering::Relaxed);
+                (uid.clone(), (records, n.bytes.load(Ordering::Relaxed)))
+            })
             .collect()
     }
 

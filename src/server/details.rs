@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::registry::JobRecord;
 use super::supervisor::{Attempt, JobHandle};
+use crate::job::node_figures;
 use crate::prometheus::JobSample;
 
 fn iso(ms: i64) -> Value {
@@ -57,22 +58,20 @@ pub fn details(job: &JobHandle) -> Value {
 
 fn run(a: &Attempt) -> Value {
     let m = &a.metrics;
-    let emitted = m.operators();
     let nodes: Vec<Value> = a
         .graph
         .iter()
-        .map(|n| {
-            let records_in = n
-                .input
-                .as_ref()
-                .map(|(from, _)| emitted.get(from).copied().unwrap_or(0));
+        .zip(node_figures(&a.graph, m))
+        .map(|(n, fig)| {
             json!({
                 "id": n.uid,
                 "name": n.name,
                 "parallelism": n.parallelism,
                 "input": n.input.as_ref().map(|(from, edge)| json!({"id": from, "edge": edge})),
-                "records_in": records_in,
-                "records_out": emitted.get(&n.uid).copied().unwrap_or(0),
+                "records_in": fig.records_in,
+                "bytes_in": fig.bytes_in,
+                "records_out": fig.records_out,
+                "bytes_out": fig.bytes_out,
             })
         })
         .collect();

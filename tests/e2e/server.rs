@@ -448,6 +448,9 @@ fn metrics_of_a_finished_job_match_its_input() {
         if name.starts_with("sink") {
             let input = sample(&samples, "sluice_operator_records_in_total", &op);
             assert_eq!(input, 80.0, "{name}");
+            // 80 rows of a timestamp, an int and a bigint: at least 20 bytes each.
+            let bytes = sample(&samples, "sluice_operator_in_bytes_total", &op);
+            assert!(bytes >= 80.0 * 20.0, "{name}: {bytes}");
         }
     }
 

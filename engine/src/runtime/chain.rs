@@ -1,14 +1,14 @@
 //! Chaining: the operators of one task, each feeding the next by a function call, and the
 //! exchanges at the end of the chain that feed other tasks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::{Part, Restored};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Edge, Graph, NodeId, NodeKind};
-use crate::metrics::JobMetrics;
+use crate::metrics::{JobMetrics, OperatorCounters};
 use crate::operator::{NextTimers, Operator, StateSnapshot, StreamBatch, Timer};
 use crate::state;
 
@@ -19,8 +19,8 @@ use super::exchange::{ExchangeOut, Exchanges, Message};
 pub struct Fanout {
     chained: Vec<Chain>,
     exchanges: Vec<ExchangeOut>,
-    /// Records the node that owns this fanout emitted (its metrics' "records out").
-    emitted: Option<Arc<AtomicU64>>,
+    /// What the node that owns this fanout emitted (its metrics' "records out").
+    emitted: Option<Arc<OperatorCounters>>,
 }
 
 /// One operator of a task and what follows it.
@@ -79,7 +79,16 @@ impl Fanout {
     pub fn push_batches(&mut self, batches: Vec<StreamBatch>) -> Result<()> {
         for batch in batches {
             if let Some(emitted) = &self.emitted {
-                emitted.fetch_add(batch.batch.num_rows() as u64, Ordering::Relaxed);
+                let b = &batch.batch;
+                emitted
+                    .records
+                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                let bytes: usize = b
+                    .columns()
+                    .iter()
+                    .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+                    .sum();
+                emitted.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             }
             for exchange in &self.exchanges {
                 exchange.send_batch(&batch.batch)?;
