@@ -99,6 +99,18 @@ impl WindowColumns {
     }
 }
 
+/// One slice and when it fires, as the assigner remembers it between rows.
+#[derive(Clone, Copy)]
+struct Slice {
+    start: i64,
+    /// `start + slice`: the first wall-clock millisecond after it.
+    end: i64,
+    /// When the first window containing it fires (rowtime).
+    first_fire: i64,
+    /// When a window ending with the slice fires (rowtime).
+    fire: i64,
+}
+
 impl WindowAssign {
     /// `columns` with the window columns appended, in the output schema.
     fn with_columns(
@@ -130,6 +142,15 @@ impl Operator for WindowAssign {
         let values = ts.values();
         let w = self.window;
         let slice = w.slice_ms();
+        // Rows come mostly in time order: the slice of the previous row, with the times its
+        // first window and the slice itself fire at, serves the next rows in that slice
+        // without a division or a time zone lookup each.
+        let mut last = Slice {
+            start: i64::MAX,
+            end: i64::MIN,
+            first_fire: 0,
+            fire: 0,
+        };
         for i in 0..n {
             if ts.is_null(i) {
                 null_time += 1;
@@ -137,11 +158,21 @@ impl Operator for WindowAssign {
                 rows.push(0, 0, 0);
                 continue;
             }
-            let start = w.start(w.to_local(values[i]));
+            let local = w.to_local(values[i]);
+            if local < last.start || local >= last.end {
+                let start = w.start(local);
+                last = Slice {
+                    start,
+                    end: start + slice,
+                    first_fire: w.fire_at_end(w.first_end_of_slice(start)),
+                    fire: w.fire_at_end(start + slice),
+                };
+            }
+            let start = last.start;
             let watermark = row_wm.map_or(self.watermark, |w| w.value(i));
-            if watermark < w.fire_at_end(w.first_end_of_slice(start)) {
+            if watermark < last.first_fire {
                 keep.push(true);
-                rows.push(start, start + slice, w.fire_at_end(start + slice));
+                rows.push(start, last.end, last.fire);
                 continue;
             }
             keep.push(false);

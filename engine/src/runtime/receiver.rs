@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::{Receiver, Select, TryRecvError};
 
 use crate::error::{Error, Result};
 use crate::operator::StreamBatch;
@@ -27,10 +27,31 @@ pub struct ReceiverTask {
 }
 
 /// The next message of a readable input: `(input, message)`, `Ok(None)` after a quiet poll.
+///
+/// While messages are waiting, they are taken without blocking, round-robin from `next` on
+/// (so no input starves the others); only when every readable input is empty does the task
+/// block on all of them at once.
 fn next_message(
     inputs: &[Receiver<Message>],
     aligner: &Aligner,
+    next: &mut usize,
 ) -> Result<Option<(usize, Message)>> {
+    let n = inputs.len();
+    for k in 0..n {
+        let i = (*next + k) % n;
+        if !aligner.readable(i) {
+            continue;
+        }
+        match inputs[i].try_recv() {
+            Ok(message) => {
+                *next = (i + 1) % n;
+                return Ok(Some((i, message)));
+            }
+            Err(TryRecvError::Empty) => {}
+            // An upstream task that ends says End first; a vanished one failed.
+            Err(TryRecvError::Disconnected) => return Err(Error::downstream_stopped()),
+        }
+    }
     let mut select = Select::new();
     let mut indices = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
@@ -58,8 +79,9 @@ impl ReceiverTask {
     pub fn run(mut self, task: usize, control: &JobControl) -> Result<()> {
         let mut watermarks = Watermarks::new((0..self.inputs.len()).map(|i| (i, i64::MIN)));
         let mut aligner = Aligner::new(self.inputs.len());
+        let mut turn = 0;
         while !aligner.all_ended() {
-            let next = next_message(&self.inputs, &aligner);
+            let next = next_message(&self.inputs, &aligner, &mut turn);
             // Processing-time timers fire whether messages come or not.
             self.chain.poll_timers(Instant::now())?;
             let (from, message) = match next {
