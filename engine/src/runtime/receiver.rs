@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, TryRecvError};
+use crossbeam_utils::Backoff;
 
 use crate::error::{Error, Result};
 use crate::operator::StreamBatch;
@@ -29,28 +30,23 @@ pub struct ReceiverTask {
 /// The next message of a readable input: `(input, message)`, `Ok(None)` after a quiet poll.
 ///
 /// While messages are waiting, they are taken without blocking, round-robin from `next` on
-/// (so no input starves the others); only when every readable input is empty does the task
-/// block on all of them at once.
+/// (so no input starves the others). When every readable input is empty the task spins and
+/// yields a little (a receiver is usually faster than its senders, and parking and waking
+/// a thread for each message costs more than the message), then blocks on all of them.
 fn next_message(
     inputs: &[Receiver<Message>],
     aligner: &Aligner,
     next: &mut usize,
 ) -> Result<Option<(usize, Message)>> {
-    let n = inputs.len();
-    for k in 0..n {
-        let i = (*next + k) % n;
-        if !aligner.readable(i) {
-            continue;
+    let backoff = Backoff::new();
+    loop {
+        if let Some(found) = try_next(inputs, aligner, next)? {
+            return Ok(Some(found));
         }
-        match inputs[i].try_recv() {
-            Ok(message) => {
-                *next = (i + 1) % n;
-                return Ok(Some((i, message)));
-            }
-            Err(TryRecvError::Empty) => {}
-            // An upstream task that ends says End first; a vanished one failed.
-            Err(TryRecvError::Disconnected) => return Err(Error::downstream_stopped()),
+        if backoff.is_completed() {
+            break;
         }
+        backoff.snooze();
     }
     let mut select = Select::new();
     let mut indices = Vec::with_capacity(inputs.len());
@@ -73,6 +69,31 @@ fn next_message(
         // An upstream task that ends says End first; a vanished one failed.
         Err(_) => Err(Error::downstream_stopped()),
     }
+}
+
+/// A waiting message of a readable input, round-robin from `next` on.
+fn try_next(
+    inputs: &[Receiver<Message>],
+    aligner: &Aligner,
+    next: &mut usize,
+) -> Result<Option<(usize, Message)>> {
+    let n = inputs.len();
+    for k in 0..n {
+        let i = (*next + k) % n;
+        if !aligner.readable(i) {
+            continue;
+        }
+        match inputs[i].try_recv() {
+            Ok(message) => {
+                *next = (i + 1) % n;
+                return Ok(Some((i, message)));
+            }
+            Err(TryRecvError::Empty) => {}
+            // An upstream task that ends says End first; a vanished one failed.
+            Err(TryRecvError::Disconnected) => return Err(Error::downstream_stopped()),
+        }
+    }
+    Ok(None)
 }
 
 impl ReceiverTask {
