@@ -87,6 +87,20 @@ pub fn local_millis(time_zone: Option<Tz>, ts_ms: i64) -> i64 {
     }
 }
 
+/// The rowtime value (UTC for LTZ in `time_zone`) at which wall-clock `local_ms` happens.
+pub fn local_to_rowtime(time_zone: Option<Tz>, local_ms: i64) -> i64 {
+    match time_zone {
+        None => local_ms,
+        Some(tz) => {
+            let naive = chrono::DateTime::from_timestamp_millis(local_ms).map(|d| d.naive_utc());
+            match naive.map(|n| tz.from_local_datetime(&n).earliest()) {
+                Some(Some(dt)) => dt.timestamp_millis(),
+                _ => local_ms,
+            }
+        }
+    }
+}
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a.abs()
@@ -237,17 +251,7 @@ impl WindowSpec {
 
     /// The rowtime value (UTC for LTZ) at which wall-clock `local_ms` happens.
     pub fn to_rowtime(&self, local_ms: i64) -> i64 {
-        match self.time_zone {
-            None => local_ms,
-            Some(tz) => {
-                let naive =
-                    chrono::DateTime::from_timestamp_millis(local_ms).map(|d| d.naive_utc());
-                match naive.map(|n| tz.from_local_datetime(&n).earliest()) {
-                    Some(Some(dt)) => dt.timestamp_millis(),
-                    _ => local_ms,
-                }
-            }
-        }
+        local_to_rowtime(self.time_zone, local_ms)
     }
 
     /// The watermark at which the window starting at `start` fires, in rowtime

@@ -22,4 +22,5 @@ mod server;
 mod session_windows;
 mod sliding_windows;
 mod stop;
+mod top_n;
 mod window_vectors;

@@ -7,6 +7,7 @@ mod over;
 mod project;
 mod session;
 mod sink;
+mod top_n;
 mod window_assign;
 
 pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAggregateSpec};
@@ -15,6 +16,7 @@ pub use over::{DropLateRows, Frame, OverAggregate, OverSpec};
 pub use project::Project;
 pub use session::{SessionAggregate, SessionSpec, SessionTag, TRAILING_COLUMNS};
 pub use sink::Sink;
+pub use top_n::{SortOptions, TopNSpec, WindowTopN};
 pub use window_assign::WindowAssign;
 
 use arrow::array::ArrayRef;

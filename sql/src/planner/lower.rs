@@ -333,6 +333,14 @@ impl Planner<'_> {
                 Ok(stream)
             }
             LogicalPlan::Filter(f) => {
+                if let Some(request) = super::top_n::top_n_request(f) {
+                    self.top_n = Some(request);
+                    let stream = self.lower(&f.input);
+                    if self.top_n.take().is_some() {
+                        return Err(Error::internal("a Top-N filter without its window node"));
+                    }
+                    return stream;
+                }
                 let mut stream = self.lower(&f.input)?;
                 let predicate = self.physical(&f.predicate, f.input.schema())?;
                 let text = without_window_tables(&f.predicate.to_string());

@@ -50,6 +50,7 @@ mod lower;
 mod over;
 mod session;
 mod tables;
+mod top_n;
 
 use errors::clean_message;
 
@@ -189,6 +190,7 @@ pub fn plan_job_with_defaults(
         scope: String::new(),
         kinds: HashMap::new(),
         inserts_into: HashMap::new(),
+        top_n: None,
     };
     for statement in statements {
         match statement {
@@ -239,6 +241,8 @@ struct Planner<'a> {
     scope: String,
     kinds: HashMap<&'static str, usize>,
     inserts_into: HashMap<String, usize>,
+    /// A row-number filter being lowered, for the window node below it (a Top-N).
+    top_n: Option<top_n::TopNRequest>,
 }
 
 /// Gives a repeated column of the top-level SELECT list a new name, as Flink does

@@ -79,6 +79,12 @@ fn frame_text(frame: Frame) -> String {
 
 impl Planner<'_> {
     pub(super) fn lower_over(&mut self, w: &Window) -> Result<Stream> {
+        if let Some(request) = self.top_n.take() {
+            if self.takes_top_n(w, &request) {
+                return self.lower_top_n(w, request);
+            }
+            self.top_n = Some(request);
+        }
         let input = self.lower(&w.input)?;
         if let Some(session) = &input.session {
             return Err(self.file.error_at(
@@ -110,6 +116,13 @@ impl Planner<'_> {
                 )));
             };
             let WindowFunction { fun, params } = f.as_ref();
+            if fun.name().eq_ignore_ascii_case("row_number") {
+                return Err(Error::plan(
+                    "ROW_NUMBER() OVER (...) runs as a window Top-N: PARTITION BY \
+                     window_start, window_end of a window table, and filter it with WHERE \
+                     rownum <= N in the query around it",
+                ));
+            }
             let WindowFunctionDefinition::AggregateUDF(udf) = fun else {
                 return Err(Error::plan(format!(
                     "{} OVER (...) is not supported yet: only aggregates (COUNT, SUM, AVG, MIN, \

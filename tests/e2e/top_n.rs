@@ -1,0 +1,133 @@
+//! Window Top-N and window deduplication, with the input and expected rows of Flink's
+//! documentation (the Bid table of its Window Top-N page).
+
+use serde_json::json;
+
+use crate::common::*;
+
+/// Flink's Window Top-N example table, in event-time order.
+const BIDS: &str = r#"{"bidtime": "2020-04-15 08:05:00", "price": 4.00, "item": "A", "supplier_id": "supplier1"}
+{"bidtime": "2020-04-15 08:06:00", "price": 4.00, "item": "C", "supplier_id": "supplier2"}
+{"bidtime": "2020-04-15 08:07:00", "price": 2.00, "item": "G", "supplier_id": "supplier1"}
+{"bidtime": "2020-04-15 08:08:00", "price": 2.00, "item": "B", "supplier_id": "supplier3"}
+{"bidtime": "2020-04-15 08:09:00", "price": 5.00, "item": "D", "supplier_id": "supplier4"}
+{"bidtime": "2020-04-15 08:11:00", "price": 2.00, "item": "B", "supplier_id": "supplier3"}
+{"bidtime": "2020-04-15 08:13:00", "price": 1.00, "item": "E", "supplier_id": "supplier1"}
+{"bidtime": "2020-04-15 08:15:00", "price": 3.00, "item": "H", "supplier_id": "supplier2"}
+{"bidtime": "2020-04-15 08:17:00", "price": 6.00, "item": "F", "supplier_id": "supplier5"}
+"#;
+
+const BID_TABLE: &str = "CREATE TABLE Bid (bidtime TIMESTAMP(3), price DOUBLE, item STRING,
+  supplier_id STRING, WATERMARK FOR bidtime AS bidtime - INTERVAL '1' SECOND)
+  WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');";
+
+fn run(sink_columns: &str, query: &str, parallelism: &str) -> Vec<serde_json::Value> {
+    let dir = JobDir::new();
+    let input = dir.write("bid.json", BIDS);
+    let job = format!(
+        "{BID_TABLE}\n{}\nINSERT INTO sink {query};",
+        json_sink(sink_columns)
+    );
+    dir.run_json(&job, &input, &[("parallelism.default", parallelism)])
+        .rows
+}
+
+const AGGREGATE_TOP_3: &str = "SELECT * FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum
+    FROM (
+      SELECT window_start, window_end, supplier_id, SUM(price) AS price, COUNT(*) AS cnt
+      FROM TABLE(TUMBLE(TABLE Bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+      GROUP BY window_start, window_end, supplier_id
+    )
+  ) WHERE rownum <= 3";
+
+#[test]
+fn window_top_n_after_a_window_aggregate_matches_flinks_example() {
+    for parallelism in ["1", "3"] {
+        let rows = run(
+            "window_start TIMESTAMP(3), window_end TIMESTAMP(3), supplier_id STRING, price DOUBLE, cnt BIGINT, rownum BIGINT",
+            AGGREGATE_TOP_3,
+            parallelism,
+        );
+        let row = |start: &str, end: &str, s: &str, price: f64, cnt: f64, n: f64| {
+            json!({"window_start": format!("2020-04-15 {start}:00.000"), "window_end": format!("2020-04-15 {end}:00.000"),
+                   "supplier_id": s, "price": price, "cnt": cnt, "rownum": n})
+        };
+        assert_rows(
+            &rows,
+            json!([
+                row("08:00", "08:10", "supplier1", 6.0, 2.0, 1.0),
+                row("08:00", "08:10", "supplier4", 5.0, 1.0, 2.0),
+                row("08:00", "08:10", "supplier2", 4.0, 1.0, 3.0),
+                row("08:10", "08:20", "supplier5", 6.0, 1.0, 1.0),
+                row("08:10", "08:20", "supplier2", 3.0, 1.0, 2.0),
+                row("08:10", "08:20", "supplier3", 2.0, 1.0, 3.0),
+            ]),
+        );
+    }
+}
+
+#[test]
+fn window_top_n_on_a_window_table_and_window_deduplication_match_flinks_examples() {
+    let columns = "bidtime TIMESTAMP(3), price DOUBLE, item STRING, supplier_id STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), rownum BIGINT";
+    let row = |t: &str, price: f64, item: &str, s: &str, start: &str, end: &str, n: f64| {
+        json!({"bidtime": format!("2020-04-15 {t}:00.000"), "price": price, "item": item, "supplier_id": s,
+               "window_start": format!("2020-04-15 {start}:00.000"), "window_end": format!("2020-04-15 {end}:00.000"), "rownum": n})
+    };
+    let top_3 = run(
+        columns,
+        "SELECT * FROM (
+           SELECT bidtime, price, item, supplier_id, window_start, window_end,
+             ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum
+           FROM TABLE(TUMBLE(TABLE Bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+         ) WHERE rownum <= 3",
+        "2",
+    );
+    assert_rows(
+        &top_3,
+        json!([
+            row("08:05", 4.0, "A", "supplier1", "08:00", "08:10", 2.0),
+            row("08:06", 4.0, "C", "supplier2", "08:00", "08:10", 3.0),
+            row("08:09", 5.0, "D", "supplier4", "08:00", "08:10", 1.0),
+            row("08:11", 2.0, "B", "supplier3", "08:10", "08:20", 3.0),
+            row("08:15", 3.0, "H", "supplier2", "08:10", "08:20", 2.0),
+            row("08:17", 6.0, "F", "supplier5", "08:10", "08:20", 1.0),
+        ]),
+    );
+    // Window deduplication: the last row of each window.
+    let last = run(
+        columns,
+        "SELECT * FROM (
+           SELECT bidtime, price, item, supplier_id, window_start, window_end,
+             ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY bidtime DESC) AS rownum
+           FROM TABLE(TUMBLE(TABLE Bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+         ) WHERE rownum = 1",
+        "2",
+    );
+    assert_rows(
+        &last,
+        json!([
+            row("08:09", 5.0, "D", "supplier4", "08:00", "08:10", 1.0),
+            row("08:17", 6.0, "F", "supplier5", "08:10", "08:20", 1.0),
+        ]),
+    );
+}
+
+#[test]
+fn a_row_number_without_a_window_is_refused_with_a_sentence() {
+    let dir = JobDir::new();
+    let input = dir.write("bid.json", BIDS);
+    let job = format!(
+        "{BID_TABLE}\n{}\nINSERT INTO sink SELECT item, rownum FROM (
+           SELECT item, ROW_NUMBER() OVER (PARTITION BY supplier_id ORDER BY price DESC) AS rownum
+           FROM Bid) WHERE rownum <= 2;",
+        json_sink("item STRING, rownum BIGINT")
+    );
+    let outcome = dir.run(&job, &input, &[]);
+    outcome.assert_failure();
+    assert!(
+        outcome.error_line().contains("window Top-N"),
+        "{}",
+        outcome.stderr
+    );
+}
