@@ -131,3 +131,69 @@ fn a_row_number_without_a_window_is_refused_with_a_sentence() {
         outcome.stderr
     );
 }
+
+/// A million out-of-order events (1,000 keys, disorder within the watermark delay, so none
+/// is late): the top 5 keys by sum per minute, at parallelism 1 and 4, equal to DuckDB's
+/// ROW_NUMBER over its batch GROUP BY of the same file.
+#[test]
+fn window_top_n_equals_duckdb_on_a_million_events() {
+    let dir = JobDir::new();
+    let events = dir.path().join("events.json");
+    run_python(
+        "gen_events.py",
+        &[
+            "--events=1000000",
+            "--keys=1000",
+            "--rate=1000",
+            "--disorder-ms=2000",
+            "--files=1",
+            events.to_str().unwrap(),
+        ],
+    );
+    let job = "CREATE TABLE events (k STRING, v DOUBLE, ts BIGINT,
+  event_ts AS TO_TIMESTAMP_LTZ(ts, 3),
+  WATERMARK FOR event_ts AS event_ts - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+CREATE TABLE sink (window_start TIMESTAMP(3), k STRING, total DOUBLE, rownum BIGINT)
+  WITH ('connector' = 'filesystem', 'path' = '{output}', 'format' = 'parquet');
+INSERT INTO sink SELECT window_start, k, total, rownum FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY total DESC) AS rownum
+  FROM (SELECT window_start, window_end, k, SUM(v) AS total
+        FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_ts), INTERVAL '1' MINUTE))
+        GROUP BY window_start, window_end, k)
+) WHERE rownum <= 5;";
+    let expected = {
+        let sql = format!(
+            "SELECT epoch_ms(ws) AS ws, k, rownum, total FROM (
+               SELECT ws, k, total, row_number() OVER (PARTITION BY ws ORDER BY total DESC) AS rownum
+               FROM (SELECT time_bucket(INTERVAL 1 MINUTE, make_timestamp(ts * 1000)) AS ws, k,
+                            sum(v) AS total
+                     FROM read_json('{}', format = 'newline_delimited') GROUP BY ALL))
+             WHERE rownum <= 5 ORDER BY ws, rownum",
+            events.display()
+        );
+        duckdb_query(&[], &sql)
+    };
+    assert!(expected.len() > 50, "{}", expected.len());
+    for parallelism in ["1", "4"] {
+        let run = JobDir::new();
+        let outcome = run.run(job, &events, &[("parallelism.default", parallelism)]);
+        outcome.assert_success();
+        assert_eq!(outcome.metrics().dropped(), 0);
+        let output = run.output();
+        let actual = duckdb_query(
+            &[("s", &output)],
+            "SELECT epoch_ms(window_start) AS ws, k, rownum, total FROM s ORDER BY ws, rownum",
+        );
+        assert_eq!(actual.len(), expected.len(), "parallelism {parallelism}");
+        for (a, e) in actual.iter().zip(&expected) {
+            assert_eq!(
+                (&a["ws"], &a["k"], &a["rownum"]),
+                (&e["ws"], &e["k"], &e["rownum"]),
+                "parallelism {parallelism}"
+            );
+            let (x, y) = (a["total"].as_f64().unwrap(), e["total"].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{a} against {e}");
+        }
+    }
+}
