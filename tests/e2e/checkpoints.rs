@@ -715,6 +715,54 @@ fn an_over_aggregation_resumes_at_another_parallelism() {
 }
 
 #[test]
+fn a_window_top_n_resumes_at_another_parallelism() {
+    // The two largest transactions per minute and currency, on the window table: the rows
+    // waiting for their window to fire are keyed state, split by key on each restore.
+    let reference = reference();
+    let dir = JobDir::new();
+    let top_job = |name: &str, output: &Path, checkpoints: Option<&Path>| {
+        let insert = format!(
+            "CREATE TABLE largest (
+               window_start TIMESTAMP(3), currency STRING, tx_hash STRING, amount DOUBLE,
+               rownum BIGINT
+             ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO largest
+             SELECT window_start, currency, tx_hash, amount, rownum FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, currency
+                                            ORDER BY amount DESC) AS rownum
+               FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+             ) WHERE rownum <= 2;",
+            output.display()
+        );
+        tx_job(dir.path(), name, &reference.input, checkpoints, &insert)
+    };
+    let expected = dir.path().join("expected");
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    sluice_run(&top_job("top-plain.sql", &expected, None))
+        .output()
+        .assert_success();
+    let job = top_job("top-checkpointed.sql", &actual, Some(&checkpoints));
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
+    let stats = duckdb_query(
+        &[("e", &expected), ("a", &actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT count(*) - count(DISTINCT (window_start, currency, rownum)) FROM a)
+             AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (window_start, currency, rownum)
+             WHERE e.tx_hash IS DISTINCT FROM a.tx_hash OR e.amount IS DISTINCT FROM a.amount)
+             AS different",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+    assert!(s["expected_rows"].as_u64() > Some(100), "{s}");
+}
+
+#[test]
 fn session_windows_resume_at_another_parallelism() {
     // One file: with a single source partition the sessions do not depend on how rows of
     // several partitions interleave. Open sessions are keyed state, split by key on each
