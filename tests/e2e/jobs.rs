@@ -179,6 +179,41 @@ fn tx_metrics_file_matches_duckdb_over_generated_transactions() {
 }
 
 #[test]
+fn tx_largest_file_matches_duckdb_over_generated_transactions() {
+    let dir = JobDir::new();
+    let events = dir.path().join("data/tx.jsonl");
+    fs::create_dir_all(events.parent().expect("data/")).expect("create data/");
+    // As jobs/README.md makes the input.
+    gen_tx(&events, 20_000, &[]);
+    let (_, output, metrics) = run_example(&dir, "tx_largest_file.sql", "out/tx_largest");
+    assert_eq!(metrics.dropped(), 0);
+    // DuckDB's ROW_NUMBER over the same file, per minute and currency.
+    let sql = format!(
+        "WITH r AS (
+           SELECT epoch_ms(time_bucket(INTERVAL 1 MINUTE, make_timestamp(event_time * 1000)))
+                    AS ws, currency, tx_hash, amount,
+                  row_number() OVER (PARTITION BY time_bucket(INTERVAL 1 MINUTE,
+                    make_timestamp(event_time * 1000)), currency ORDER BY amount DESC) AS rn
+           FROM read_json('{}', format = 'newline_delimited'))
+         SELECT
+           (SELECT count(*) FROM r WHERE rn <= 3) AS expected,
+           (SELECT count(*) FROM s) AS actual,
+           (SELECT count(*) FROM (SELECT ws, currency, rn, tx_hash, amount FROM r WHERE rn <= 3)
+              e FULL JOIN (SELECT epoch_ms(window_start) AS ws, currency,
+                                  rank_in_minute AS rn, tx_hash, amount FROM s) a
+              USING (ws, currency, rn)
+            WHERE e.tx_hash IS DISTINCT FROM a.tx_hash OR e.amount IS DISTINCT FROM a.amount)
+             AS different",
+        events.display()
+    );
+    let stats = &duckdb_query(&[("s", &output)], &sql)[0];
+    assert_eq!(stats["different"], json!(0), "{stats}");
+    assert_eq!(stats["expected"], stats["actual"], "{stats}");
+    assert!(stats["actual"].as_u64() > Some(12), "{stats}");
+    assert_eq!(Some(metrics.records_written), stats["actual"].as_u64());
+}
+
+#[test]
 fn tx_metrics_kinesis_reads_the_producer_s_stream_and_writes_every_sink() {
     use crate::common::aws::{aws_tool, kinesis_tool, moto, s3_fetch};
     use crate::common::featurestore::{create_group, dump, Server};
