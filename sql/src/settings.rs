@@ -31,6 +31,9 @@ pub struct Settings {
     pub checkpoints_retained: usize,
     /// `execution.checkpointing.timeout` (10 min, as in Flink).
     pub checkpoint_timeout: Duration,
+    /// `table.exec.state.ttl`: how long a key's state of a deduplication is kept after it
+    /// was last written (None, or 0: for the job's life).
+    pub state_ttl: Option<Duration>,
     /// `restart-strategy.*`: what a supervisor (`sluice server`) does when the job fails.
     pub restart: RestartStrategy,
     /// Keys that were set but that Sluice does not use.
@@ -42,7 +45,6 @@ const ACCEPTED: &[&str] = &[
     "pipeline.name",
     "execution.runtime-mode",
     "sql-client.execution.result-mode",
-    "table.exec.state.ttl",
 ];
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
             checkpoint_dir: None,
             checkpoints_retained: 3,
             checkpoint_timeout: Duration::from_secs(600),
+            state_ttl: None,
             restart: RestartStrategy::None,
             ignored: Vec::new(),
         };
@@ -78,6 +81,10 @@ impl Settings {
                 }
                 "pipeline.auto-watermark-interval" => {
                     settings.watermark_interval = parse_duration(value).map_err(bad)?;
+                }
+                "table.exec.state.ttl" => {
+                    let d = parse_duration(value).map_err(bad)?;
+                    settings.state_ttl = (!d.is_zero()).then_some(d);
                 }
                 "table.exec.source.idle-timeout" => {
                     let d = parse_duration(value).map_err(bad)?;

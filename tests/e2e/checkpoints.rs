@@ -763,6 +763,47 @@ fn a_window_top_n_resumes_at_another_parallelism() {
 }
 
 #[test]
+fn a_deduplication_resumes_at_another_parallelism() {
+    // The first transaction of every block: pending rows and emitted keys are keyed state,
+    // split by key on each restore; every block is written once, with its earliest row.
+    let reference = reference();
+    let dir = JobDir::new();
+    let dedup_job = |name: &str, output: &Path, checkpoints: Option<&Path>| {
+        let insert = format!(
+            "CREATE TABLE firsts (block BIGINT, tx_hash STRING, event_time BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO firsts SELECT block, tx_hash, event_time FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY block ORDER BY ts ASC) AS rownum
+               FROM tx) WHERE rownum = 1;",
+            output.display()
+        );
+        tx_job(dir.path(), name, &reference.input, checkpoints, &insert)
+    };
+    let expected = dir.path().join("expected");
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    sluice_run(&dedup_job("dedup-plain.sql", &expected, None))
+        .output()
+        .assert_success();
+    let job = dedup_job("dedup-checkpointed.sql", &actual, Some(&checkpoints));
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
+    let stats = duckdb_query(
+        &[("e", &expected), ("a", &actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT count(*) - count(DISTINCT block) FROM a) AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (block)
+             WHERE e.event_time IS DISTINCT FROM a.event_time) AS different",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+    assert!(s["expected_rows"].as_u64() > Some(100), "{s}");
+}
+
+#[test]
 fn session_windows_resume_at_another_parallelism() {
     // One file: with a single source partition the sessions do not depend on how rows of
     // several partitions interleave. Open sessions are keyed state, split by key on each

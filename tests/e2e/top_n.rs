@@ -197,3 +197,55 @@ INSERT INTO sink SELECT window_start, k, total, rownum FROM (
         }
     }
 }
+
+/// Deduplication without a window: the first bid of each supplier by bid time. The watermark
+/// is 5 minutes behind, so a bid that arrives after a later one of its supplier but within
+/// the delay still counts as the first; one older than the watermark is late.
+#[test]
+fn deduplication_keeps_each_key_s_earliest_on_time_row() {
+    let mut bids = BIDS.to_string();
+    bids.push_str(
+        r#"{"bidtime": "2020-04-15 08:14:00", "price": 7.00, "item": "Z", "supplier_id": "supplier5"}
+{"bidtime": "2020-04-15 08:01:00", "price": 1.00, "item": "L", "supplier_id": "supplier6"}
+"#,
+    );
+    for parallelism in ["1", "2"] {
+        let dir = JobDir::new();
+        let input = dir.write("bid.json", &bids);
+        let job = format!(
+            "{}\n{}\nINSERT INTO sink SELECT supplier_id, item, bidtime, rownum FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY supplier_id ORDER BY bidtime ASC) AS rownum
+               FROM Bid) WHERE rownum = 1;",
+            BID_TABLE.replace("INTERVAL '1' SECOND", "INTERVAL '5' MINUTE"),
+            json_sink("supplier_id STRING, item STRING, bidtime TIMESTAMP(3), rownum BIGINT")
+        );
+        let job = dir.run_json(&job, &input, &[("parallelism.default", parallelism)]);
+        let row = |s: &str, item: &str, t: &str| json!({"supplier_id": s, "item": item, "bidtime": format!("2020-04-15 {t}:00.000"), "rownum": 1.0});
+        assert_rows(
+            &job.rows,
+            json!([
+                row("supplier1", "A", "08:05"),
+                row("supplier2", "C", "08:06"),
+                row("supplier3", "B", "08:08"),
+                row("supplier4", "D", "08:09"),
+                row("supplier5", "Z", "08:14"),
+            ]),
+        );
+        assert_eq!(job.metrics.dropped(), 1, "the 08:01 bid is late");
+    }
+}
+
+#[test]
+fn keeping_the_last_row_per_key_is_refused_with_a_sentence() {
+    let dir = JobDir::new();
+    let input = dir.write("bid.json", BIDS);
+    let job = format!(
+        "{BID_TABLE}\n{}\nINSERT INTO sink SELECT item, rownum FROM (
+           SELECT item, ROW_NUMBER() OVER (PARTITION BY supplier_id ORDER BY bidtime DESC) AS rownum
+           FROM Bid) WHERE rownum = 1;",
+        json_sink("item STRING, rownum BIGINT")
+    );
+    let outcome = dir.run(&job, &input, &[]);
+    outcome.assert_failure();
+    assert!(outcome.error_line().contains("DESC"), "{}", outcome.stderr);
+}

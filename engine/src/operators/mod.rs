@@ -1,6 +1,7 @@
 //! The operators of the engine, one per file.
 
 mod aggregate;
+mod dedup;
 mod filter;
 mod keys;
 mod over;
@@ -11,6 +12,7 @@ mod top_n;
 mod window_assign;
 
 pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAggregateSpec};
+pub use dedup::{DedupSpec, Deduplicate};
 pub use filter::Filter;
 pub use over::{DropLateRows, Frame, OverAggregate, OverSpec};
 pub use project::Project;

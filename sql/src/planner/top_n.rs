@@ -9,7 +9,9 @@
 
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{BinaryExpr, Filter, Operator as Op, Window};
-use sluice_engine::operators::{SortOptions, TopNSpec, WindowTopN};
+use sluice_engine::operators::{
+    DedupSpec, Deduplicate, DropLateRows, SortOptions, TopNSpec, WindowTopN,
+};
 
 use super::*;
 
@@ -155,11 +157,7 @@ impl Planner<'_> {
                 .find(|i| input_schema.field(*i).name() == name)
         };
         let (Some(_), Some(window_end)) = (named("window_start"), named("window_end")) else {
-            return Err(Error::plan(
-                "ROW_NUMBER() ... WHERE rownum <= N is supported as a window Top-N: PARTITION \
-                 BY window_start, window_end (and keys) of a window table or window aggregate; \
-                 a Top-N without a window is not supported yet",
-            ));
+            return self.lower_dedup(w, &params.order_by, partition, request, input);
         };
         let order = params
             .order_by
@@ -252,6 +250,137 @@ impl Planner<'_> {
                     Arc::clone(&top_spec),
                     Arc::clone(&metrics),
                 )))
+            },
+        );
+        self.graph.nodes[node].state = holds;
+        Ok(Stream {
+            node,
+            parallelism: self.settings.parallelism,
+            schema: Arc::clone(&w.schema),
+            rowtime: input.rowtime,
+            window: None,
+            session: None,
+            table: input.table,
+        })
+    }
+}
+
+impl Planner<'_> {
+    /// `ROW_NUMBER() OVER (PARTITION BY k ORDER BY rowtime ASC) ... WHERE rownum = 1`: the
+    /// first row of each key, kept for `table.exec.state.ttl`.
+    fn lower_dedup(
+        &mut self,
+        w: &Window,
+        order_by: &[datafusion::logical_expr::SortExpr],
+        keys: Vec<usize>,
+        request: TopNRequest,
+        input: Stream,
+    ) -> Result<Stream> {
+        let refuse = |why: &str| {
+            Err(Error::plan(format!(
+                "{why}: without window_start, window_end in PARTITION BY, Sluice runs \
+                 ROW_NUMBER() as a deduplication only: PARTITION BY keys ORDER BY the time \
+                 attribute ASC, WHERE rownum = 1 (a window Top-N partitions by window_start, \
+                 window_end)"
+            )))
+        };
+        if request.limit != 1 {
+            return refuse("a Top-N without a window is not supported yet");
+        }
+        let input_schema = w.input.schema();
+        let Some(rowtime) = input.rowtime else {
+            return refuse("the input has no time attribute to order by");
+        };
+        match order_by {
+            [s] if matches!(&s.expr, Expr::Column(c)
+                if input_schema.index_of_column(c).ok() == Some(rowtime)) =>
+            {
+                if !s.asc {
+                    return refuse(
+                        "ORDER BY the time attribute DESC keeps each key's last row, which \
+                         changes as rows arrive (updates a sink would have to take)",
+                    );
+                }
+            }
+            _ => return refuse("the ORDER BY must be the time attribute alone"),
+        }
+        if keys.is_empty() {
+            return refuse("a deduplication needs PARTITION BY keys");
+        }
+        let arrow_input = Arc::new(input_schema.as_arrow().clone());
+        let key_names = keys
+            .iter()
+            .map(|i| arrow_input.field(*i).name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let spec = Arc::new(DedupSpec {
+            keys: keys.clone(),
+            rowtime,
+            ttl: self.settings.state_ttl,
+            input_schema: Arc::clone(&arrow_input),
+            output_schema: Arc::new(w.schema.as_arrow().clone()),
+            table: input.table.clone(),
+        });
+        let holds = BTreeMap::from([
+            (
+                "deduplicate".to_string(),
+                format!("first row by ({key_names})"),
+            ),
+            (
+                "columns".to_string(),
+                format!(
+                    "({})",
+                    arrow_input
+                        .fields()
+                        .iter()
+                        .map(|f| f.data_type().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        ]);
+        // Lateness is decided per row, from its source partition's watermark (as for OVER).
+        let late_metrics = Arc::clone(&self.metrics);
+        let table = input.table.clone();
+        let late = self.add_node(
+            "drop late rows",
+            "drop late rows".into(),
+            &input,
+            Edge::Forward,
+            input.parallelism,
+            move |_, _| {
+                Ok(Box::new(DropLateRows::new(
+                    rowtime,
+                    table.clone(),
+                    Arc::clone(&late_metrics),
+                )))
+            },
+        );
+        let input = Stream {
+            node: late,
+            ..input
+        };
+        let metrics = Arc::clone(&self.metrics);
+        let dedup_spec = Arc::clone(&spec);
+        let node = self.add_node(
+            "deduplicate",
+            format!(
+                "deduplicate: first row by {key_names}{}",
+                spec.ttl
+                    .map(|t| format!(
+                        ", state kept {}",
+                        super::lower::duration_text(t.as_millis() as i64)
+                    ))
+                    .unwrap_or_default()
+            ),
+            &input,
+            Edge::Hash(keys),
+            self.settings.parallelism,
+            move |_, _| {
+                Ok(Box::new(Deduplicate::new(
+                    Arc::clone(&dedup_spec),
+                    Arc::clone(&metrics),
+                )?))
             },
         );
         self.graph.nodes[node].state = holds;
