@@ -9,6 +9,7 @@ pub mod functions;
 pub mod location;
 pub mod planner;
 pub mod restart;
+pub mod rewrite_functions;
 pub mod settings;
 pub mod statements;
 pub mod types;

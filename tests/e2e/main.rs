@@ -14,6 +14,7 @@ mod connectors_e2e;
 mod differential;
 mod errors;
 mod featurestore;
+mod functions;
 mod jobs;
 mod kinesis;
 mod over;

@@ -296,6 +296,7 @@ impl Planner<'_> {
         let legacy = rewrite_legacy(self.file, &mut query.query, &mut self.window_ids)?;
         query.windows.extend(legacy);
         rename_repeated_columns(&mut query.query);
+        crate::rewrite_functions::rewrite_flink_functions(&mut query.query);
         for call in query.windows.clone() {
             self.register_window(call)?;
         }

@@ -5,6 +5,9 @@
 //! - `DATE_FORMAT(timestamp, 'yyyy-MM-dd HH:mm')`: formats with a Java-style pattern, in the
 //!   session time zone for `TIMESTAMP_LTZ` values.
 //! - `MOD(a, b)`: the remainder, as Flink's `MOD` (DataFusion only has the `%` operator).
+//! - The string, JSON and time functions of [`flink`] (SPLIT_INDEX, REGEXP_EXTRACT, IS_DIGIT,
+//!   HASH_CODE, LOCATE, CONCAT, JSON_VALUE, JSON_QUERY, JSON_EXISTS, TO_TIMESTAMP,
+//!   UNIX_TIMESTAMP, TIMESTAMPADD, TIMESTAMPDIFF, CEIL(ts TO unit)), on [`row_fn`].
 
 use std::sync::Arc;
 
@@ -21,13 +24,20 @@ use datafusion::logical_expr::{
 };
 use datafusion::scalar::ScalarValue;
 
+mod flink;
+mod row_fn;
+
 /// All Sluice functions, for registration in a session.
 pub fn all(time_zone: Tz) -> Vec<ScalarUDF> {
-    vec![
+    let zone = (time_zone != Tz::UTC && time_zone != Tz::Etc__UTC).then_some(time_zone);
+    let mut functions = vec![
         ScalarUDF::from(ToTimestampLtz::new()),
         ScalarUDF::from(DateFormat::new(time_zone)),
         ScalarUDF::from(Mod::new()),
-    ]
+        flink::unix_timestamp(zone),
+    ];
+    functions.extend(flink::all());
+    functions
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

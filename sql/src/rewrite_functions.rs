@@ -1,0 +1,158 @@
+//! Flink function syntax DataFusion does not read, rewritten in the parsed query before it is
+//! planned:
+//!
+//! - `IF(c, a, b)` → `CASE WHEN c THEN a ELSE b END`;
+//! - `TIMESTAMPADD(MINUTE, n, ts)`, `TIMESTAMPDIFF(DAY, a, b)`: the unit keyword becomes a
+//!   string argument of the functions in `functions::flink`;
+//! - `YEAR(x)`, `QUARTER`, `MONTH`, `WEEK`, `DAYOFYEAR`, `DAYOFMONTH`, `DAYOFWEEK`, `HOUR`,
+//!   `MINUTE`, `SECOND` → `EXTRACT(... FROM x)` (Flink's DAYOFWEEK counts from Sunday = 1);
+//! - `FLOOR(ts TO unit)` → `DATE_TRUNC('unit', ts)`, `CEIL(ts TO unit)` → the next unit
+//!   boundary at or after `ts`.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, visit_expressions_mut, CaseWhen, CeilFloorKind, DateTimeField, Expr, FunctionArg,
+    FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, Value,
+};
+
+fn args_of(f: &ast::Function) -> Option<Vec<Expr>> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+fn string(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_string()).into())
+}
+
+/// A unit keyword argument (`MINUTE`) as its name, if it is one.
+fn unit_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(id) => Some(id.value.to_ascii_uppercase()),
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.to_ascii_uppercase()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn field_name(field: &DateTimeField) -> Option<&'static str> {
+    Some(match field {
+        DateTimeField::Year => "YEAR",
+        DateTimeField::Quarter => "QUARTER",
+        DateTimeField::Month => "MONTH",
+        DateTimeField::Week(_) => "WEEK",
+        DateTimeField::Day => "DAY",
+        DateTimeField::Hour => "HOUR",
+        DateTimeField::Minute => "MINUTE",
+        DateTimeField::Second => "SECOND",
+        _ => return None,
+    })
+}
+
+fn extract(field: DateTimeField, e: Expr) -> Expr {
+    Expr::Extract {
+        field,
+        syntax: ast::ExtractSyntax::From,
+        expr: Box::new(e),
+    }
+}
+
+/// The rewritten form of `expr`, if it is one of the module's cases.
+fn rewritten(expr: &Expr) -> Option<Expr> {
+    match expr {
+        Expr::Floor {
+            expr,
+            field: CeilFloorKind::DateTimeField(field),
+        } => Some(call(
+            "date_trunc",
+            vec![string(field_name(field)?), (**expr).clone()],
+        )),
+        Expr::Ceil {
+            expr,
+            field: CeilFloorKind::DateTimeField(field),
+        } => Some(call(
+            "sluice_ceil_to",
+            vec![string(field_name(field)?), (**expr).clone()],
+        )),
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_uppercase();
+            let args = args_of(f)?;
+            match (name.as_str(), args.as_slice()) {
+                ("IF", [c, a, b]) => Some(Expr::Case {
+                    case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                    end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                    operand: None,
+                    conditions: vec![CaseWhen {
+                        condition: c.clone(),
+                        result: a.clone(),
+                    }],
+                    else_result: Some(Box::new(b.clone())),
+                }),
+                ("TIMESTAMPADD" | "TIMESTAMPDIFF", [unit, rest @ ..]) => {
+                    let unit = unit_name(unit)?;
+                    let mut all = vec![string(&unit)];
+                    all.extend(rest.iter().cloned());
+                    Some(call(&name.to_ascii_lowercase(), all))
+                }
+                ("YEAR", [x]) => Some(extract(DateTimeField::Year, x.clone())),
+                ("QUARTER", [x]) => Some(extract(DateTimeField::Quarter, x.clone())),
+                ("MONTH", [x]) => Some(extract(DateTimeField::Month, x.clone())),
+                ("WEEK", [x]) => Some(extract(DateTimeField::Week(None), x.clone())),
+                ("DAYOFYEAR", [x]) => Some(extract(DateTimeField::Doy, x.clone())),
+                ("DAYOFMONTH", [x]) => Some(extract(DateTimeField::Day, x.clone())),
+                // Flink: 1 = Sunday ... 7 = Saturday; EXTRACT(DOW) gives 0 = Sunday.
+                ("DAYOFWEEK", [x]) => Some(Expr::BinaryOp {
+                    left: Box::new(extract(DateTimeField::Dow, x.clone())),
+                    op: ast::BinaryOperator::Plus,
+                    right: Box::new(Expr::Value(Value::Number("1".into(), false).into())),
+                }),
+                ("HOUR", [x]) => Some(extract(DateTimeField::Hour, x.clone())),
+                ("MINUTE", [x]) => Some(extract(DateTimeField::Minute, x.clone())),
+                ("SECOND", [x]) => Some(extract(DateTimeField::Second, x.clone())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites every case of the module in `query`.
+pub fn rewrite_flink_functions(query: &mut Query) {
+    let _ = visit_expressions_mut(query, |expr: &mut Expr| {
+        if let Some(new) = rewritten(expr) {
+            *expr = new;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
