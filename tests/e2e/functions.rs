@@ -115,3 +115,37 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
         .collect();
     assert_rows(&actual, json!([values, serde_json::Value::Object(nulls)]));
 }
+
+#[test]
+fn clock_functions_read_the_clock_when_rows_are_processed() {
+    let job = "CREATE TABLE t (s STRING, n STRING, t STRING, x INT, j STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+         CREATE TABLE sink (now_ms BIGINT, today STRING, local_ms BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{output}', 'format' = 'json');
+         INSERT INTO sink SELECT UNIX_TIMESTAMP(DATE_FORMAT(NOW(), 'yyyy-MM-dd HH:mm:ss')),
+           CAST(CURRENT_DATE AS STRING),
+           UNIX_TIMESTAMP(DATE_FORMAT(LOCALTIMESTAMP, 'yyyy-MM-dd HH:mm:ss'))
+         FROM t;";
+    let before = chrono::Utc::now();
+    let dir = JobDir::new();
+    let input = dir.write("rows.json", ROWS);
+    let rows = dir.run_json(job, &input, &[]).rows;
+    let after = chrono::Utc::now();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let now = r["now_ms"].as_f64().unwrap() as i64;
+        assert!(
+            (before.timestamp() - 1..=after.timestamp()).contains(&now),
+            "{r}"
+        );
+        assert_eq!(r["local_ms"], r["now_ms"], "UTC session: local time is UTC");
+        let days: Vec<String> = [before, after]
+            .iter()
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .collect();
+        assert!(
+            days.contains(&r["today"].as_str().unwrap().to_string()),
+            "{r}"
+        );
+    }
+}

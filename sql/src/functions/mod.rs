@@ -8,6 +8,7 @@
 //! - The string, JSON and time functions of [`flink`] (SPLIT_INDEX, REGEXP_EXTRACT, IS_DIGIT,
 //!   HASH_CODE, LOCATE, CONCAT, JSON_VALUE, JSON_QUERY, JSON_EXISTS, TO_TIMESTAMP,
 //!   UNIX_TIMESTAMP, TIMESTAMPADD, TIMESTAMPDIFF, CEIL(ts TO unit)), on [`row_fn`].
+//! - The [`clock`] functions (NOW, CURRENT_TIMESTAMP, LOCALTIMESTAMP, CURRENT_DATE), per row.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::scalar::ScalarValue;
 
+mod clock;
 mod flink;
 mod row_fn;
 
@@ -37,6 +39,7 @@ pub fn all(time_zone: Tz) -> Vec<ScalarUDF> {
         flink::unix_timestamp(zone),
     ];
     functions.extend(flink::all());
+    functions.extend(clock::all(time_zone));
     functions
 }
 
