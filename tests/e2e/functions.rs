@@ -149,3 +149,96 @@ fn clock_functions_read_the_clock_when_rows_are_processed() {
         );
     }
 }
+
+/// Bids with a repeated item, for COUNT(DISTINCT).
+const BIDS: &str = r#"{"bidtime": "2020-04-15 08:05:00", "price": 4.00, "item": "C", "supplier": "s1"}
+{"bidtime": "2020-04-15 08:07:00", "price": 2.00, "item": "A", "supplier": "s1"}
+{"bidtime": "2020-04-15 08:09:00", "price": 5.00, "item": "C", "supplier": "s2"}
+{"bidtime": "2020-04-15 08:11:00", "price": 3.00, "item": "B", "supplier": "s2"}
+{"bidtime": "2020-04-15 08:13:00", "price": 1.00, "item": "E", "supplier": "s1"}
+{"bidtime": "2020-04-15 08:17:00", "price": 6.00, "item": "F", "supplier": "s2"}
+"#;
+
+const BID_TABLE: &str = "CREATE TABLE bid (bidtime TIMESTAMP(3), price DOUBLE, item STRING,
+  supplier STRING, WATERMARK FOR bidtime AS bidtime - INTERVAL '1' SECOND)
+  WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');";
+
+/// COUNT(DISTINCT), a FILTER, and NULLIF, COALESCE, TRY_CAST and CASE inside an aggregate,
+/// in every window kind.
+#[test]
+fn distinct_counts_and_expressions_inside_aggregates_work_in_every_window_kind() {
+    let aggregates = "COUNT(DISTINCT item), COUNT(DISTINCT supplier) FILTER (WHERE price > 2),
+        SUM(NULLIF(price, 4.0) + COALESCE(TRY_CAST(item AS DOUBLE), 0)
+            + CASE WHEN price > 3 THEN 1 ELSE 0 END)";
+    let cases: Vec<(&str, serde_json::Value)> =
+        vec![
+        (
+            "TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES)",
+            json!([["08:00", "08:10", 2, 2, 8.0], ["08:10", "08:20", 3, 1, 11.0]]),
+        ),
+        (
+            "HOP(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES, INTERVAL '10' MINUTES)",
+            json!([["08:00", "08:10", 2, 2, 8.0], ["08:05", "08:15", 4, 2, 12.0],
+                   ["08:10", "08:20", 3, 1, 11.0], ["08:15", "08:25", 1, 1, 7.0]]),
+        ),
+        (
+            "CUMULATE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES, INTERVAL '10' MINUTES)",
+            json!([["08:00", "08:10", 2, 2, 8.0], ["08:10", "08:15", 2, 1, 4.0],
+                   ["08:10", "08:20", 3, 1, 11.0]]),
+        ),
+        (
+            "SESSION(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '2' MINUTES)",
+            json!([["08:05", "08:15", 4, 2, 12.0], ["08:17", "08:19", 1, 1, 7.0]]),
+        ),
+    ];
+    for (window, expected) in cases {
+        let dir = JobDir::new();
+        let input = dir.write("bid.json", BIDS);
+        let job = format!(
+            "{BID_TABLE}
+             {}
+             INSERT INTO sink SELECT window_start, window_end, {aggregates}
+             FROM TABLE({window}) GROUP BY window_start, window_end;",
+            json_sink(
+                "ws TIMESTAMP(3), we TIMESTAMP(3), items BIGINT, suppliers BIGINT, total DOUBLE"
+            )
+        );
+        let rows = dir
+            .run_json(&job, &input, &[("parallelism.default", "2")])
+            .rows;
+        let expected: Vec<serde_json::Value> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                json!({"ws": format!("2020-04-15 {}:00.000", r[0].as_str().unwrap()),
+                       "we": format!("2020-04-15 {}:00.000", r[1].as_str().unwrap()),
+                       "items": r[2].as_f64(), "suppliers": r[3].as_f64(), "total": r[4]})
+            })
+            .collect();
+        assert_rows(&rows, serde_json::Value::Array(expected));
+    }
+    // And over a RANGE OVER window: the distinct items of the 6 minutes up to each bid.
+    let dir = JobDir::new();
+    let input = dir.write("bid.json", BIDS);
+    let job = format!(
+        "{BID_TABLE}
+         {}
+         INSERT INTO sink SELECT bidtime, COUNT(DISTINCT item) OVER (ORDER BY bidtime
+           RANGE BETWEEN INTERVAL '6' MINUTE PRECEDING AND CURRENT ROW) FROM bid;",
+        json_sink("t TIMESTAMP(3), items BIGINT")
+    );
+    let rows = dir.run_json(&job, &input, &[]).rows;
+    let expected: Vec<serde_json::Value> = [
+        ("08:05", 1),
+        ("08:07", 2),
+        ("08:09", 2),
+        ("08:11", 3),
+        ("08:13", 4),
+        ("08:17", 3),
+    ]
+    .iter()
+    .map(|(t, n)| json!({"t": format!("2020-04-15 {t}:00.000"), "items": *n as f64}))
+    .collect();
+    assert_rows(&rows, serde_json::Value::Array(expected));
+}
