@@ -42,6 +42,10 @@ const CALLS: &[(&str, &str)] = &[
         "date_format",
         "DATE_FORMAT(TO_TIMESTAMP(t), 'yyyy/MM/dd HH:mm')",
     ),
+    ("md5", "MD5(n)"),
+    ("sha256", "SHA256(n)"),
+    ("to_base64", "TO_BASE64(s)"),
+    ("from_base64", "FROM_BASE64(TO_BASE64(s))"),
 ];
 
 #[test]
@@ -87,6 +91,10 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
         "dayofweek": "4",
         "hour_": "8",
         "date_format": "2020/04/15 08:05",
+        "md5": "202cb962ac59075b964b07152d234b70",
+        "sha256": "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3",
+        "to_base64": "YSxiLGM=",
+        "from_base64": "a,b,c",
     });
     // NULL in, NULL out; but IF's condition is not true (small), IS_DIGIT is false.
     let mut nulls = serde_json::Map::new();

@@ -58,6 +58,10 @@ pub fn all() -> Vec<ScalarUDF> {
             timestamp_diff,
         ),
         f("sluice_ceil_to", &[&[Str, Timestamp]], Timestamp, ceil_to),
+        f("md5", &[&[Str]], Str, md5),
+        f("sha256", &[&[Str]], Str, sha256),
+        f("to_base64", &[&[Str]], Str, to_base64),
+        f("from_base64", &[&[Str]], Str, from_base64),
     ]
 }
 
@@ -164,6 +168,42 @@ fn concat(a: &[Value]) -> Out {
         }
     }
     Out::Str(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `MD5(s)`: the digest of the UTF-8 bytes, in lowercase hexadecimal.
+fn md5(a: &[Value]) -> Out {
+    use md5::Digest;
+    a[0].str()
+        .map_or(Out::Null, |s| text(hex(&md5::Md5::digest(s.as_bytes()))))
+}
+
+/// `SHA256(s)`: as `MD5`, with SHA-256.
+fn sha256(a: &[Value]) -> Out {
+    use sha2::Digest;
+    a[0].str().map_or(Out::Null, |s| {
+        text(hex(&sha2::Sha256::digest(s.as_bytes())))
+    })
+}
+
+/// `TO_BASE64(s)`: standard base64 of the UTF-8 bytes.
+fn to_base64(a: &[Value]) -> Out {
+    use base64::Engine;
+    a[0].str().map_or(Out::Null, |s| {
+        text(base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
+    })
+}
+
+/// `FROM_BASE64(s)`: the decoded text; NULL when it is not base64 of UTF-8 text.
+fn from_base64(a: &[Value]) -> Out {
+    use base64::Engine;
+    a[0].str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .map_or(Out::Null, text)
 }
 
 /// One step of a JSON path.
@@ -462,6 +502,15 @@ mod tests {
         assert_eq!(locate(&[s("z"), s("abcb")]), Out::Int(0));
         assert_eq!(concat(&[s("a"), s("b")]), text("ab"));
         assert_eq!(concat(&[s("a"), Value::Null]), Out::Null);
+        assert_eq!(md5(&[s("")]), text("d41d8cd98f00b204e9800998ecf8427e"));
+        assert_eq!(
+            sha256(&[s("abc")]),
+            text("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(to_base64(&[s("hello")]), text("aGVsbG8="));
+        assert_eq!(from_base64(&[s("aGVsbG8=")]), text("hello"));
+        assert_eq!(from_base64(&[s("!!")]), Out::Null);
+        assert_eq!(md5(&[Value::Null]), Out::Null);
     }
 
     #[test]
