@@ -58,6 +58,9 @@ pub struct Node {
     pub parallelism: usize,
     pub kind: NodeKind,
     pub input: Option<(NodeId, Edge)>,
+    /// A second input (the right side of a join), always over an exchange; its rows reach
+    /// the operator through [`crate::operator::Operator::process_side`] with side 1.
+    pub second_input: Option<(NodeId, Edge)>,
 }
 
 /// A job's dataflow.
@@ -80,13 +83,14 @@ impl Graph {
 
     /// Nodes fed by `id`, with their edges.
     pub fn consumers(&self, id: NodeId) -> impl Iterator<Item = (NodeId, &Edge)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, n)| match &n.input {
-                Some((from, edge)) if *from == id => Some((i, edge)),
-                _ => None,
-            })
+        self.nodes.iter().enumerate().flat_map(move |(i, n)| {
+            [&n.input, &n.second_input]
+                .into_iter()
+                .filter_map(move |input| match input {
+                    Some((from, edge)) if *from == id => Some((i, edge)),
+                    _ => None,
+                })
+        })
     }
 
     /// The sinks by stable id, with the connectors that commit what checkpoints cover.
@@ -137,16 +141,18 @@ impl Graph {
         if !node.state.is_empty() {
             let _ = write!(s, "  (state: {})", node.uid);
         }
-        match &node.input {
-            None => {}
-            Some((from, Edge::Forward)) => {
-                let _ = write!(s, "  <- [{from}] forward (chained)");
-            }
-            Some((from, Edge::Hash(cols))) => {
-                let _ = write!(s, "  <- [{from}] hash by columns {cols:?}");
-            }
-            Some((from, Edge::Single)) => {
-                let _ = write!(s, "  <- [{from}] single (all to one instance)");
+        for input in [&node.input, &node.second_input] {
+            match input {
+                None => {}
+                Some((from, Edge::Forward)) => {
+                    let _ = write!(s, "  <- [{from}] forward (chained)");
+                }
+                Some((from, Edge::Hash(cols))) => {
+                    let _ = write!(s, "  <- [{from}] hash by columns {cols:?}");
+                }
+                Some((from, Edge::Single)) => {
+                    let _ = write!(s, "  <- [{from}] single (all to one instance)");
+                }
             }
         }
         let _ = writeln!(s);

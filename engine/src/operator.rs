@@ -99,6 +99,17 @@ pub trait Operator: Send {
     /// Handles one batch; pushes output batches into `out`.
     fn process_batch(&mut self, batch: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()>;
 
+    /// Handles one batch of input `side` (0: the node's input, 1: its second input, as a
+    /// join's right side has); operators with one input take it as any batch.
+    fn process_side(
+        &mut self,
+        _side: usize,
+        batch: StreamBatch,
+        out: &mut Vec<StreamBatch>,
+    ) -> Result<()> {
+        self.process_batch(batch, out)
+    }
+
     /// The input's watermark advanced to `watermark` (milliseconds, never decreasing).
     /// Output pushed here is delivered before the watermark is passed on.
     fn handle_watermark(&mut self, _watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {

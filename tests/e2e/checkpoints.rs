@@ -804,6 +804,60 @@ fn a_deduplication_resumes_at_another_parallelism() {
 }
 
 #[test]
+fn a_window_join_resumes_at_another_parallelism() {
+    // Per minute, each currency's count FULL JOINed with the next currency's total fee (a
+    // self-join of two window aggregates on a shifted key): both sides' rows waiting for
+    // their window are keyed state, split by key on each restore.
+    let reference = reference();
+    let dir = JobDir::new();
+    let join_job = |name: &str, output: &Path, checkpoints: Option<&Path>| {
+        let insert = format!(
+            "CREATE TABLE joined (ws TIMESTAMP(3), ca STRING, cb STRING, n BIGINT, fees DOUBLE)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO joined SELECT COALESCE(x.window_start, y.window_start), x.currency,
+               y.currency, x.n, y.fees
+             FROM (SELECT window_start, window_end, currency, COUNT(*) AS n
+                   FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+                   GROUP BY window_start, window_end, currency) x
+             FULL JOIN (SELECT window_start, window_end, currency, SUM(fee) AS fees
+                   FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+                   WHERE currency <> 'BTC'
+                   GROUP BY window_start, window_end, currency) y
+             ON x.currency = y.currency AND x.window_start = y.window_start
+                AND x.window_end = y.window_end;",
+            output.display()
+        );
+        tx_job(dir.path(), name, &reference.input, checkpoints, &insert)
+    };
+    let expected = dir.path().join("expected");
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    sluice_run(&join_job("join-plain.sql", &expected, None))
+        .output()
+        .assert_success();
+    let job = join_job("join-checkpointed.sql", &actual, Some(&checkpoints));
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
+    let stats = duckdb_query(
+        &[("e", &expected), ("a", &actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT count(*) - count(DISTINCT (ws, ca, cb)) FROM a) AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a ON e.ws = a.ws
+               AND e.ca IS NOT DISTINCT FROM a.ca AND e.cb IS NOT DISTINCT FROM a.cb
+             WHERE e.ws IS NULL OR a.ws IS NULL OR e.n IS DISTINCT FROM a.n
+                OR NOT coalesce(abs(e.fees - a.fees) <= 1e-9 * abs(e.fees), e.fees IS NULL AND a.fees IS NULL))
+             AS different,
+           (SELECT count(*) FROM e WHERE cb IS NULL) AS btc_rows",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+    assert!(s["btc_rows"].as_u64() > Some(0), "{s}");
+}
+
+#[test]
 fn session_windows_resume_at_another_parallelism() {
     // One file: with a single source partition the sessions do not depend on how rows of
     // several partitions interleave. Open sessions are keyed state, split by key on each

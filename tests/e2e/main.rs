@@ -24,4 +24,5 @@ mod session_windows;
 mod sliding_windows;
 mod stop;
 mod top_n;
+mod window_join;
 mod window_vectors;

@@ -10,6 +10,7 @@ mod session;
 mod sink;
 mod top_n;
 mod window_assign;
+mod window_join;
 
 pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAggregateSpec};
 pub use dedup::{DedupSpec, Deduplicate};
@@ -20,6 +21,7 @@ pub use session::{SessionAggregate, SessionSpec, SessionTag, TRAILING_COLUMNS};
 pub use sink::Sink;
 pub use top_n::{SortOptions, TopNSpec, WindowTopN};
 pub use window_assign::WindowAssign;
+pub use window_join::{JoinKind, WindowJoin, WindowJoinSpec};
 
 use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;

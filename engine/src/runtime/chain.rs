@@ -69,7 +69,7 @@ impl Fanout {
                 Edge::Hash(_) | Edge::Single => {
                     fanout
                         .exchanges
-                        .push(exchanges.out(consumer, edge, instance)?);
+                        .push(exchanges.out(consumer, id, edge, instance)?);
                 }
             }
         }
@@ -178,6 +178,15 @@ impl Chain {
         let mut out = Vec::new();
         self.operator
             .process_batch(batch, &mut out)
+            .map_err(|e| self.named(e))?;
+        self.next.push_batches(out)
+    }
+
+    /// A batch of input `side` of a node with two inputs.
+    pub fn push_side(&mut self, side: usize, batch: StreamBatch) -> Result<()> {
+        let mut out = Vec::new();
+        self.operator
+            .process_side(side, batch, &mut out)
             .map_err(|e| self.named(e))?;
         self.next.push_batches(out)
     }

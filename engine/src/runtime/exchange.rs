@@ -91,10 +91,13 @@ impl ExchangeOut {
 
 /// The channels of every exchange of a graph, until the tasks take their ends.
 pub struct Exchanges {
-    /// By consumer node: `senders[to][from]`.
-    senders: HashMap<NodeId, Vec<Vec<Sender<Message>>>>,
-    /// By consumer node: `receivers[to][from]`, taken by the receiving task.
+    /// By (consumer, producer) node: `senders[to][from]`.
+    senders: HashMap<(NodeId, NodeId), Vec<Vec<Sender<Message>>>>,
+    /// By consumer node: `receivers[to][from]`, taken by the receiving task: the first
+    /// input's upstream instances, then the second input's.
     receivers: HashMap<NodeId, Vec<Option<Vec<Receiver<Message>>>>>,
+    /// By consumer node: how many of its receivers belong to its first input.
+    first_inputs: HashMap<NodeId, usize>,
 }
 
 impl Exchanges {
@@ -102,25 +105,53 @@ impl Exchanges {
     pub fn new(graph: &Graph) -> Self {
         let mut senders = HashMap::new();
         let mut receivers = HashMap::new();
+        let mut first_inputs = HashMap::new();
         for (id, node) in graph.nodes.iter().enumerate() {
-            let Some((from, Edge::Hash(_) | Edge::Single)) = &node.input else {
-                continue;
-            };
-            let upstream = graph.nodes[*from].parallelism;
-            let (s, r): (Vec<Vec<_>>, Vec<Vec<_>>) = (0..node.parallelism)
-                .map(|_| (0..upstream).map(|_| bounded(CHANNEL_CAPACITY)).unzip())
-                .unzip();
-            senders.insert(id, s);
-            receivers.insert(id, r.into_iter().map(Some).collect());
+            let mut mine: Vec<Vec<Receiver<Message>>> = vec![Vec::new(); node.parallelism];
+            for (side, input) in [&node.input, &node.second_input].into_iter().enumerate() {
+                let Some((from, Edge::Hash(_) | Edge::Single)) = input else {
+                    continue;
+                };
+                let upstream = graph.nodes[*from].parallelism;
+                let (s, r): (Vec<Vec<_>>, Vec<Vec<_>>) = (0..node.parallelism)
+                    .map(|_| (0..upstream).map(|_| bounded(CHANNEL_CAPACITY)).unzip())
+                    .unzip();
+                senders.insert((id, *from), s);
+                for (to, r) in r.into_iter().enumerate() {
+                    mine[to].extend(r);
+                }
+                if side == 0 {
+                    first_inputs.insert(id, upstream);
+                }
+            }
+            if mine.iter().any(|m| !m.is_empty()) {
+                receivers.insert(id, mine.into_iter().map(Some).collect());
+            }
         }
-        Self { senders, receivers }
+        Self {
+            senders,
+            receivers,
+            first_inputs,
+        }
     }
 
-    /// The sending side of the exchange into `consumer` for upstream instance `from`.
-    pub fn out(&self, consumer: NodeId, edge: &Edge, from: usize) -> Result<ExchangeOut> {
+    /// How many of `consumer`'s inputs (upstream instances) belong to its first input.
+    pub fn first_inputs(&self, consumer: NodeId) -> usize {
+        self.first_inputs.get(&consumer).copied().unwrap_or(0)
+    }
+
+    /// The sending side of the exchange from `producer` into `consumer` for upstream
+    /// instance `from`.
+    pub fn out(
+        &self,
+        consumer: NodeId,
+        producer: NodeId,
+        edge: &Edge,
+        from: usize,
+    ) -> Result<ExchangeOut> {
         let senders = self
             .senders
-            .get(&consumer)
+            .get(&(consumer, producer))
             .ok_or_else(|| Error::internal("an exchange without channels"))?;
         Ok(ExchangeOut {
             edge: edge.clone(),

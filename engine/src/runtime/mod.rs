@@ -165,6 +165,7 @@ fn build_tasks(
                         instance,
                         prep: Arc::clone(prep),
                         idle_timeout: *idle_timeout,
+                        bounded: connector.bounded(),
                         fanout,
                         name: name.clone(),
                         restored_watermarks: watermarks,
@@ -182,9 +183,15 @@ fn build_tasks(
                     if let Some(restored) = restored {
                         chain.restore_own(restored)?;
                     }
+                    let first_inputs = if node.second_input.is_some() {
+                        exchanges.first_inputs(id)
+                    } else {
+                        usize::MAX
+                    };
                     let receiver = ReceiverTask {
                         name: name.clone(),
                         instance,
+                        first_inputs,
                         inputs: exchanges.take_inputs(id, instance)?,
                         chain,
                     };

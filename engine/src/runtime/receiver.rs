@@ -22,8 +22,10 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct ReceiverTask {
     pub name: String,
     pub instance: usize,
-    /// One channel per upstream instance.
+    /// One channel per upstream instance: the first input's, then the second input's.
     pub inputs: Vec<Receiver<Message>>,
+    /// How many of `inputs` belong to the first input.
+    pub first_inputs: usize,
     pub chain: Chain,
 }
 
@@ -113,6 +115,11 @@ impl ReceiverTask {
                 Err(e) => return Err(e),
             };
             let aligned = match message {
+                Message::Batch(batch) if from >= self.first_inputs => {
+                    watermarks.active(from);
+                    self.chain.push_side(1, StreamBatch::new(batch))?;
+                    None
+                }
                 Message::Batch(batch) => {
                     watermarks.active(from);
                     self.chain.push_batch(StreamBatch::new(batch))?;

@@ -29,6 +29,11 @@ pub struct SourceTask {
     pub name: String,
     pub prep: Arc<SourcePrep>,
     pub idle_timeout: Option<Duration>,
+    /// The source ends by itself: when all its partitions have finished it is about to
+    /// end, and its watermark goes to the end of time rather than idle (an idle input lets
+    /// downstream operators run ahead of rows this task's operators still hold, such as
+    /// partial aggregates flushed at the end).
+    pub bounded: bool,
     pub fanout: Fanout,
     /// Partition watermarks of the checkpoint the job resumes from.
     pub restored_watermarks: HashMap<usize, i64>,
@@ -175,6 +180,7 @@ impl SourceTask {
                     control.metrics.set_watermark(&self.name, w);
                     self.fanout.push_watermark(w)?;
                 }
+                Progress::Idle if self.bounded && watermarks.each().all(|(_, _, ended)| ended) => {}
                 Progress::Idle => self.fanout.push_idle()?,
                 Progress::Unchanged => {}
             }

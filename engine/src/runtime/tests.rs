@@ -151,6 +151,7 @@ fn watermarks(
             idle_timeout,
         },
         input: None,
+        second_input: None,
     });
     let (s, r) = (Arc::clone(&seen), Arc::clone(&release));
     let recorder_parallelism = if edge == Edge::Forward {
@@ -173,6 +174,7 @@ fn watermarks(
             }),
         },
         input: Some((source, edge)),
+        second_input: None,
     });
     let control = JobControl::new(
         Arc::new(JobMetrics::new()),
@@ -284,6 +286,7 @@ fn a_slow_consumer_holds_the_source_back() {
             idle_timeout: None,
         },
         input: None,
+        second_input: None,
     });
     let metrics = Arc::new(JobMetrics::new());
     let ahead = Arc::new(Mutex::new(0));
@@ -303,6 +306,7 @@ fn a_slow_consumer_holds_the_source_back() {
             }),
         },
         input: Some((source, Edge::Single)),
+        second_input: None,
     });
     run(
         &graph,
@@ -456,6 +460,7 @@ fn an_input_past_its_barrier_is_held_back_by_its_channel_not_queued() {
             idle_timeout: None,
         },
         input: None,
+        second_input: None,
     });
     let (m, a, r) = (
         Arc::clone(&metrics),
@@ -478,6 +483,7 @@ fn an_input_past_its_barrier_is_held_back_by_its_channel_not_queued() {
             }),
         },
         input: Some((source, Edge::Single)),
+        second_input: None,
     });
     let dir = tempfile::tempdir().unwrap();
     let settings = CheckpointSettings {

@@ -223,6 +223,7 @@ impl Planner<'_> {
                 factory: Arc::new(factory),
             },
             input: Some((input.node, edge)),
+            second_input: None,
         })
     }
 
@@ -356,6 +357,7 @@ impl Planner<'_> {
             }
             LogicalPlan::Aggregate(a) => self.lower_aggregate(a),
             LogicalPlan::Window(w) => self.lower_over(w),
+            LogicalPlan::Join(j) => self.lower_join(j),
             other => Err(Error::plan(format!(
                 "{} is not supported in a streaming job yet",
                 match other {

@@ -46,6 +46,7 @@ use sluice_engine::window::WindowSpec;
 use sluice_engine::{Error, Result};
 
 mod errors;
+mod join;
 mod lower;
 mod over;
 mod session;

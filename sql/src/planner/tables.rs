@@ -221,6 +221,7 @@ impl Planner<'_> {
                 idle_timeout,
             },
             input: None,
+            second_input: None,
         });
         let schema = Arc::new(DFSchema::try_from_qualified_schema(
             TableReference::bare(name),
