@@ -83,11 +83,18 @@ impl Graph {
 
     /// Nodes fed by `id`, with their edges.
     pub fn consumers(&self, id: NodeId) -> impl Iterator<Item = (NodeId, &Edge)> {
+        self.consumer_inputs(id).map(|(node, edge, _)| (node, edge))
+    }
+
+    /// Nodes fed by `id`, with their edges and which of their inputs (0, or 1 for a second
+    /// input) `id` feeds; a node that reads `id` on both inputs (a self-join) comes twice.
+    pub fn consumer_inputs(&self, id: NodeId) -> impl Iterator<Item = (NodeId, &Edge, usize)> {
         self.nodes.iter().enumerate().flat_map(move |(i, n)| {
             [&n.input, &n.second_input]
                 .into_iter()
-                .filter_map(move |input| match input {
-                    Some((from, edge)) if *from == id => Some((i, edge)),
+                .enumerate()
+                .filter_map(move |(side, input)| match input {
+                    Some((from, edge)) if *from == id => Some((i, edge, side)),
                     _ => None,
                 })
         })

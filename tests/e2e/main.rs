@@ -15,6 +15,7 @@ mod differential;
 mod errors;
 mod featurestore;
 mod functions;
+mod interval_join;
 mod jobs;
 mod kinesis;
 mod over;

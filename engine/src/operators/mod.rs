@@ -3,6 +3,7 @@
 mod aggregate;
 mod dedup;
 mod filter;
+mod interval_join;
 mod keys;
 mod over;
 mod project;
@@ -15,6 +16,7 @@ mod window_join;
 pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAggregateSpec};
 pub use dedup::{DedupSpec, Deduplicate};
 pub use filter::Filter;
+pub use interval_join::{IntervalJoin, IntervalJoinSpec};
 pub use over::{DropLateRows, Frame, OverAggregate, OverSpec};
 pub use project::Project;
 pub use session::{SessionAggregate, SessionSpec, SessionTag, TRAILING_COLUMNS};

@@ -51,7 +51,7 @@ impl Fanout {
             emitted: Some(metrics.operator(&graph.nodes[id].uid)),
             ..Fanout::default()
         };
-        for (consumer, edge) in graph.consumers(id) {
+        for (consumer, edge, side) in graph.consumer_inputs(id) {
             let node = &graph.nodes[consumer];
             match edge {
                 Edge::Forward => {
@@ -69,7 +69,7 @@ impl Fanout {
                 Edge::Hash(_) | Edge::Single => {
                     fanout
                         .exchanges
-                        .push(exchanges.out(consumer, id, edge, instance)?);
+                        .push(exchanges.out(consumer, side, edge, instance)?);
                 }
             }
         }

@@ -91,8 +91,8 @@ impl ExchangeOut {
 
 /// The channels of every exchange of a graph, until the tasks take their ends.
 pub struct Exchanges {
-    /// By (consumer, producer) node: `senders[to][from]`.
-    senders: HashMap<(NodeId, NodeId), Vec<Vec<Sender<Message>>>>,
+    /// By (consumer node, input side): `senders[to][from]`.
+    senders: HashMap<(NodeId, usize), Vec<Vec<Sender<Message>>>>,
     /// By consumer node: `receivers[to][from]`, taken by the receiving task: the first
     /// input's upstream instances, then the second input's.
     receivers: HashMap<NodeId, Vec<Option<Vec<Receiver<Message>>>>>,
@@ -116,7 +116,7 @@ impl Exchanges {
                 let (s, r): (Vec<Vec<_>>, Vec<Vec<_>>) = (0..node.parallelism)
                     .map(|_| (0..upstream).map(|_| bounded(CHANNEL_CAPACITY)).unzip())
                     .unzip();
-                senders.insert((id, *from), s);
+                senders.insert((id, side), s);
                 for (to, r) in r.into_iter().enumerate() {
                     mine[to].extend(r);
                 }
@@ -140,18 +140,18 @@ impl Exchanges {
         self.first_inputs.get(&consumer).copied().unwrap_or(0)
     }
 
-    /// The sending side of the exchange from `producer` into `consumer` for upstream
+    /// The sending side of the exchange into input `side` of `consumer` for upstream
     /// instance `from`.
     pub fn out(
         &self,
         consumer: NodeId,
-        producer: NodeId,
+        side: usize,
         edge: &Edge,
         from: usize,
     ) -> Result<ExchangeOut> {
         let senders = self
             .senders
-            .get(&(consumer, producer))
+            .get(&(consumer, side))
             .ok_or_else(|| Error::internal("an exchange without channels"))?;
         Ok(ExchangeOut {
             edge: edge.clone(),

@@ -3,17 +3,104 @@
 //! two-input [`WindowJoin`] operator. Other joins are refused with a sentence.
 
 use datafusion::logical_expr::{Join, JoinType, Operator as Op};
-use sluice_engine::operators::{JoinKind, WindowJoin, WindowJoinSpec};
+use sluice_engine::operators::{
+    IntervalJoin, IntervalJoinSpec, JoinKind, WindowJoin, WindowJoinSpec,
+};
 
 use super::*;
 
-/// The equality conditions of a join as (left column, right column) pairs, or None if the
-/// condition is anything else.
-fn equalities(j: &Join) -> Option<Vec<(datafusion::common::Column, datafusion::common::Column)>> {
-    let mut pairs = Vec::new();
+type Col = datafusion::common::Column;
+
+/// A join condition, taken apart: equal columns (left, right), and the range of
+/// `left.ts - right.ts` in milliseconds set by comparisons of the two sides' columns (with
+/// the columns compared, left then right).
+#[derive(Default)]
+struct Condition {
+    equal: Vec<(Col, Col)>,
+    range: Option<(Col, Col, i64, i64)>,
+}
+
+/// `column [+|- interval]`: the column and the signed offset in milliseconds.
+fn shifted(e: &Expr) -> Option<(Col, i64)> {
+    match e {
+        Expr::Column(c) => Some((c.clone(), 0)),
+        Expr::Cast(c) => shifted(&c.expr),
+        Expr::BinaryExpr(b) if matches!(b.op, Op::Plus | Op::Minus) => {
+            let (c, base) = shifted(&b.left)?;
+            let Expr::Literal(v, _) = b.right.as_ref() else {
+                return None;
+            };
+            let ms = super::over::bound_ms(v)?;
+            Some((
+                c,
+                if b.op == Op::Plus {
+                    base + ms
+                } else {
+                    base - ms
+                },
+            ))
+        }
+        _ => None,
+    }
+}
+
+impl Condition {
+    /// Adds `left.ts - right.ts` in `[lo, hi]` for columns `l`, `r`.
+    fn bound(&mut self, l: Col, r: Col, lo: i64, hi: i64) -> Option<()> {
+        let (lo0, hi0) = match &self.range {
+            Some((l0, r0, a, b)) if *l0 == l && *r0 == r => (*a, *b),
+            Some(_) => return None,
+            None => (i64::MIN, i64::MAX),
+        };
+        self.range = Some((l, r, lo.max(lo0), hi.min(hi0)));
+        Some(())
+    }
+
+    /// `x op y` where x and y are shifted columns of different sides.
+    fn compare(
+        &mut self,
+        x: &Expr,
+        op: Op,
+        y: &Expr,
+        sides: (&DFSchemaRef, &DFSchemaRef),
+    ) -> Option<()> {
+        let ((xc, xo), (yc, yo)) = (shifted(x)?, shifted(y)?);
+        let (left, right) = sides;
+        // Orient as left.ts op' right.ts + k.
+        let (l, r, op, k) = if left.has_column(&xc) && right.has_column(&yc) {
+            (xc, yc, op, yo - xo)
+        } else if left.has_column(&yc) && right.has_column(&xc) {
+            let flipped = match op {
+                Op::Lt => Op::Gt,
+                Op::LtEq => Op::GtEq,
+                Op::Gt => Op::Lt,
+                Op::GtEq => Op::LtEq,
+                other => other,
+            };
+            (yc, xc, flipped, xo - yo)
+        } else {
+            return None;
+        };
+        match op {
+            Op::Eq if k == 0 => {
+                self.equal.push((l, r));
+                Some(())
+            }
+            Op::LtEq => self.bound(l, r, i64::MIN, k),
+            Op::Lt => self.bound(l, r, i64::MIN, k - 1),
+            Op::GtEq => self.bound(l, r, k, i64::MAX),
+            Op::Gt => self.bound(l, r, k + 1, i64::MAX),
+            _ => None,
+        }
+    }
+}
+
+/// The join's condition taken apart, or None if it has a part Sluice cannot run.
+fn condition(j: &Join) -> Option<Condition> {
+    let mut c = Condition::default();
     for (l, r) in &j.on {
         match (l, r) {
-            (Expr::Column(a), Expr::Column(b)) => pairs.push((a.clone(), b.clone())),
+            (Expr::Column(a), Expr::Column(b)) => c.equal.push((a.clone(), b.clone())),
             _ => return None,
         }
     }
@@ -21,24 +108,18 @@ fn equalities(j: &Join) -> Option<Vec<(datafusion::common::Column, datafusion::c
     if let Some(filter) = &j.filter {
         split_and(filter, &mut conjuncts);
     }
-    let (left, right) = (j.left.schema(), j.right.schema());
-    for c in conjuncts {
-        let Expr::BinaryExpr(b) = c else {
-            return None;
-        };
-        let (Expr::Column(a), Op::Eq, Expr::Column(z)) = (b.left.as_ref(), b.op, b.right.as_ref())
-        else {
-            return None;
-        };
-        if left.has_column(a) && right.has_column(z) {
-            pairs.push((a.clone(), z.clone()));
-        } else if left.has_column(z) && right.has_column(a) {
-            pairs.push((z.clone(), a.clone()));
-        } else {
-            return None;
+    let sides = (j.left.schema(), j.right.schema());
+    for e in conjuncts {
+        match e {
+            Expr::BinaryExpr(b) => c.compare(&b.left, b.op, &b.right, sides)?,
+            Expr::Between(b) if !b.negated => {
+                c.compare(&b.expr, Op::GtEq, &b.low, sides)?;
+                c.compare(&b.expr, Op::LtEq, &b.high, sides)?;
+            }
+            _ => return None,
         }
     }
-    Some(pairs)
+    Some(c)
 }
 
 fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
@@ -67,9 +148,15 @@ impl Planner<'_> {
             JoinType::Full => JoinKind::Full,
             other => return refuse(&format!("a {other} join is not supported")),
         };
-        let Some(pairs) = equalities(j) else {
-            return refuse("the join condition must be equalities of columns, joined with AND");
+        let Some(condition) = condition(j) else {
+            return refuse(
+                "the join condition must be equal columns and time bounds, joined with AND",
+            );
         };
+        let pairs = condition.equal.clone();
+        if let Some(range) = condition.range {
+            return self.lower_interval_join(j, kind, pairs, range);
+        }
         let (ls, rs) = (j.left.schema(), j.right.schema());
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
@@ -158,6 +245,116 @@ impl Planner<'_> {
                     Arc::clone(&join_spec),
                     Arc::clone(&metrics),
                 )))
+            },
+        );
+        self.graph.nodes[node].second_input = Some((right.node, Edge::Hash(right_keys)));
+        self.graph.nodes[node].state = holds;
+        Ok(Stream {
+            node,
+            parallelism,
+            schema: Arc::clone(&j.schema),
+            rowtime: None,
+            window: None,
+            session: None,
+            table: left.table,
+        })
+    }
+}
+
+impl Planner<'_> {
+    /// `a JOIN b ON a.k = b.k AND a.ts BETWEEN b.ts - x AND b.ts + y`: an interval join on
+    /// the two sides' time attributes.
+    fn lower_interval_join(
+        &mut self,
+        j: &Join,
+        kind: JoinKind,
+        pairs: Vec<(Col, Col)>,
+        (lt, rt, lower, upper): (Col, Col, i64, i64),
+    ) -> Result<Stream> {
+        let refuse = |why: String| {
+            Err(Error::plan(format!(
+                "{why}: an interval join is `a JOIN b ON a.k = b.k AND a.ts BETWEEN b.ts - \
+                 INTERVAL ... AND b.ts + INTERVAL ...` on the two tables' time attributes"
+            )))
+        };
+        if lower == i64::MIN || upper == i64::MAX || lower > upper {
+            return refuse("the time condition must bound the difference on both sides".into());
+        }
+        if pairs.is_empty() {
+            return refuse("an interval join needs at least one pair of equal keys".into());
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        for (l, r) in &pairs {
+            let (li, ri) = (ls.index_of_column(l)?, rs.index_of_column(r)?);
+            let (a, b) = (ls.field(li).data_type(), rs.field(ri).data_type());
+            if a != b {
+                return refuse(format!(
+                    "{l} and {r} have different types ({} and {}): cast one of them",
+                    flink_name(a),
+                    flink_name(b)
+                ));
+            }
+            left_keys.push(li);
+            right_keys.push(ri);
+        }
+        let left = self.lower(&j.left)?;
+        let right = self.lower(&j.right)?;
+        let (left_time, right_time) = (ls.index_of_column(&lt)?, rs.index_of_column(&rt)?);
+        if left.rowtime != Some(left_time) || right.rowtime != Some(right_time) {
+            return refuse(format!(
+                "{lt} and {rt} must be the time attributes (WATERMARK FOR ...) of their tables"
+            ));
+        }
+        let spec = Arc::new(IntervalJoinSpec {
+            kind,
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            left_time,
+            right_time,
+            lower,
+            upper,
+            left_schema: Arc::new(ls.as_arrow().clone()),
+            right_schema: Arc::new(rs.as_arrow().clone()),
+            output_schema: Arc::new(j.schema.as_arrow().clone()),
+            table: format!("{} join {}", left.table, right.table),
+        });
+        let key_text = pairs
+            .iter()
+            .map(|(l, r)| format!("{} = {}", l.name, r.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let range_text = format!("{} - {} in [{lower} ms, {upper} ms]", lt.name, rt.name);
+        let columns = |s: &DFSchemaRef| {
+            s.fields()
+                .iter()
+                .map(|f| f.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let holds = BTreeMap::from([
+            (
+                "join".to_string(),
+                format!("{:?} on ({key_text}), {range_text}", j.join_type),
+            ),
+            ("left columns".to_string(), format!("({})", columns(ls))),
+            ("right columns".to_string(), format!("({})", columns(rs))),
+        ]);
+        let metrics = Arc::clone(&self.metrics);
+        let join_spec = Arc::clone(&spec);
+        let parallelism = self.settings.parallelism;
+        let node = self.add_node(
+            "interval join",
+            format!("interval join {} on {key_text}, {range_text}", j.join_type),
+            &left,
+            Edge::Hash(left_keys),
+            parallelism,
+            move |_, _| {
+                Ok(Box::new(IntervalJoin::new(
+                    Arc::clone(&join_spec),
+                    Arc::clone(&metrics),
+                )?))
             },
         );
         self.graph.nodes[node].second_input = Some((right.node, Edge::Hash(right_keys)));

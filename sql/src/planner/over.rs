@@ -14,7 +14,7 @@ use sluice_engine::operators::{DropLateRows, Frame, OverAggregate, OverSpec};
 use super::*;
 
 /// The milliseconds of a RANGE bound (an interval, or a number of milliseconds).
-fn bound_ms(value: &datafusion::common::ScalarValue) -> Option<i64> {
+pub(super) fn bound_ms(value: &datafusion::common::ScalarValue) -> Option<i64> {
     use datafusion::common::ScalarValue as S;
     match value {
         S::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
