@@ -858,6 +858,51 @@ fn a_window_join_resumes_at_another_parallelism() {
 }
 
 #[test]
+fn an_interval_join_resumes_at_another_parallelism() {
+    // Every tenth block's transactions joined with themselves within a second (a self-join
+    // on the hash, the two sides filtered separately): both sides' kept rows are keyed
+    // state, split by key on each restore; each transaction is written once.
+    let reference = reference();
+    let dir = JobDir::new();
+    let join_job = |name: &str, output: &Path, checkpoints: Option<&Path>| {
+        let insert = format!(
+            "CREATE TABLE pairs (tx_hash STRING, a_fee DOUBLE, b_fee DOUBLE)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO pairs SELECT a.tx_hash, a.fee, b.fee
+             FROM (SELECT * FROM tx WHERE MOD(block, 10) = 0) a
+             JOIN (SELECT * FROM tx WHERE MOD(block, 10) = 0) b
+             ON a.tx_hash = b.tx_hash
+                AND a.ts BETWEEN b.ts - INTERVAL '1' SECOND AND b.ts + INTERVAL '1' SECOND;",
+            output.display()
+        );
+        tx_job(dir.path(), name, &reference.input, checkpoints, &insert)
+    };
+    let expected = dir.path().join("expected");
+    let actual = dir.path().join("actual");
+    let checkpoints = dir.path().join("checkpoints");
+    sluice_run(&join_job("ij-plain.sql", &expected, None))
+        .output()
+        .assert_success();
+    let job = join_job("ij-checkpointed.sql", &actual, Some(&checkpoints));
+    kill_at_2_and_4_then_finish_at_1(&job, &checkpoints);
+    let stats = duckdb_query(
+        &[("e", &expected), ("a", &actual)],
+        "SELECT
+           (SELECT count(*) FROM e) AS expected_rows,
+           (SELECT count(*) FROM a) AS actual_rows,
+           (SELECT count(*) - count(DISTINCT tx_hash) FROM a) AS duplicates,
+           (SELECT count(*) FROM e FULL JOIN a USING (tx_hash)
+             WHERE e.a_fee IS DISTINCT FROM a.a_fee OR a.a_fee IS DISTINCT FROM a.b_fee)
+             AS different",
+    );
+    let s = &stats[0];
+    assert_eq!(s["duplicates"], json!(0), "{s}");
+    assert_eq!(s["different"], json!(0), "{s}");
+    assert_eq!(s["expected_rows"], s["actual_rows"], "{s}");
+    assert!(s["expected_rows"].as_u64() > Some(50_000), "{s}");
+}
+
+#[test]
 fn session_windows_resume_at_another_parallelism() {
     // One file: with a single source partition the sessions do not depend on how rows of
     // several partitions interleave. Open sessions are keyed state, split by key on each

@@ -310,16 +310,27 @@ impl KeyedState for IntervalJoin {
     fn snapshot(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
         let mut tables = Vec::new();
         for side in 0..2 {
-            let mut batches = Vec::new();
-            for kept in self.sides[side].values().flatten() {
-                let mut columns = kept.row.columns().to_vec();
-                columns.push(Arc::new(BooleanArray::from(vec![kept.matched])));
-                batches.push(RecordBatch::try_new(
-                    Arc::clone(&self.state_schemas[side]),
-                    columns,
-                )?);
+            let kept: Vec<&Kept> = self.sides[side].values().flatten().collect();
+            if kept.is_empty() {
+                tables.push(Vec::new());
+                continue;
             }
-            tables.push(batches);
+            // One batch per side: many one-row batches would cost far more to store.
+            let schema = if side == 0 {
+                &self.spec.left_schema
+            } else {
+                &self.spec.right_schema
+            };
+            let rows: Vec<RecordBatch> = kept.iter().map(|k| k.row.clone()).collect();
+            let all = concat_batches(schema, &rows)?;
+            let mut columns = all.columns().to_vec();
+            columns.push(Arc::new(BooleanArray::from(
+                kept.iter().map(|k| k.matched).collect::<Vec<_>>(),
+            )));
+            tables.push(vec![RecordBatch::try_new(
+                Arc::clone(&self.state_schemas[side]),
+                columns,
+            )?]);
         }
         Ok(tables)
     }
