@@ -277,10 +277,7 @@ impl Operator for IntervalJoin {
         _checkpoint: u64,
         _out: &mut Vec<StreamBatch>,
     ) -> Result<Option<StateSnapshot>> {
-        Ok(Some(StateSnapshot {
-            watermark: Some(self.watermark),
-            ..Default::default()
-        }))
+        Ok(Some(StateSnapshot::watermark(self.watermark)))
     }
 
     fn restore(&mut self, parts: &[StateSnapshot]) -> Result<()> {

@@ -75,3 +75,41 @@ pub(crate) fn evaluate(
         .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
         .collect()
 }
+
+/// The rows of `batch` by the rowtime their window fires at (its `window_end` column `end`,
+/// wall clock in `time_zone`, minus 1 ms), and how many are late: a NULL end, or with
+/// `drop_late`, a window the watermark has passed. Window Top-N and window joins file their
+/// rows this way.
+pub(crate) fn rows_by_window_fire(
+    batch: &RecordBatch,
+    end: usize,
+    time_zone: Option<chrono_tz::Tz>,
+    watermark: Option<i64>,
+) -> Result<(Vec<(i64, RecordBatch)>, u64)> {
+    use arrow::array::{Array, UInt32Array};
+    let ends = window_assign::rowtime_millis(batch.column(end))?;
+    let mut by_fire: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
+    let mut late = 0u64;
+    for i in 0..batch.num_rows() {
+        if ends.is_null(i) {
+            late += 1;
+            continue;
+        }
+        let fire = crate::window::local_to_rowtime(time_zone, ends.value(i)).saturating_sub(1);
+        if watermark.is_some_and(|w| fire <= w) {
+            late += 1;
+            continue;
+        }
+        by_fire.entry(fire).or_default().push(i as u32);
+    }
+    let mut parts = Vec::with_capacity(by_fire.len());
+    for (fire, rows) in by_fire {
+        let part = if rows.len() == batch.num_rows() {
+            batch.clone()
+        } else {
+            arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))?
+        };
+        parts.push((fire, part));
+    }
+    Ok((parts, late))
+}

@@ -18,9 +18,8 @@ use chrono_tz::Tz;
 use crate::error::Result;
 use crate::metrics::{DropReason, JobMetrics};
 use crate::operator::{Operator, StateSnapshot, StreamBatch};
-use crate::operators::window_assign::rowtime_millis;
+use crate::operators::rows_by_window_fire;
 use crate::state::{self, KeyedState, StateTable};
-use crate::window::local_to_rowtime;
 
 pub use arrow::compute::SortOptions;
 
@@ -65,29 +64,15 @@ impl WindowTopN {
     /// Files the rows of `batch` under their windows; with `drop_late`, rows of windows that
     /// have fired are dropped and counted.
     fn buffer(&mut self, batch: &RecordBatch, drop_late: bool) -> Result<()> {
-        let ends = rowtime_millis(batch.column(self.spec.window_end))?;
-        let mut by_fire: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-        let mut late = 0u64;
-        for i in 0..batch.num_rows() {
-            if ends.is_null(i) {
-                late += 1;
-                continue;
-            }
-            let fire = local_to_rowtime(self.spec.time_zone, ends.value(i)).saturating_sub(1);
-            if drop_late && fire <= self.watermark {
-                late += 1;
-                continue;
-            }
-            by_fire.entry(fire).or_default().push(i as u32);
-        }
+        let (parts, late) = rows_by_window_fire(
+            batch,
+            self.spec.window_end,
+            self.spec.time_zone,
+            drop_late.then_some(self.watermark),
+        )?;
         self.metrics
             .add_dropped(&self.spec.table, DropReason::Late, late);
-        for (fire, rows) in by_fire {
-            let part = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(rows))?
-            };
+        for (fire, part) in parts {
             self.windows.entry(fire).or_default().push(part);
         }
         Ok(())
@@ -178,10 +163,7 @@ impl Operator for WindowTopN {
         _checkpoint: u64,
         _out: &mut Vec<StreamBatch>,
     ) -> Result<Option<StateSnapshot>> {
-        Ok(Some(StateSnapshot {
-            watermark: Some(self.watermark),
-            ..Default::default()
-        }))
+        Ok(Some(StateSnapshot::watermark(self.watermark)))
     }
 
     fn restore(&mut self, parts: &[StateSnapshot]) -> Result<()> {
@@ -217,6 +199,7 @@ impl KeyedState for WindowTopN {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::window_assign::rowtime_millis;
     use arrow::array::{Float64Array, StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 

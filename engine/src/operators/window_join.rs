@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take, take_record_batch};
+use arrow::compute::{concat_batches, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use chrono_tz::Tz;
@@ -19,9 +19,8 @@ use chrono_tz::Tz;
 use crate::error::Result;
 use crate::metrics::{DropReason, JobMetrics};
 use crate::operator::{Operator, StateSnapshot, StreamBatch};
-use crate::operators::window_assign::rowtime_millis;
+use crate::operators::rows_by_window_fire;
 use crate::state::{self, KeyedState, StateTable};
-use crate::window::local_to_rowtime;
 
 /// Which rows without a match are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,29 +79,15 @@ impl WindowJoin {
         } else {
             self.spec.right_end
         };
-        let ends = rowtime_millis(batch.column(end))?;
-        let mut by_fire: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-        let mut late = 0u64;
-        for i in 0..batch.num_rows() {
-            if ends.is_null(i) {
-                late += 1;
-                continue;
-            }
-            let fire = local_to_rowtime(self.spec.time_zone, ends.value(i)).saturating_sub(1);
-            if drop_late && fire <= self.watermark {
-                late += 1;
-                continue;
-            }
-            by_fire.entry(fire).or_default().push(i as u32);
-        }
+        let (parts, late) = rows_by_window_fire(
+            batch,
+            end,
+            self.spec.time_zone,
+            drop_late.then_some(self.watermark),
+        )?;
         self.metrics
             .add_dropped(&self.spec.table, DropReason::Late, late);
-        for (fire, rows) in by_fire {
-            let part = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(rows))?
-            };
+        for (fire, part) in parts {
             self.windows.entry(fire).or_default().sides[side].push(part);
         }
         Ok(())
@@ -222,10 +207,7 @@ impl Operator for WindowJoin {
         _checkpoint: u64,
         _out: &mut Vec<StreamBatch>,
     ) -> Result<Option<StateSnapshot>> {
-        Ok(Some(StateSnapshot {
-            watermark: Some(self.watermark),
-            ..Default::default()
-        }))
+        Ok(Some(StateSnapshot::watermark(self.watermark)))
     }
 
     fn restore(&mut self, parts: &[StateSnapshot]) -> Result<()> {
