@@ -122,6 +122,33 @@ fn condition(j: &Join) -> Option<Condition> {
     Some(c)
 }
 
+/// Key column indexes, left side then right side.
+type KeyIndexes = (Vec<usize>, Vec<usize>);
+
+/// The column indexes of the equal key pairs on each side, or the sentence saying why two
+/// of them cannot be compared.
+fn key_indexes(
+    (ls, rs): (&DFSchemaRef, &DFSchemaRef),
+    pairs: &[(Col, Col)],
+) -> Result<std::result::Result<KeyIndexes, String>> {
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    for (l, r) in pairs {
+        let (li, ri) = (ls.index_of_column(l)?, rs.index_of_column(r)?);
+        let (a, b) = (ls.field(li).data_type(), rs.field(ri).data_type());
+        if a != b {
+            return Ok(Err(format!(
+                "{l} and {r} have different types ({} and {}): cast one of them",
+                flink_name(a),
+                flink_name(b)
+            )));
+        }
+        left.push(li);
+        right.push(ri);
+    }
+    Ok(Ok((left, right)))
+}
+
 fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
         Expr::BinaryExpr(b) if b.op == Op::And => {
@@ -158,21 +185,10 @@ impl Planner<'_> {
             return self.lower_interval_join(j, kind, pairs, range);
         }
         let (ls, rs) = (j.left.schema(), j.right.schema());
-        let mut left_keys = Vec::new();
-        let mut right_keys = Vec::new();
-        for (l, r) in &pairs {
-            let (li, ri) = (ls.index_of_column(l)?, rs.index_of_column(r)?);
-            let (lt, rt) = (ls.field(li).data_type(), rs.field(ri).data_type());
-            if lt != rt {
-                return refuse(&format!(
-                    "{l} and {r} have different types ({} and {}): cast one of them",
-                    flink_name(lt),
-                    flink_name(rt)
-                ));
-            }
-            left_keys.push(li);
-            right_keys.push(ri);
-        }
+        let (left_keys, right_keys) = match key_indexes((ls, rs), &pairs)? {
+            Ok(keys) => keys,
+            Err(why) => return refuse(&why),
+        };
         let window_pair = |name: &str| {
             pairs
                 .iter()
@@ -284,21 +300,10 @@ impl Planner<'_> {
             return refuse("an interval join needs at least one pair of equal keys".into());
         }
         let (ls, rs) = (j.left.schema(), j.right.schema());
-        let mut left_keys = Vec::new();
-        let mut right_keys = Vec::new();
-        for (l, r) in &pairs {
-            let (li, ri) = (ls.index_of_column(l)?, rs.index_of_column(r)?);
-            let (a, b) = (ls.field(li).data_type(), rs.field(ri).data_type());
-            if a != b {
-                return refuse(format!(
-                    "{l} and {r} have different types ({} and {}): cast one of them",
-                    flink_name(a),
-                    flink_name(b)
-                ));
-            }
-            left_keys.push(li);
-            right_keys.push(ri);
-        }
+        let (left_keys, right_keys) = match key_indexes((ls, rs), &pairs)? {
+            Ok(keys) => keys,
+            Err(why) => return refuse(why),
+        };
         let left = self.lower(&j.left)?;
         let right = self.lower(&j.right)?;
         let (left_time, right_time) = (ls.index_of_column(&lt)?, rs.index_of_column(&rt)?);

@@ -78,6 +78,31 @@ fn frame_text(frame: Frame) -> String {
 }
 
 impl Planner<'_> {
+    /// `input` behind a node that drops and counts rows late for their source partition's
+    /// watermark (what OVER aggregations and deduplication decide lateness with).
+    pub(super) fn drop_late_rows(&mut self, input: &Stream, rowtime: usize) -> Stream {
+        let metrics = Arc::clone(&self.metrics);
+        let table = input.table.clone();
+        let node = self.add_node(
+            "drop late rows",
+            "drop late rows".into(),
+            input,
+            Edge::Forward,
+            input.parallelism,
+            move |_, _| {
+                Ok(Box::new(DropLateRows::new(
+                    rowtime,
+                    table.clone(),
+                    Arc::clone(&metrics),
+                )))
+            },
+        );
+        Stream {
+            node,
+            ..input.clone()
+        }
+    }
+
     pub(super) fn lower_over(&mut self, w: &Window) -> Result<Stream> {
         if let Some(request) = self.top_n.take() {
             if self.takes_top_n(w, &request) {
@@ -203,26 +228,7 @@ impl Planner<'_> {
             output_schema: Arc::new(w.schema.as_arrow().clone()),
             input_schema: Arc::new(arrow_input.clone()),
         });
-        let metrics = Arc::clone(&self.metrics);
-        let table = input.table.clone();
-        let late = self.add_node(
-            "drop late rows",
-            "drop late rows".into(),
-            &input,
-            Edge::Forward,
-            input.parallelism,
-            move |_, _| {
-                Ok(Box::new(DropLateRows::new(
-                    rowtime,
-                    table.clone(),
-                    Arc::clone(&metrics),
-                )))
-            },
-        );
-        let late_stream = Stream {
-            node: late,
-            ..input.clone()
-        };
+        let late_stream = self.drop_late_rows(&input, rowtime);
         let (edge, parallelism) = if key_columns.is_empty() {
             (Edge::Single, 1)
         } else {

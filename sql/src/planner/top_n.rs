@@ -9,9 +9,7 @@
 
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{BinaryExpr, Filter, Operator as Op, Window};
-use sluice_engine::operators::{
-    DedupSpec, Deduplicate, DropLateRows, SortOptions, TopNSpec, WindowTopN,
-};
+use sluice_engine::operators::{DedupSpec, Deduplicate, SortOptions, TopNSpec, WindowTopN};
 
 use super::*;
 
@@ -340,26 +338,7 @@ impl Planner<'_> {
             ),
         ]);
         // Lateness is decided per row, from its source partition's watermark (as for OVER).
-        let late_metrics = Arc::clone(&self.metrics);
-        let table = input.table.clone();
-        let late = self.add_node(
-            "drop late rows",
-            "drop late rows".into(),
-            &input,
-            Edge::Forward,
-            input.parallelism,
-            move |_, _| {
-                Ok(Box::new(DropLateRows::new(
-                    rowtime,
-                    table.clone(),
-                    Arc::clone(&late_metrics),
-                )))
-            },
-        );
-        let input = Stream {
-            node: late,
-            ..input
-        };
+        let input = self.drop_late_rows(&input, rowtime);
         let metrics = Arc::clone(&self.metrics);
         let dedup_spec = Arc::clone(&spec);
         let node = self.add_node(
