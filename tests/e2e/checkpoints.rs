@@ -29,8 +29,10 @@ fn generate(dir: &Path, events: u64, files: usize) -> PathBuf {
 
 /// The input all tests read (2,000,000 transactions in 8 files) and the output of an
 /// uninterrupted run over it, made once per test binary.
+///
+/// A static is never dropped, so the folder cannot be a temporary one (each run would leave
+/// 700 MB behind): it is one fixed folder under Cargo's `target/tmp`, replaced by each run.
 pub(crate) struct Reference {
-    _dir: crate::common::TempDirHandle,
     pub(crate) input: PathBuf,
     expected: PathBuf,
 }
@@ -38,16 +40,16 @@ pub(crate) struct Reference {
 pub(crate) fn reference() -> &'static Reference {
     static REFERENCE: std::sync::OnceLock<Reference> = std::sync::OnceLock::new();
     REFERENCE.get_or_init(|| {
-        let dir = crate::common::temp_dir();
-        let input = generate(dir.path(), 2_000_000, 8);
-        let expected = dir.path().join("expected");
-        let plain = window_job(dir.path(), "plain.sql", &input, &expected, None);
-        sluice_run(&plain).output().assert_success();
-        Reference {
-            _dir: dir,
-            input,
-            expected,
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("checkpoint-reference");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("remove the previous run's reference folder");
         }
+        std::fs::create_dir_all(&dir).expect("create the reference folder");
+        let input = generate(&dir, 2_000_000, 8);
+        let expected = dir.join("expected");
+        let plain = window_job(&dir, "plain.sql", &input, &expected, None);
+        sluice_run(&plain).output().assert_success();
+        Reference { input, expected }
     })
 }
 

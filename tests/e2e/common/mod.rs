@@ -180,9 +180,6 @@ pub fn duckdb_query(views: &[(&str, &Path)], sql: &str) -> Vec<Value> {
     }
 }
 
-/// A temporary folder, removed when dropped.
-pub type TempDirHandle = TempDir;
-
 /// A fresh temporary folder for one test; removed when dropped.
 pub fn temp_dir() -> TempDir {
     tempfile::Builder::new()
