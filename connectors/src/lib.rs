@@ -17,7 +17,9 @@
 
 use std::sync::Arc;
 
-use sluice_engine::connector::{Options, SinkConnector, SourceConnector, TableSpec};
+use sluice_engine::connector::{
+    LookupConnector, Options, SinkConnector, SourceConnector, TableSpec,
+};
 use sluice_engine::{Error, Result};
 
 pub mod aws;
@@ -71,6 +73,28 @@ pub fn create_sink(
             spec, options,
         )?)),
         "datagen" => Err(wrong_role(&spec.name, connector, "source", "written to")),
+        other => Err(unknown(&spec.name, other)),
+    }
+}
+
+/// Creates the lookup connector of table `spec` (the table of a `JOIN ... FOR SYSTEM_TIME
+/// AS OF`), with how a lookup join keeps it fresh.
+pub fn create_lookup(
+    connector: &str,
+    spec: TableSpec,
+    options: &mut Options,
+) -> Result<(Arc<dyn LookupConnector>, filesystem::LookupOptions)> {
+    match connector {
+        "filesystem" => {
+            let (lookup, settings) = filesystem::FileLookup::new(spec, options)?;
+            Ok((Arc::new(lookup), settings))
+        }
+        other if KNOWN.split(", ").any(|k| k == other) => Err(Error::config(format!(
+            "table '{}': a '{other}' table cannot be looked up FOR SYSTEM_TIME AS OF; a lookup \
+             join reads a bounded 'filesystem' table (local or s3://)",
+            spec.name
+        ))
+        .for_option("connector")),
         other => Err(unknown(&spec.name, other)),
     }
 }

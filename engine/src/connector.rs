@@ -201,6 +201,18 @@ impl SourceContext {
     }
 }
 
+/// A bounded table that a stream looks rows up in (`JOIN t FOR SYSTEM_TIME AS OF
+/// s.proc_time`): read whole, and read again when its contents change.
+pub trait LookupConnector: Send + Sync {
+    /// What the table reads, for `explain` and messages.
+    fn describe(&self) -> String;
+    /// A token that changes whenever the table's contents may have changed (for files:
+    /// their names, sizes and modification times). Cheap next to [`LookupConnector::load`].
+    fn version(&self) -> Result<String>;
+    /// Every row of the table, in its source schema (the physical columns).
+    fn load(&self) -> Result<Vec<RecordBatch>>;
+}
+
 /// A configured source table.
 pub trait SourceConnector: Send + Sync {
     /// One line for `explain`, without secrets (`filesystem json /data/tx.jsonl`).

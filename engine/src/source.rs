@@ -79,6 +79,16 @@ pub struct SourcePrep {
 }
 
 impl SourcePrep {
+    /// The table's columns (computed ones evaluated) of a batch in the source schema.
+    pub fn table_columns(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = evaluate(&self.columns, batch)?;
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?)
+    }
+
     /// Converts one batch of one partition; `watermark` is that partition's watermark state
     /// and is advanced past the batch.
     pub fn apply(
@@ -87,12 +97,7 @@ impl SourcePrep {
         watermark: &mut PartitionWatermark,
     ) -> Result<StreamBatch> {
         let rows = batch.num_rows();
-        let columns = evaluate(&self.columns, batch)?;
-        let table_batch = RecordBatch::try_new_with_options(
-            Arc::clone(&self.schema),
-            columns,
-            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?;
+        let table_batch = self.table_columns(batch)?;
         let Some(spec) = &self.watermark else {
             return Ok(StreamBatch::new(table_batch));
         };

@@ -1,12 +1,14 @@
 //! Sluice SQL: Flink SQL job files to engine graphs.
 //!
 //! [`statements`] splits a job file into `SET`, `CREATE TABLE`, `CREATE VIEW` and
-//! `INSERT INTO` statements; [`windows`] takes window table functions out of queries;
+//! `INSERT INTO` statements; [`windows`] takes window table functions out of queries and
+//! [`lookups`] the `FOR SYSTEM_TIME AS OF` tables of lookup joins;
 //! [`planner`] plans queries with DataFusion and lowers the plans onto the engine.
 
 pub mod athena;
 pub mod functions;
 pub mod location;
+pub mod lookups;
 pub mod planner;
 pub mod restart;
 pub mod rewrite_functions;

@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan
 use sluice_engine::{Error, Result};
 
 use crate::location::SourceFile;
+use crate::lookups::{extract_lookups, LookupCall};
 use crate::types::parse_type;
 use crate::variables::expand;
 use crate::windows::{extract_windows, WindowCall};
@@ -81,6 +82,8 @@ impl TableDef {
 pub struct QueryDef {
     pub query: Box<Query>,
     pub windows: Vec<WindowCall>,
+    /// Its `FOR SYSTEM_TIME AS OF` tables.
+    pub lookups: Vec<LookupCall>,
     pub tokens: Vec<TokenWithSpan>,
     pub location: Location,
 }
@@ -192,6 +195,7 @@ fn parse_statement(
         ["CREATE", "TABLE", ..] | ["CREATE", "TEMPORARY", "TABLE"] => parse_create_table(file, tokens),
         ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
             let (tokens, windows) = extract_windows(file, tokens, window_ids)?;
+            let (tokens, lookups) = extract_lookups(file, tokens, window_ids)?;
             let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens.clone());
             let e = |p: &Parser, e| parser_error(file, p, e);
             p.expect_keyword_is(Keyword::CREATE).map_err(|x| e(&p, x))?;
@@ -205,11 +209,12 @@ fn parse_statement(
             Ok(Statement::CreateView {
                 name,
                 location: name_token.span.start,
-                query: QueryDef { query, windows, tokens, location },
+                query: QueryDef { query, windows, lookups, tokens, location },
             })
         }
         ["INSERT", ..] => {
             let (tokens, windows) = extract_windows(file, tokens, window_ids)?;
+            let (tokens, lookups) = extract_lookups(file, tokens, window_ids)?;
             let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens.clone());
             let e = |p: &Parser, e| parser_error(file, p, e);
             p.expect_keyword_is(Keyword::INSERT).map_err(|x| e(&p, x))?;
@@ -224,7 +229,7 @@ fn parse_statement(
             Ok(Statement::Insert {
                 table,
                 table_location: name_token.span.start,
-                query: QueryDef { query, windows, tokens, location },
+                query: QueryDef { query, windows, lookups, tokens, location },
             })
         }
         ["SELECT", ..] => Err(file.error_at(

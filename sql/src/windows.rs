@@ -132,8 +132,18 @@ fn shape_of(
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
 
-fn is_word(t: &Token, word: &str) -> bool {
+pub(crate) fn is_word(t: &Token, word: &str) -> bool {
     matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+/// The indexes of the tokens that are not whitespace.
+pub(crate) fn significant_tokens(tokens: &[TokenWithSpan]) -> Vec<usize> {
+    tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Replaces every window TVF of a statement by a generated table name.
@@ -144,12 +154,7 @@ pub fn extract_windows(
 ) -> Result<(Vec<TokenWithSpan>, Vec<WindowCall>)> {
     let mut calls = Vec::new();
     loop {
-        let significant: Vec<usize> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
-            .map(|(i, _)| i)
-            .collect();
+        let significant = significant_tokens(&tokens);
         let found = significant.windows(3).position(|w| {
             WINDOW_FUNCTIONS
                 .iter()

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::common::aws::{aws_tool, moto, unique_stream};
 use crate::common::featurestore::{assert_latest, latest_in_parquet};
 use crate::common::{
     assert_no_hidden_files, data_files, duckdb_query, gen_tx, run_compare, run_python_file, sluice,
-    sluice_run, JobDir, Metrics, TumbleCheck, TumbleSummary, Windows, REPO,
+    sluice_run, JobDir, Metrics, Sluice, TumbleCheck, TumbleSummary, Windows, REPO,
 };
 use serde_json::json;
 
@@ -16,13 +17,23 @@ use serde_json::json;
 /// the job text, the Parquet output folder (checked to hold committed files only) and the
 /// metrics.
 fn run_example(dir: &JobDir, name: &str, output: &str) -> (String, PathBuf, Metrics) {
+    run_example_with(dir, name, output, |run| run)
+}
+
+/// [`run_example`] with the run given more (environment variables) by `with`.
+fn run_example_with(
+    dir: &JobDir,
+    name: &str,
+    output: &str,
+    with: impl FnOnce(Sluice) -> Sluice,
+) -> (String, PathBuf, Metrics) {
     let text = fs::read_to_string(Path::new(REPO).join("jobs").join(name))
         .unwrap_or_else(|e| panic!("read jobs/{name}: {e}"));
     fs::write(dir.path().join(name), &text).expect("copy the job");
-    let outcome = sluice_run(Path::new(name))
+    let run = sluice_run(Path::new(name))
         .current_dir(dir.path())
-        .metrics_json(&dir.path().join("metrics.json"))
-        .output();
+        .metrics_json(&dir.path().join("metrics.json"));
+    let outcome = with(run).output();
     outcome.assert_success();
     let output = dir.path().join(output);
     assert_no_hidden_files(&output);
@@ -211,6 +222,83 @@ fn tx_largest_file_matches_duckdb_over_generated_transactions() {
     assert_eq!(stats["expected"], stats["actual"], "{stats}");
     assert!(stats["actual"].as_u64() > Some(12), "{stats}");
     assert_eq!(Some(metrics.records_written), stats["actual"].as_u64());
+}
+
+#[test]
+fn tx_metrics_enriched_looks_each_minute_s_currency_up_in_a_csv_table_on_s3() {
+    let endpoint = &moto().endpoint;
+    let bucket = unique_stream("reference");
+    aws_tool(
+        "s3_tool.py",
+        endpoint,
+        &["create-bucket", "--bucket", &bucket],
+    );
+    let dir = JobDir::new();
+    // The reference table as jobs/README.md uploads it, less ADA: ADA's minutes are written
+    // with NULL name and value.
+    let reference = fs::read_to_string(Path::new(REPO).join("jobs/reference/currencies.csv"))
+        .expect("read jobs/reference/currencies.csv");
+    let without_ada: String = reference
+        .lines()
+        .filter(|l| !l.starts_with("ADA,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let table = dir.write("currencies.csv", &without_ada);
+    aws_tool(
+        "s3_tool.py",
+        endpoint,
+        &[
+            "put",
+            "--bucket",
+            &bucket,
+            "--key",
+            "reference/currencies/currencies.csv",
+            "--file",
+            &table.display().to_string(),
+        ],
+    );
+    let events = dir.path().join("data/tx.jsonl");
+    fs::create_dir_all(events.parent().expect("data/")).expect("create data/");
+    gen_tx(&events, 20_000, &[]);
+    let path = format!("s3://{bucket}/reference/currencies/");
+    let (_, output, metrics) = run_example_with(
+        &dir,
+        "tx_metrics_enriched.sql",
+        "out/tx_metrics_enriched",
+        |run| run.aws(endpoint).env("CURRENCIES_PATH", &path),
+    );
+    assert_eq!(metrics.dropped(), 0);
+    // DuckDB's per-minute metrics over the same file, joined with the same CSV.
+    let sql = format!(
+        "WITH e AS (
+           SELECT epoch_ms(time_bucket(INTERVAL 1 MINUTE, make_timestamp(event_time * 1000)))
+                    AS ws, currency, count(*) AS n, sum(fee) AS fee
+           FROM read_json('{}', format = 'newline_delimited') GROUP BY ALL),
+         c AS (SELECT * FROM read_csv('{}', header = false, columns = {{
+                 'code': 'VARCHAR', 'name': 'VARCHAR', 'decimals': 'INTEGER',
+                 'usd_price': 'DOUBLE'}})),
+         expected AS (SELECT ws, currency, n, fee, name, fee * usd_price AS usd
+                      FROM e LEFT JOIN c ON e.currency = c.code),
+         actual AS (SELECT epoch_ms(window_start) AS ws, currency, tx_count AS n,
+                           total_fee AS fee, currency_name AS name, total_fee_usd AS usd
+                    FROM s)
+         SELECT
+           (SELECT count(*) FROM expected) AS expected,
+           (SELECT count(*) FROM actual) AS actual,
+           (SELECT count(*) FROM actual WHERE name IS NULL) AS unnamed,
+           (SELECT count(*) FROM expected x FULL JOIN actual a USING (ws, currency)
+            WHERE x.n IS DISTINCT FROM a.n OR x.name IS DISTINCT FROM a.name
+               OR abs(x.fee - a.fee) > 1e-9 OR (x.usd IS NULL) <> (a.usd IS NULL)
+               OR abs(x.usd - a.usd) > 1e-9 * abs(x.usd)) AS different",
+        events.display(),
+        table.display()
+    );
+    let stats = &duckdb_query(&[("s", &output)], &sql)[0];
+    assert_eq!(stats["different"], json!(0), "{stats}");
+    assert_eq!(stats["expected"], stats["actual"], "{stats}");
+    // 200 s of event time: 4 minutes, one currency in four without a name.
+    assert_eq!(stats["actual"], json!(16), "{stats}");
+    assert_eq!(stats["unnamed"], json!(4), "{stats}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod functions;
 mod interval_join;
 mod jobs;
 mod kinesis;
+mod lookup_join;
 mod operator_restores;
 mod over;
 mod s3;

@@ -5,6 +5,7 @@ what Sluice wrote, list unfinished multipart uploads.
   s3_tool.py --endpoint URL create-bucket --bucket B
   s3_tool.py --endpoint URL list --bucket B [--prefix P]          # one key per line
   s3_tool.py --endpoint URL fetch --bucket B --prefix P --out DIR  # keys below P into DIR
+  s3_tool.py --endpoint URL put --bucket B --key K --file F        # F as object K
   s3_tool.py --endpoint URL uploads --bucket B                     # unfinished uploads, JSON
   s3_tool.py --endpoint URL glue-table --database D --table T      # Glue table + partitions, JSON
 
@@ -47,6 +48,10 @@ def main():
     f.add_argument("--bucket", required=True)
     f.add_argument("--prefix", default="")
     f.add_argument("--out", required=True)
+    put = sub.add_parser("put")
+    put.add_argument("--bucket", required=True)
+    put.add_argument("--key", required=True)
+    put.add_argument("--file", required=True)
     u = sub.add_parser("uploads")
     u.add_argument("--bucket", required=True)
     g = sub.add_parser("glue-table")
@@ -68,6 +73,9 @@ def main():
             os.makedirs(os.path.dirname(path) or a.out, exist_ok=True)
             s3.download_file(a.bucket, k, path)
         print(json.dumps({"fetched": len(fetched)}))
+    elif a.cmd == "put":
+        s3.upload_file(a.file, a.bucket, a.key)
+        print(json.dumps({"put": a.key}))
     elif a.cmd == "glue-table":
         glue = boto3.client("glue", endpoint_url=a.endpoint,
                             region_name=os.environ.get("AWS_REGION", "us-east-1"))

@@ -94,6 +94,15 @@ impl S3Location {
     }
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    pub key: String,
+    /// Changes whenever the object is written again.
+    pub etag: String,
+    pub size: i64,
+}
+
 /// A connected S3 location, shared by the writers of one table.
 pub struct S3Target {
     /// What the location serves, for messages: `table 'metrics'`.
@@ -203,8 +212,45 @@ impl S3Target {
     /// The keys below `prefix` (with `delimiter`: the keys and common prefixes one level
     /// down, each once).
     pub fn list(&self, prefix: &str, delimiter: Option<&str>) -> Result<Vec<String>> {
-        let what = format!("{}: ListObjectsV2 {prefix}", self.subject);
         let mut out = Vec::new();
+        self.list_pages(prefix, delimiter, |page| {
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(String::from)),
+            );
+        })?;
+        Ok(out)
+    }
+
+    /// The objects below `prefix`, with what tells their versions apart.
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectEntry>> {
+        let mut out = Vec::new();
+        self.list_pages(prefix, None, |page| {
+            out.extend(page.contents().iter().filter_map(|o| {
+                Some(ObjectEntry {
+                    key: o.key()?.to_string(),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                    size: o.size().unwrap_or_default(),
+                })
+            }))
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `each` with every page of a listing.
+    fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut each: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+    ) -> Result<()> {
+        let what = format!("{}: ListObjectsV2 {prefix}", self.subject);
         let mut token: Option<String> = None;
         loop {
             let page = runtime()
@@ -219,19 +265,10 @@ impl S3Target {
                     async move { call.send().await.map_err(|e| Failure::of(&e)) }
                 }))
                 .map_err(|f| self.error("ListObjectsV2", prefix, &f))?;
-            out.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(String::from)),
-            );
-            out.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(String::from)),
-            );
+            each(&page);
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
     }

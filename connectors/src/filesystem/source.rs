@@ -141,7 +141,7 @@ fn plan_columns(spec: &TableSpec) -> Result<(SchemaRef, Vec<ColumnSource>)> {
 
 /// The regular files at `root`: the file itself, or everything below the folder except names
 /// starting with `.` or `_` (hidden, in-progress and marker files), sorted by path.
-fn list_files(root: &Path) -> std::result::Result<Vec<PathBuf>, String> {
+pub(super) fn list_files(root: &Path) -> std::result::Result<Vec<PathBuf>, String> {
     let metadata = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "does not exist".to_string(),
         _ => format!("cannot be read: {e}"),

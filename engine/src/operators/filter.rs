@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int64Array};
+use arrow::array::{Array, AsArray, BooleanArray, Int64Array};
 use arrow::compute::filter_record_batch;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -20,6 +20,15 @@ impl Filter {
     }
 }
 
+/// A predicate's result as a filter mask: NULL counts as false, as in SQL.
+pub(crate) fn without_nulls(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() > 0 {
+        arrow::compute::prep_null_mask_filter(mask)
+    } else {
+        mask.clone()
+    }
+}
+
 impl Operator for Filter {
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()> {
         let mask = self
@@ -29,12 +38,7 @@ impl Operator for Filter {
         let mask = mask
             .as_boolean_opt()
             .ok_or_else(|| Error::plan("a WHERE or HAVING condition must be a boolean"))?;
-        // NULL counts as false: `prep_null_mask_filter` semantics of filter_record_batch.
-        let mask = if mask.null_count() > 0 {
-            arrow::compute::prep_null_mask_filter(mask)
-        } else {
-            mask.clone()
-        };
+        let mask = without_nulls(mask);
         if mask.true_count() == 0 {
             return Ok(());
         }

@@ -5,6 +5,7 @@ mod dedup;
 mod filter;
 mod interval_join;
 mod keys;
+mod lookup_join;
 mod over;
 mod project;
 mod session;
@@ -17,6 +18,7 @@ pub use aggregate::{AggregateOutput, FinalAggregate, PartialAggregate, WindowAgg
 pub use dedup::{DedupSpec, Deduplicate};
 pub use filter::Filter;
 pub use interval_join::{IntervalJoin, IntervalJoinSpec};
+pub use lookup_join::{LookupJoin, LookupJoinSpec, LookupTable, LookupTableSpec};
 pub use over::{DropLateRows, Frame, OverAggregate, OverSpec};
 pub use project::Project;
 pub use session::{SessionAggregate, SessionSpec, SessionTag, TRAILING_COLUMNS};

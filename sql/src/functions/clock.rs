@@ -2,23 +2,38 @@
 //! (not once when the job is planned), as Flink does in streaming mode.
 //!
 //! - `NOW()`, `CURRENT_TIMESTAMP`: the current instant, TIMESTAMP_LTZ(3);
+//! - `PROCTIME()`: the same, as the processing-time attribute of a table or view;
 //! - `LOCALTIMESTAMP`: the wall clock in `table.local-time-zone`, TIMESTAMP(3);
 //! - `CURRENT_DATE`: today's date in that zone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Date32Array, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, TimeUnit};
+
+use arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use chrono::TimeZone;
 use chrono_tz::Tz;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
+
+/// The field metadata key that marks a processing-time attribute (a column computed by
+/// `PROCTIME()`); DataFusion carries it through projections and views.
+pub const PROCTIME_KEY: &str = "sluice.proctime";
+
+/// Whether `field` is a processing-time attribute.
+pub fn is_proctime(field: &Field) -> bool {
+    field.metadata().contains_key(PROCTIME_KEY)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Reading {
     Instant,
+    /// `PROCTIME()`: the instant, marked as the processing-time attribute.
+    ProcTime,
     LocalTimestamp,
     Date,
 }
@@ -45,6 +60,7 @@ pub fn all(zone: Tz) -> Vec<ScalarUDF> {
     };
     vec![
         clock("now", &["current_timestamp"], Reading::Instant),
+        clock("proctime", &[], Reading::ProcTime),
         clock("localtimestamp", &[], Reading::LocalTimestamp),
         clock("current_date", &["curdate"], Reading::Date),
     ]
@@ -65,10 +81,24 @@ impl ScalarUDFImpl for Clock {
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
         Ok(match self.reading {
-            Reading::Instant => DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::from("UTC"))),
+            Reading::Instant | Reading::ProcTime => {
+                DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::from("UTC")))
+            }
             Reading::LocalTimestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
             Reading::Date => DataType::Date32,
         })
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        let field = Field::new(self.name, self.return_type(&[])?, false);
+        Ok(Arc::new(if self.reading == Reading::ProcTime {
+            field.with_metadata(HashMap::from([(
+                PROCTIME_KEY.to_string(),
+                "true".to_string(),
+            )]))
+        } else {
+            field
+        }))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -76,7 +106,7 @@ impl ScalarUDFImpl for Clock {
         let local = self.zone.from_utc_datetime(&now.naive_utc()).naive_local();
         let n = args.number_rows;
         Ok(ColumnarValue::Array(match self.reading {
-            Reading::Instant => Arc::new(
+            Reading::Instant | Reading::ProcTime => Arc::new(
                 TimestampMillisecondArray::from(vec![now.timestamp_millis(); n])
                     .with_timezone("UTC"),
             ),

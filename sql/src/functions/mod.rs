@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::scalar::ScalarValue;
 
-mod clock;
+pub mod clock;
 mod flink;
 mod row_fn;
 

@@ -149,7 +149,8 @@ fn key_indexes(
     Ok(Ok((left, right)))
 }
 
-fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+/// The conjuncts of `a AND b AND ...`.
+pub(super) fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
         Expr::BinaryExpr(b) if b.op == Op::And => {
             split_and(&b.left, out);
@@ -161,6 +162,20 @@ fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 
 impl Planner<'_> {
     pub(super) fn lower_join(&mut self, j: &Join) -> Result<Stream> {
+        if let Some(generated) = super::lookup::lookup_table(&j.right) {
+            return self.lower_lookup_join(j, generated);
+        }
+        if let Some(generated) = super::lookup::lookup_table(&j.left) {
+            let call = &self.lookups[generated];
+            return Err(self.file.error_at(
+                call.location,
+                format!(
+                    "the table looked up FOR SYSTEM_TIME AS OF ('{}') goes on the right of the \
+                     JOIN, the stream on the left",
+                    call.table
+                ),
+            ));
+        }
         let refuse = |why: &str| {
             Err(Error::plan(format!(
                 "{why}: Sluice runs a JOIN of two streams as a window join: two window tables \

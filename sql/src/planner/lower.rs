@@ -280,7 +280,16 @@ impl Planner<'_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table().to_string();
-                let mut stream = if self.windows.contains_key(&name) {
+                let mut stream = if let Some(call) = self.lookups.get(&name) {
+                    return Err(self.file.error_at(
+                        call.location,
+                        format!(
+                            "'{}' FOR SYSTEM_TIME AS OF can only be the right side of a JOIN \
+                             with a stream (a lookup join)",
+                            call.table
+                        ),
+                    ));
+                } else if self.windows.contains_key(&name) {
                     self.lower_window(&name)?
                 } else if self.tables.contains_key(&name) {
                     self.source(&name)?

@@ -47,6 +47,7 @@ use sluice_engine::{Error, Result};
 
 mod errors;
 mod join;
+mod lookup;
 mod lower;
 mod over;
 mod session;
@@ -192,6 +193,7 @@ pub fn plan_job_with_defaults(
         kinds: HashMap::new(),
         inserts_into: HashMap::new(),
         top_n: None,
+        lookups: HashMap::new(),
     };
     for statement in statements {
         match statement {
@@ -244,6 +246,8 @@ struct Planner<'a> {
     inserts_into: HashMap<String, usize>,
     /// A row-number filter being lowered, for the window node below it (a Top-N).
     top_n: Option<top_n::TopNRequest>,
+    /// The `FOR SYSTEM_TIME AS OF` tables, by generated name.
+    lookups: HashMap<String, crate::lookups::LookupCall>,
 }
 
 /// Gives a repeated column of the top-level SELECT list a new name, as Flink does
@@ -301,6 +305,7 @@ impl Planner<'_> {
         for call in query.windows.clone() {
             self.register_window(call)?;
         }
+        self.register_lookups(&query.lookups)?;
         let state = self.ctx.state();
         let statement = DFStatement::Statement(Box::new(SqlStatement::Query(query.query.clone())));
         let plan = block_on(state.statement_to_plan(statement))

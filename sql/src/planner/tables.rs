@@ -33,6 +33,20 @@ pub(super) fn option_error(file: &SourceFile, def: &TableDef, e: Error) -> Error
     file.locate(location, &e, e.message())
 }
 
+/// The `METADATA FROM 'key'` columns of a table, for its connector.
+pub(super) fn metadata_columns(def: &TableDef) -> Vec<MetadataColumn> {
+    def.columns
+        .iter()
+        .filter_map(|c| match &c.kind {
+            ColumnKind::Metadata { key, .. } => Some(MetadataColumn {
+                name: c.name.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Takes the `'connector'` option of a table, which every table needs.
 pub(super) fn take_connector(
     file: &SourceFile,
@@ -97,8 +111,13 @@ impl Planner<'_> {
                     Arc::new(Column::new(&c.name, index))
                 }
             };
-            let data_type = expr.data_type(&source_schema)?;
-            fields.push(Field::new(&c.name, data_type, true));
+            // The field keeps the expression's metadata: `PROCTIME()` marks a
+            // processing-time attribute.
+            let field = expr.return_field(&source_schema)?;
+            fields.push(
+                Field::new(&c.name, field.data_type().clone(), true)
+                    .with_metadata(field.metadata().clone()),
+            );
             columns.push(expr);
         }
         let schema = Arc::new(Schema::new(fields));
@@ -187,17 +206,7 @@ impl Planner<'_> {
             Some(d) => (!d.is_zero()).then_some(d),
             None => self.settings.idle_timeout,
         };
-        let metadata = def
-            .columns
-            .iter()
-            .filter_map(|c| match &c.kind {
-                ColumnKind::Metadata { key, .. } => Some(MetadataColumn {
-                    name: c.name.clone(),
-                    key: key.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
+        let metadata = metadata_columns(def);
         let spec = TableSpec {
             name: name.to_string(),
             schema: Arc::clone(&entry.source_schema),
