@@ -115,35 +115,26 @@ impl Watermarks {
             .map(|(id, i)| (*id, i.watermark, i.ended))
     }
 
-    /// What changed: the minimum over the active inputs if it advanced, or the news that
-    /// every live input is idle. When every input has ended, the last watermarks decide
-    /// (the maximum after a bounded end), if `final_from_ended`.
+    /// What changed: the minimum over the inputs that hold the watermark if it advanced,
+    /// or the news that none does. Live inputs hold it unless idle; with `final_from_ended`
+    /// an ended input holds it at its last watermark (the maximum after a bounded end), as
+    /// a finished channel does in Flink, so that inputs which ended and inputs which went
+    /// idle together let the watermark advance to the ends' instead of calling the task idle
+    /// (which would let a downstream task run ahead of the rows this one still holds).
     pub fn progress(&mut self, final_from_ended: bool) -> Progress {
-        let live = self.inputs.values().filter(|i| !i.ended);
-        match live.clone().filter(|i| !i.idle).map(|i| i.watermark).min() {
+        let holding =
+            self.inputs
+                .values()
+                .filter(|i| if i.ended { final_from_ended } else { !i.idle });
+        match holding.map(|i| i.watermark).min() {
             Some(w) if w > self.emitted => {
                 self.emitted = w;
                 self.idle = false;
                 Progress::Advanced(w)
             }
             Some(_) => Progress::Unchanged,
-            None if live.count() > 0 => {
-                if self.idle {
-                    Progress::Unchanged
-                } else {
-                    self.idle = true;
-                    Progress::Idle
-                }
-            }
-            None if final_from_ended => match self.inputs.values().map(|i| i.watermark).min() {
-                Some(w) if w > self.emitted => {
-                    self.emitted = w;
-                    Progress::Advanced(w)
-                }
-                _ => Progress::Unchanged,
-            },
-            // Every input ended (or there is none), and the ends say nothing more: hold
-            // nothing back downstream.
+            // Every live input is idle, or every input ended and the ends say nothing:
+            // hold nothing back downstream.
             None if !self.idle => {
                 self.idle = true;
                 Progress::Idle
@@ -191,6 +182,16 @@ mod tests {
         w.advance(1, 20);
         w.end(1);
         assert_eq!(w.progress(true), Progress::Advanced(20));
+        // Inputs that ended at the end of time and one that goes idle: the ends decide, the
+        // task is not idle (it may hold windows that fire at the end).
+        let mut w = Watermarks::new([(0, i64::MIN), (1, i64::MIN), (2, i64::MIN)]);
+        for ended in [0, 1] {
+            w.advance(ended, i64::MAX);
+            w.end(ended);
+        }
+        assert_eq!(w.progress(true), Progress::Unchanged);
+        w.set_idle(2);
+        assert_eq!(w.progress(true), Progress::Advanced(i64::MAX));
         let mut none = Watermarks::new([]);
         assert_eq!(none.progress(false), Progress::Idle);
         assert_eq!(none.progress(false), Progress::Unchanged);
