@@ -235,6 +235,46 @@ fn deduplication_keeps_each_key_s_earliest_on_time_row() {
     }
 }
 
+/// Flink's deduplication example orders by a processing-time attribute: each key's first
+/// row to arrive is kept, whatever its event time, and no row is late.
+#[test]
+fn deduplication_by_processing_time_keeps_each_key_s_first_row_to_arrive() {
+    let mut bids = BIDS.to_string();
+    bids.push_str(
+        r#"{"bidtime": "2020-04-15 08:14:00", "price": 7.00, "item": "Z", "supplier_id": "supplier5"}
+{"bidtime": "2020-04-15 08:01:00", "price": 1.00, "item": "L", "supplier_id": "supplier6"}
+"#,
+    );
+    for parallelism in ["1", "2"] {
+        let dir = JobDir::new();
+        let input = dir.write("bid.json", &bids);
+        let job = format!(
+            "CREATE TABLE Bid (bidtime TIMESTAMP(3), price DOUBLE, item STRING, supplier_id STRING,
+               proctime AS PROCTIME())
+             WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+             {}
+             INSERT INTO sink SELECT supplier_id, item FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY supplier_id ORDER BY proctime ASC) AS row_num
+               FROM Bid) WHERE row_num = 1;",
+            json_sink("supplier_id STRING, item STRING")
+        );
+        let job = dir.run_json(&job, &input, &[("parallelism.default", parallelism)]);
+        let row = |s: &str, item: &str| json!({"supplier_id": s, "item": item});
+        assert_rows(
+            &job.rows,
+            json!([
+                row("supplier1", "A"),
+                row("supplier2", "C"),
+                row("supplier3", "B"),
+                row("supplier4", "D"),
+                row("supplier5", "F"),
+                row("supplier6", "L"),
+            ]),
+        );
+        assert_eq!(job.metrics.dropped(), 0);
+    }
+}
+
 #[test]
 fn keeping_the_last_row_per_key_is_refused_with_a_sentence() {
     let dir = JobDir::new();

@@ -8,6 +8,9 @@
 //! on-time row, whatever the arrival order. With `table.exec.state.ttl` a key is forgotten
 //! once that much processing time has passed since its state was last written (as Flink's
 //! state time-to-live does); without it keys are kept for the job's life.
+//!
+//! Ordered by a processing-time attribute (`ORDER BY proc_time ASC`), the first row of a key
+//! is the first to arrive: it is emitted at once, and nothing waits for the watermark.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,11 +29,12 @@ use crate::operators::window_assign::rowtime_millis;
 use crate::state::{self, KeyedState, StateTable};
 
 /// What a deduplication computes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DedupSpec {
     /// Key columns of the input.
     pub keys: Vec<usize>,
-    pub rowtime: usize,
+    /// The time attribute rows are ordered by; None: processing time (arrival order).
+    pub rowtime: Option<usize>,
     /// `table.exec.state.ttl` (None: keep keys forever).
     pub ttl: Option<Duration>,
     pub input_schema: SchemaRef,
@@ -96,9 +100,53 @@ impl Deduplicate {
             .collect()
     }
 
+    /// Processing time: emits the rows of `batch` whose key has not been seen, the first
+    /// of each key in the batch.
+    fn emit_first_arrivals(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<StreamBatch>,
+    ) -> Result<()> {
+        let keys = self
+            .codec
+            .rows(&self.key_columns(batch), batch.num_rows())?;
+        let now = Instant::now();
+        let mut first = Vec::new();
+        for i in 0..batch.num_rows() {
+            let key = keys.row(i).owned();
+            if let std::collections::hash_map::Entry::Vacant(v) = self.keys.entry(key) {
+                v.insert(Entry {
+                    state: KeyState::Emitted,
+                    written: now,
+                });
+                first.push(i as u32);
+            }
+        }
+        if !first.is_empty() {
+            let indices = arrow::array::UInt32Array::from(first);
+            let rows = arrow::compute::take_record_batch(batch, &indices)?;
+            out.push(self.numbered(rows)?);
+        }
+        Ok(())
+    }
+
+    /// `rows` with their row number, 1.
+    fn numbered(&self, rows: RecordBatch) -> Result<StreamBatch> {
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(UInt64Array::from(vec![1u64; rows.num_rows()])));
+        Ok(StreamBatch::new(RecordBatch::try_new(
+            Arc::clone(&self.spec.output_schema),
+            columns,
+        )?))
+    }
+
     /// Takes in rows; with `drop_late`, rows at or before the watermark are dropped.
     fn take_rows(&mut self, batch: &RecordBatch, drop_late: bool) -> Result<()> {
-        let times = rowtime_millis(batch.column(self.spec.rowtime))?.clone();
+        let Some(rowtime) = self.spec.rowtime else {
+            // Restored processing-time state holds emitted keys only.
+            return Ok(());
+        };
+        let times = rowtime_millis(batch.column(rowtime))?.clone();
         let keys = self
             .codec
             .rows(&self.key_columns(batch), batch.num_rows())?;
@@ -174,11 +222,14 @@ impl Deduplicate {
 }
 
 impl Operator for Deduplicate {
-    fn process_batch(&mut self, input: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()> {
         if self.next_sweep.is_none() && self.spec.ttl.is_some() {
             self.next_sweep = Some(Instant::now());
         }
-        self.take_rows(&input.batch, true)
+        match self.spec.rowtime {
+            Some(_) => self.take_rows(&input.batch, true),
+            None => self.emit_first_arrivals(&input.batch, out),
+        }
     }
 
     fn handle_watermark(&mut self, watermark: i64, out: &mut Vec<StreamBatch>) -> Result<()> {
@@ -199,12 +250,7 @@ impl Operator for Deduplicate {
         }
         if !rows.is_empty() {
             let batch = concat_batches(&self.spec.input_schema, &rows)?;
-            let mut columns = batch.columns().to_vec();
-            columns.push(Arc::new(UInt64Array::from(vec![1u64; batch.num_rows()])));
-            out.push(StreamBatch::new(RecordBatch::try_new(
-                Arc::clone(&self.spec.output_schema),
-                columns,
-            )?));
+            out.push(self.numbered(batch)?);
         }
         Ok(())
     }
@@ -324,7 +370,7 @@ mod tests {
         fields.push(Arc::new(Field::new("rownum", DataType::UInt64, false)));
         Arc::new(DedupSpec {
             keys: vec![0],
-            rowtime: 1,
+            rowtime: Some(1),
             ttl,
             input_schema: Arc::clone(&input),
             output_schema: Arc::new(Schema::new(fields)),
@@ -411,6 +457,32 @@ mod tests {
             .unwrap();
         again.handle_watermark(i64::MAX, &mut out).unwrap();
         assert_eq!(values(&out), ["b14"]);
+    }
+
+    #[test]
+    fn by_processing_time_the_first_row_to_arrive_is_emitted_at_once() {
+        let spec = Arc::new(DedupSpec {
+            rowtime: None,
+            ..Arc::unwrap_or_clone(spec(None))
+        });
+        let mut op = Deduplicate::new(Arc::clone(&spec), Arc::new(JobMetrics::new())).unwrap();
+        let mut out = Vec::new();
+        op.process_batch(
+            rows(
+                &spec,
+                &[("a", 20, "a20"), ("b", 15, "b15"), ("a", 10, "a10")],
+            ),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(values(&out), ["a20", "b15"]);
+        out.clear();
+        op.process_batch(rows(&spec, &[("b", 1, "b1"), ("c", 1, "c1")]), &mut out)
+            .unwrap();
+        assert_eq!(values(&out), ["c1"]);
+        // The emitted keys are the state a checkpoint keeps.
+        let stored = KeyedState::snapshot(&mut op).unwrap();
+        assert_eq!(stored[1][0].num_rows(), 3);
     }
 
     #[test]

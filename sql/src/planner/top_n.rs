@@ -12,6 +12,7 @@ use datafusion::logical_expr::{BinaryExpr, Filter, Operator as Op, Window};
 use sluice_engine::operators::{DedupSpec, Deduplicate, SortOptions, TopNSpec, WindowTopN};
 
 use super::*;
+use crate::functions::clock::is_proctime;
 
 /// A row-number filter found above a window node: the limit and the window column's name.
 #[derive(Debug, Clone)]
@@ -286,22 +287,38 @@ impl Planner<'_> {
             return refuse("a Top-N without a window is not supported yet");
         }
         let input_schema = w.input.schema();
-        let Some(rowtime) = input.rowtime else {
-            return refuse("the input has no time attribute to order by");
-        };
-        match order_by {
-            [s] if matches!(&s.expr, Expr::Column(c)
-                if input_schema.index_of_column(c).ok() == Some(rowtime)) =>
-            {
-                if !s.asc {
-                    return refuse(
-                        "ORDER BY the time attribute DESC keeps each key's last row, which \
-                         changes as rows arrive (updates a sink would have to take)",
-                    );
+        // The ORDER BY: the rowtime, or a processing-time attribute (None).
+        let order = match order_by {
+            [s] => match &s.expr {
+                Expr::Column(c) => {
+                    let index = input_schema.index_of_column(c).ok();
+                    if index.is_some() && index == input.rowtime {
+                        Some((index, s.asc))
+                    } else if index.is_some_and(|i| is_proctime(input_schema.field(i))) {
+                        Some((None, s.asc))
+                    } else {
+                        None
+                    }
                 }
+                _ => None,
+            },
+            _ => None,
+        };
+        let rowtime = match order {
+            Some((_, false)) => {
+                return refuse(
+                    "ORDER BY the time attribute DESC keeps each key's last row, which \
+                     changes as rows arrive (updates a sink would have to take)",
+                )
             }
-            _ => return refuse("the ORDER BY must be the time attribute alone"),
-        }
+            Some((rowtime, true)) => rowtime,
+            None => {
+                return refuse(
+                    "the ORDER BY must be a time attribute alone: the rowtime, or a \
+                     processing-time attribute (declared AS PROCTIME())",
+                )
+            }
+        };
         if keys.is_empty() {
             return refuse("a deduplication needs PARTITION BY keys");
         }
@@ -322,7 +339,14 @@ impl Planner<'_> {
         let holds = BTreeMap::from([
             (
                 "deduplicate".to_string(),
-                format!("first row by ({key_names})"),
+                format!(
+                    "first row by ({key_names}){}",
+                    if rowtime.is_none() {
+                        " in processing time"
+                    } else {
+                        ""
+                    }
+                ),
             ),
             (
                 "columns".to_string(),
@@ -337,14 +361,19 @@ impl Planner<'_> {
                 ),
             ),
         ]);
-        // Lateness is decided per row, from its source partition's watermark (as for OVER).
-        let input = self.drop_late_rows(&input, rowtime);
+        // Lateness is decided per row, from its source partition's watermark (as for OVER);
+        // by processing time no row is late.
+        let input = match rowtime {
+            Some(rowtime) => self.drop_late_rows(&input, rowtime),
+            None => input,
+        };
         let metrics = Arc::clone(&self.metrics);
         let dedup_spec = Arc::clone(&spec);
         let node = self.add_node(
             "deduplicate",
             format!(
-                "deduplicate: first row by {key_names}{}",
+                "deduplicate: first row by {key_names}{}{}",
+                if rowtime.is_none() { " to arrive" } else { "" },
                 spec.ttl
                     .map(|t| format!(
                         ", state kept {}",
