@@ -224,6 +224,105 @@ fn tx_largest_file_matches_duckdb_over_generated_transactions() {
     assert_eq!(Some(metrics.records_written), stats["actual"].as_u64());
 }
 
+/// Generates `events` transactions into `data/tx.jsonl` of `dir`, as jobs/README.md does,
+/// and runs example `name` over them with nothing dropped; returns the input and output.
+fn run_tx_example(dir: &JobDir, events: u64, name: &str, output: &str) -> (PathBuf, PathBuf) {
+    let input = dir.path().join("data/tx.jsonl");
+    fs::create_dir_all(input.parent().expect("data/")).expect("create data/");
+    gen_tx(&input, events, &[]);
+    let (_, output, metrics) = run_example(dir, name, output);
+    assert_eq!(metrics.dropped(), 0);
+    (input, output)
+}
+
+/// DuckDB's `stats` over the transactions (view `t`, with more views in `views`: `, v AS
+/// (...)`) and Sluice's output (view `s`).
+fn tx_stats(input: &Path, output: &Path, views: &str, stats: &str) -> serde_json::Value {
+    let sql = format!(
+        "WITH t AS (SELECT * FROM read_json('{}', format = 'newline_delimited')){views}
+         SELECT {stats}",
+        input.display()
+    );
+    duckdb_query(&[("s", output)], &sql).remove(0)
+}
+
+#[test]
+fn tx_first_in_block_keeps_each_block_and_currency_s_earliest_transaction() {
+    let dir = JobDir::new();
+    let (input, output) = run_tx_example(
+        &dir,
+        20_000,
+        "tx_first_in_block.sql",
+        "out/tx_first_in_block",
+    );
+    let stats = tx_stats(
+        &input,
+        &output,
+        "",
+        "(SELECT count(DISTINCT (block, currency)) FROM t) AS expected,
+         (SELECT count(*) FROM s) AS actual,
+         (SELECT count(*) FROM s
+            LEFT JOIN (SELECT block, currency, min(event_time) AS first FROM t GROUP BY ALL) m
+              USING (block, currency)
+            LEFT JOIN t USING (tx_hash)
+          WHERE m.first IS DISTINCT FROM epoch_ms(s.tx_time)
+             OR t.event_time IS DISTINCT FROM m.first OR t.amount <> s.amount) AS different",
+    );
+    assert_eq!(stats["different"], json!(0), "{stats}");
+    assert_eq!(stats["expected"], stats["actual"], "{stats}");
+    assert!(stats["actual"].as_u64() > Some(20), "{stats}");
+}
+
+#[test]
+fn tx_large_share_window_joins_all_and_large_transactions_per_minute() {
+    let dir = JobDir::new();
+    let (input, output) = run_tx_example(&dir, 20_000, "tx_large_share.sql", "out/tx_large_share");
+    let stats = tx_stats(
+        &input,
+        &output,
+        ", e AS (
+           SELECT epoch_ms(time_bucket(INTERVAL 1 MINUTE, make_timestamp(event_time * 1000)))
+                    AS ws, currency, count(*) AS n,
+                  nullif(count(*) FILTER (WHERE amount >= 4.5), 0) AS large,
+                  sum(amount) FILTER (WHERE amount >= 4.5) AS amount
+           FROM t GROUP BY ALL)",
+        "(SELECT count(*) FROM e) AS expected, (SELECT count(*) FROM s) AS actual,
+         (SELECT count(*) FROM e FULL JOIN (SELECT epoch_ms(window_start) AS ws, * FROM s) a
+            USING (ws, currency)
+          WHERE e.n IS DISTINCT FROM a.tx_count OR e.large IS DISTINCT FROM a.large_count
+             OR abs(coalesce(e.amount, 0) - coalesce(a.large_amount, 0)) > 1e-9)
+           AS different",
+    );
+    assert_eq!(stats["different"], json!(0), "{stats}");
+    assert_eq!(stats["expected"], stats["actual"], "{stats}");
+    assert_eq!(stats["actual"], json!(16), "{stats}");
+}
+
+#[test]
+fn tx_whale_followups_interval_joins_the_stream_with_itself() {
+    let dir = JobDir::new();
+    let (input, output) = run_tx_example(
+        &dir,
+        200_000,
+        "tx_whale_followups.sql",
+        "out/tx_whale_followups",
+    );
+    let stats = tx_stats(
+        &input,
+        &output,
+        ", w AS (SELECT * FROM t WHERE amount >= 4.99),
+         pairs AS (SELECT a.tx_hash AS a, b.tx_hash AS b FROM w a JOIN w b
+                   ON a.currency = b.currency AND b.event_time > a.event_time
+                  AND b.event_time <= a.event_time + 10000)",
+        "(SELECT count(*) FROM pairs) AS expected, (SELECT count(*) FROM s) AS actual,
+         (SELECT count(*) FROM pairs p FULL JOIN s ON p.a = s.first_hash AND p.b = s.next_hash
+          WHERE p.a IS NULL OR s.first_hash IS NULL) AS different",
+    );
+    assert_eq!(stats["different"], json!(0), "{stats}");
+    assert_eq!(stats["expected"], stats["actual"], "{stats}");
+    assert!(stats["actual"].as_u64() > Some(50), "{stats}");
+}
+
 #[test]
 fn tx_metrics_enriched_looks_each_minute_s_currency_up_in_a_csv_table_on_s3() {
     let endpoint = &moto().endpoint;

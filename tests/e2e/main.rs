@@ -7,6 +7,7 @@
 
 mod common;
 
+mod bounded_state;
 mod checkpoints;
 mod cli;
 mod compose;

@@ -7,7 +7,8 @@
 //! arrives is late: dropped and counted, so the row emitted is always the key's earliest
 //! on-time row, whatever the arrival order. With `table.exec.state.ttl` a key is forgotten
 //! once that much processing time has passed since its state was last written (as Flink's
-//! state time-to-live does); without it keys are kept for the job's life.
+//! state time-to-live does), but a row waiting for the watermark is kept until it is emitted;
+//! without a TTL keys are kept for the job's life.
 //!
 //! Ordered by a processing-time attribute (`ORDER BY proc_time ASC`), the first row of a key
 //! is the first to arrive: it is emitted at once, and nothing waits for the watermark.
@@ -197,26 +198,15 @@ impl Deduplicate {
         Ok(())
     }
 
-    /// Forgets keys whose state is older than the TTL.
+    /// Forgets emitted keys whose state is older than the TTL. A row still waiting for the
+    /// watermark is never forgotten: it is an accepted record, and dropping it would lose it.
     fn sweep(&mut self, now: Instant) {
         let Some(ttl) = self.spec.ttl else {
             return;
         };
-        let expired: Vec<OwnedRow> = self
-            .keys
-            .iter()
-            .filter(|(_, e)| now.duration_since(e.written) >= ttl)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            if let Some(Entry {
-                state: KeyState::Pending(t, _),
-                ..
-            }) = self.keys.remove(&key)
-            {
-                self.due.remove(&(t, key));
-            }
-        }
+        self.keys.retain(|_, e| {
+            matches!(e.state, KeyState::Pending(..)) || now.duration_since(e.written) < ttl
+        });
         self.next_sweep = Some(now + (ttl / 4).max(Duration::from_millis(10)));
     }
 }
@@ -498,9 +488,18 @@ mod tests {
         op.on_timer(Timer::ProcessingTime(Instant::now()), &mut out)
             .unwrap();
         assert!(op.keys.is_empty());
+        // A row waiting for the watermark outlives the TTL: it is emitted, not forgotten.
+        op.process_batch(rows(&spec, &[("b", 15, "waiting")]), &mut out)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        op.on_timer(Timer::ProcessingTime(Instant::now()), &mut out)
+            .unwrap();
+        op.handle_watermark(15, &mut out).unwrap();
+        assert_eq!(values(&out), ["first", "waiting"]);
+        out.clear();
         op.process_batch(rows(&spec, &[("a", 20, "again")]), &mut out)
             .unwrap();
         op.handle_watermark(20, &mut out).unwrap();
-        assert_eq!(values(&out), ["again", "first"]);
+        assert_eq!(values(&out), ["again"]);
     }
 }

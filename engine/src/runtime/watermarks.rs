@@ -122,10 +122,10 @@ impl Watermarks {
     /// idle together let the watermark advance to the ends' instead of calling the task idle
     /// (which would let a downstream task run ahead of the rows this one still holds).
     pub fn progress(&mut self, final_from_ended: bool) -> Progress {
-        let holding =
-            self.inputs
-                .values()
-                .filter(|i| if i.ended { final_from_ended } else { !i.idle });
+        let holding = self
+            .inputs
+            .values()
+            .filter(|i| if i.ended { final_from_ended } else { !i.idle });
         match holding.map(|i| i.watermark).min() {
             Some(w) if w > self.emitted => {
                 self.emitted = w;

@@ -370,6 +370,8 @@ pub struct Metrics {
     pub late: u64,
     pub malformed: u64,
     pub null_event_time: u64,
+    /// The process's peak resident memory.
+    pub peak_rss_bytes: u64,
 }
 
 impl Metrics {
@@ -387,6 +389,7 @@ impl Metrics {
             late: count("/dropped/late"),
             malformed: count("/dropped/malformed"),
             null_event_time: count("/dropped/null_event_time"),
+            peak_rss_bytes: count("/peak_rss_bytes"),
         }
     }
 
