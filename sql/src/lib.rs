@@ -7,6 +7,7 @@
 
 pub mod athena;
 pub mod functions;
+pub mod json_syntax;
 pub mod location;
 pub mod lookups;
 pub mod planner;

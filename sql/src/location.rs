@@ -35,3 +35,23 @@ impl SourceFile {
             .with_cause_of(error)
     }
 }
+
+/// A job file `job.sql` holding `sql`, and its tokens: for the tests of the token rewrites.
+#[cfg(test)]
+pub(crate) fn test_tokens(
+    sql: &str,
+) -> (
+    SourceFile,
+    Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+) {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+    let file = SourceFile {
+        path: "job.sql".into(),
+        text: sql.into(),
+    };
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .expect("the test's SQL tokenizes");
+    (file, tokens)
+}

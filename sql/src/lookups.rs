@@ -159,18 +159,10 @@ fn time_column(e: &Ast) -> Option<(Option<String>, String)> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-
     use super::*;
 
     fn extract(sql: &str) -> (String, Result<Vec<LookupCall>>) {
-        let file = SourceFile {
-            path: "job.sql".into(),
-            text: sql.into(),
-        };
-        let tokens = Tokenizer::new(&GenericDialect {}, sql)
-            .tokenize_with_location()
-            .unwrap();
+        let (file, tokens) = crate::location::test_tokens(sql);
         let mut id = 1;
         match extract_lookups(&file, tokens, &mut id) {
             Ok((tokens, calls)) => (

@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 use sluice_engine::{Error, Result};
 
+use crate::json_syntax::rewrite_json_syntax;
 use crate::location::SourceFile;
 use crate::lookups::{extract_lookups, LookupCall};
 use crate::types::parse_type;
@@ -196,6 +197,7 @@ fn parse_statement(
         ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
             let (tokens, windows) = extract_windows(file, tokens, window_ids)?;
             let (tokens, lookups) = extract_lookups(file, tokens, window_ids)?;
+            let tokens = rewrite_json_syntax(file, tokens)?;
             let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens.clone());
             let e = |p: &Parser, e| parser_error(file, p, e);
             p.expect_keyword_is(Keyword::CREATE).map_err(|x| e(&p, x))?;
@@ -215,6 +217,7 @@ fn parse_statement(
         ["INSERT", ..] => {
             let (tokens, windows) = extract_windows(file, tokens, window_ids)?;
             let (tokens, lookups) = extract_lookups(file, tokens, window_ids)?;
+            let tokens = rewrite_json_syntax(file, tokens)?;
             let mut p = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens.clone());
             let e = |p: &Parser, e| parser_error(file, p, e);
             p.expect_keyword_is(Keyword::INSERT).map_err(|x| e(&p, x))?;

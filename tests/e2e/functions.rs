@@ -124,6 +124,112 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
     assert_rows(&actual, json!([values, serde_json::Value::Object(nulls)]));
 }
 
+/// Flink's documented JSON_VALUE examples with RETURNING and ON EMPTY / ON ERROR, and the
+/// JSON construction functions, over documents with a value, a JSON null, invalid JSON and
+/// NULL.
+#[test]
+fn json_value_clauses_and_json_construction_give_flinks_results() {
+    let docs = r#"{"id": 1, "doc": "{\"a\": true, \"n\": 7, \"f\": \"1.5\", \"a.b\": [0.998, 0.996], \"arr\": [1, 2]}"}
+{"id": 2, "doc": "{\"n\": null}"}
+{"id": 3, "doc": "not json"}
+{"id": 4, "doc": null}
+"#;
+    let calls = [
+        ("a", "JSON_VALUE(doc, '$.a')"),
+        (
+            "a_bool",
+            "CAST(JSON_VALUE(doc, '$.a' RETURNING BOOLEAN) AS STRING)",
+        ),
+        ("b_lax", "JSON_VALUE(doc, 'lax $.b' DEFAULT FALSE ON EMPTY)"),
+        (
+            "b_strict",
+            "JSON_VALUE(doc, 'strict $.b' DEFAULT FALSE ON ERROR)",
+        ),
+        (
+            "ab",
+            "CAST(JSON_VALUE(doc, '$.[\"a.b\"][0]' RETURNING DOUBLE) AS STRING)",
+        ),
+        (
+            "n",
+            "CAST(JSON_VALUE(doc, '$.n' RETURNING INT DEFAULT -1 ON EMPTY DEFAULT -2 ON ERROR) \
+             AS STRING)",
+        ),
+        (
+            "f",
+            "CAST(JSON_VALUE(doc, '$.f' RETURNING INT DEFAULT -3 ON ERROR) AS STRING)",
+        ),
+        (
+            "arr",
+            "JSON_VALUE(doc, '$.arr' DEFAULT 'not a scalar' ON ERROR)",
+        ),
+        (
+            "obj",
+            "JSON_OBJECT(KEY 'id' VALUE id, 'n' VALUE JSON_VALUE(doc, '$.n'), \
+             'list' VALUE JSON_ARRAY(1, 'two', CAST(NULL AS STRING)))",
+        ),
+        (
+            "arr2",
+            "JSON_ARRAY(id, JSON_OBJECT('k' VALUE CAST(NULL AS STRING) ABSENT ON NULL), \
+             CAST(NULL AS INT) NULL ON NULL)",
+        ),
+        ("str", "JSON_STRING(JSON_VALUE(doc, '$.a'))"),
+    ];
+    let columns: Vec<String> = calls.iter().map(|(c, _)| format!("{c} STRING")).collect();
+    let selects: Vec<&str> = calls.iter().map(|(_, e)| *e).collect();
+    let job = format!(
+        "CREATE TABLE t (id BIGINT, doc STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+         {}
+         INSERT INTO sink SELECT id, {} FROM t;",
+        json_sink(&format!("id BIGINT, {}", columns.join(", "))),
+        selects.join(", ")
+    );
+    let dir = JobDir::new();
+    let input = dir.write("docs.json", docs);
+    let mut rows = dir
+        .run_json(&job, &input, &[("parallelism.default", "1")])
+        .rows;
+    sort_rows(&mut rows);
+    let obj = |id: u32, n: &str| format!(r#"{{"id":{id},"n":{n},"list":[1,"two"]}}"#);
+    let arr2 = |id: u32| format!("[{id},{{}},null]");
+    assert_rows(
+        &rows,
+        json!([
+            {"id": 1, "a": "true", "a_bool": "true", "b_lax": "false", "b_strict": "false",
+             "ab": "0.998", "n": "7", "f": "-3", "arr": "not a scalar",
+             "obj": obj(1, "\"7\""), "arr2": arr2(1), "str": "\"true\""},
+            {"id": 2, "a": null, "a_bool": null, "b_lax": "false", "b_strict": "false",
+             "ab": null, "n": "-1", "f": null, "arr": null,
+             "obj": obj(2, "null"), "arr2": arr2(2), "str": null},
+            {"id": 3, "a": null, "a_bool": null, "b_lax": null, "b_strict": "false",
+             "ab": null, "n": "-2", "f": "-3", "arr": "not a scalar",
+             "obj": obj(3, "null"), "arr2": arr2(3), "str": null},
+            {"id": 4, "a": null, "a_bool": null, "b_lax": null, "b_strict": null,
+             "ab": null, "n": null, "f": null, "arr": null,
+             "obj": obj(4, "null"), "arr2": arr2(4), "str": null},
+        ]),
+    );
+    // ERROR ON EMPTY stops the job with a sentence naming the call.
+    let job = format!(
+        "CREATE TABLE t (id BIGINT, doc STRING)
+           WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+         {}
+         INSERT INTO sink SELECT JSON_VALUE(doc, '$.missing' ERROR ON EMPTY) FROM t;",
+        json_sink("v STRING")
+    );
+    let dir = JobDir::new();
+    let input = dir.write("docs.json", docs);
+    let outcome = dir.run(&job, &input, &[]);
+    outcome.assert_failure();
+    assert!(
+        outcome
+            .error_line()
+            .contains("JSON_VALUE(doc, '$.missing') found nothing (ERROR ON EMPTY)"),
+        "{}",
+        outcome.stderr
+    );
+}
+
 #[test]
 fn clock_functions_read_the_clock_when_rows_are_processed() {
     let job = "CREATE TABLE t (s STRING, n STRING, t STRING, x INT, j STRING)

@@ -37,6 +37,7 @@ pub fn all() -> Vec<ScalarUDF> {
         f("locate", &[&[Str, Str], &[Str, Str, Int]], Int, locate),
         f("concat", CONCAT_ARITIES, Str, concat),
         f("json_value", &[&[Str, Str]], Str, json_value),
+        f("sluice_json_status", &[&[Str, Str]], Str, json_status),
         f("json_query", &[&[Str, Str]], Str, json_query),
         f("json_exists", &[&[Str, Str]], Bool, json_exists),
         f(
@@ -213,13 +214,19 @@ enum Step {
 }
 
 /// Parses the lax JSON paths Flink's JSON functions take: `$`, `.key`, `['key']`, `[n]`.
-fn parse_path(path: &str) -> Option<Vec<Step>> {
+fn parse_path(path: &str) -> Option<(Mode, Vec<Step>)> {
     let path = path.trim();
-    let path = path.strip_prefix("lax ").unwrap_or(path).trim();
-    let mut rest = path.strip_prefix('$')?;
+    let (mode, path) = match path.strip_prefix("strict ") {
+        Some(p) => (Mode::Strict, p),
+        None => (Mode::Lax, path.strip_prefix("lax ").unwrap_or(path)),
+    };
+    let mut rest = path.trim().strip_prefix('$')?;
     let mut steps = Vec::new();
     while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
+        if rest.starts_with(".[") {
+            // `$.["a.b"]`, as Flink's documentation writes a quoted key.
+            rest = &rest[1..];
+        } else if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let key = &r[..end];
             if key.is_empty() {
@@ -243,13 +250,21 @@ fn parse_path(path: &str) -> Option<Vec<Step>> {
             return None;
         }
     }
-    Some(steps)
+    Some((mode, steps))
+}
+
+/// A path's mode: in lax mode (the default) a step that finds nothing makes the result
+/// empty; in strict mode it is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Lax,
+    Strict,
 }
 
 /// The value at `path` in the JSON text `doc`: Err for bad JSON or a bad path, Ok(None)
 /// where the path finds nothing.
 fn lookup(doc: &str, path: &str) -> Result<Option<Json>, ()> {
-    let steps = parse_path(path).ok_or(())?;
+    let (mode, steps) = parse_path(path).ok_or(())?;
     let mut value: Json = serde_json::from_str(doc).map_err(|_| ())?;
     for step in steps {
         let next = match (step, value) {
@@ -259,6 +274,7 @@ fn lookup(doc: &str, path: &str) -> Result<Option<Json>, ()> {
         };
         match next {
             Some(v) => value = v,
+            None if mode == Mode::Strict => return Err(()),
             None => return Ok(None),
         }
     }
@@ -277,6 +293,20 @@ fn json_value(a: &[Value]) -> Out {
         Ok(Some(Json::Number(n))) => text(n.to_string()),
         _ => Out::Null,
     }
+}
+
+/// What `JSON_VALUE(doc, path)` meets, for its ON EMPTY and ON ERROR clauses: `empty` when
+/// the path finds nothing or JSON null, `error` for invalid JSON or path or a value that is
+/// not a scalar, `ok` otherwise; NULL for NULL input.
+fn json_status(a: &[Value]) -> Out {
+    let (Some(doc), Some(path)) = (a[0].str(), a[1].str()) else {
+        return Out::Null;
+    };
+    text(match lookup(doc, path) {
+        Ok(None | Some(Json::Null)) => "empty",
+        Ok(Some(Json::Object(_) | Json::Array(_))) | Err(()) => "error",
+        Ok(Some(_)) => "ok",
+    })
 }
 
 /// `JSON_QUERY(doc, path)`: the object or array at the path as JSON text; NULL for a scalar,

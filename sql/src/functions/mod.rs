@@ -8,6 +8,8 @@
 //! - The string, JSON and time functions of [`flink`] (SPLIT_INDEX, REGEXP_EXTRACT, IS_DIGIT,
 //!   HASH_CODE, LOCATE, CONCAT, JSON_VALUE, JSON_QUERY, JSON_EXISTS, TO_TIMESTAMP,
 //!   UNIX_TIMESTAMP, TIMESTAMPADD, TIMESTAMPDIFF, CEIL(ts TO unit)), on [`row_fn`].
+//! - The JSON construction functions of [`json_build`] (JSON_OBJECT, JSON_ARRAY, JSON_STRING)
+//!   and the pieces of JSON_VALUE's RETURNING / ON EMPTY / ON ERROR clauses.
 //! - The [`clock`] functions (NOW, CURRENT_TIMESTAMP, LOCALTIMESTAMP, CURRENT_DATE), per row.
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use datafusion::scalar::ScalarValue;
 
 pub mod clock;
 mod flink;
+pub mod json_build;
 mod row_fn;
 
 /// All Sluice functions, for registration in a session.
@@ -39,6 +42,7 @@ pub fn all(time_zone: Tz) -> Vec<ScalarUDF> {
         flink::unix_timestamp(zone),
     ];
     functions.extend(flink::all());
+    functions.extend(json_build::all());
     functions.extend(clock::all(time_zone));
     functions
 }
