@@ -116,6 +116,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The watermark passed on after the input's reached `watermark` (and this operator
+    /// handled it). An operator whose output rows can be older than its input's watermark
+    /// (an interval join's pairs) holds it back, so those rows are not late downstream. The
+    /// end of time (`i64::MAX`) must pass unchanged.
+    fn output_watermark(&self, watermark: i64) -> i64 {
+        watermark
+    }
+
     /// The input ended. Bounded inputs send the maximal watermark first, so windows have
     /// fired already; a stopped job ends without it.
     fn on_finish(&mut self, _out: &mut Vec<StreamBatch>) -> Result<()> {

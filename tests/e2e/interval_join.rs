@@ -75,6 +75,62 @@ fn interval_joins_pair_rows_within_the_interval() {
 
 /// A million events on each side, 100,000 keys, joined within 10 seconds either way,
 /// LEFT: the pairs and the unmatched left rows equal DuckDB's, at parallelism 1 and 4.
+/// The join's output keeps the orders' time as its time attribute: a window aggregates the
+/// pairs by order time, and no pair is late (the join holds its watermark back by the
+/// interval's width). Orders come one a second for over 8 hours and each is shipped 50
+/// minutes later, so most pairs are found long after their order time, batches apart.
+#[test]
+fn the_pairs_of_an_interval_join_can_be_windowed_on_the_left_time() {
+    const ORDERS: u32 = 30_000;
+    let time = |s: u32| {
+        let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+        format!("2020-04-15 {:02}:{m:02}:{s:02}", h + 6)
+    };
+    let mut orders = String::new();
+    let mut shipments = String::new();
+    for i in 0..ORDERS {
+        orders.push_str(&format!(
+            "{{\"o_time\": \"{}\", \"id\": \"o{i}\"}}\n",
+            time(i)
+        ));
+        shipments.push_str(&format!(
+            "{{\"s_time\": \"{}\", \"order_id\": \"o{i}\"}}\n",
+            time(i + 3000)
+        ));
+    }
+    let expected: Vec<serde_json::Value> = (0..ORDERS.div_ceil(3600))
+        .map(|h| {
+            json!({"window_start": format!("{}.000", time(h * 3600)),
+                   "shipped": f64::from((ORDERS - h * 3600).min(3600))})
+        })
+        .collect();
+    for parallelism in ["1", "2"] {
+        let dir = JobDir::new();
+        let orders = dir.write("orders.json", &orders);
+        let shipments = dir.write("shipments.json", &shipments);
+        let job = format!(
+            "CREATE TABLE orders (o_time TIMESTAMP(3), id STRING,
+               WATERMARK FOR o_time AS o_time - INTERVAL '1' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+             CREATE TABLE shipments (s_time TIMESTAMP(3), order_id STRING,
+               WATERMARK FOR s_time AS s_time - INTERVAL '1' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             {}
+             CREATE VIEW shipped AS SELECT o.id, o.o_time, s.s_time FROM orders o
+             JOIN shipments s ON o.id = s.order_id
+              AND s.s_time BETWEEN o.o_time AND o.o_time + INTERVAL '1' HOUR;
+             INSERT INTO sink SELECT window_start, COUNT(*) AS shipped
+             FROM TABLE(TUMBLE(TABLE shipped, DESCRIPTOR(o_time), INTERVAL '1' HOUR))
+             GROUP BY window_start, window_end;",
+            shipments.display(),
+            json_sink("window_start TIMESTAMP(3), shipped BIGINT")
+        );
+        let job = dir.run_json(&job, &orders, &[("parallelism.default", parallelism)]);
+        assert_eq!(job.metrics.dropped(), 0, "at parallelism {parallelism}");
+        assert_rows(&job.rows, json!(expected));
+    }
+}
+
 #[test]
 fn an_interval_join_equals_duckdb_on_a_million_events() {
     let dir = JobDir::new();

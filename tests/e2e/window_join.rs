@@ -82,6 +82,52 @@ fn window_joins_match_flinks_examples() {
     }
 }
 
+/// A window join's output keeps the left window's `window_time` as its time attribute, so a
+/// larger window can aggregate the joined rows (a cascade), none of them late.
+#[test]
+fn a_window_join_s_window_time_feeds_a_larger_window() {
+    let bids = r#"{"bidtime": "2020-04-15 08:05:00", "price": 4.0, "supplier_id": "s1"}
+{"bidtime": "2020-04-15 08:07:00", "price": 2.0, "supplier_id": "s1"}
+{"bidtime": "2020-04-15 08:09:00", "price": 5.0, "supplier_id": "s2"}
+{"bidtime": "2020-04-15 08:13:00", "price": 1.0, "supplier_id": "s1"}
+{"bidtime": "2020-04-15 08:55:00", "price": 3.0, "supplier_id": "s2"}
+{"bidtime": "2020-04-15 09:17:00", "price": 6.0, "supplier_id": "s3"}
+"#;
+    for parallelism in ["1", "2"] {
+        let dir = JobDir::new();
+        let input = dir.write("bid.json", bids);
+        let job = format!(
+            "CREATE TABLE Bid (bidtime TIMESTAMP(3), price DOUBLE, supplier_id STRING,
+               WATERMARK FOR bidtime AS bidtime - INTERVAL '1' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+             {}
+             CREATE VIEW totals AS SELECT window_start, window_end, window_time, supplier_id,
+               SUM(price) AS price
+             FROM TABLE(TUMBLE(TABLE Bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+             GROUP BY window_start, window_end, window_time, supplier_id;
+             CREATE VIEW counts AS SELECT window_start, window_end, supplier_id, COUNT(*) AS cnt
+             FROM TABLE(TUMBLE(TABLE Bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+             GROUP BY window_start, window_end, supplier_id;
+             CREATE VIEW joined AS SELECT t.window_time AS wt, t.price, c.cnt FROM totals t
+             JOIN counts c ON t.window_start = c.window_start AND t.window_end = c.window_end
+              AND t.supplier_id = c.supplier_id;
+             INSERT INTO sink SELECT window_start, SUM(cnt) AS bids, SUM(price) AS total
+             FROM TABLE(TUMBLE(TABLE joined, DESCRIPTOR(wt), INTERVAL '1' HOUR))
+             GROUP BY window_start, window_end;",
+            json_sink("window_start TIMESTAMP(3), bids BIGINT, total DOUBLE")
+        );
+        let job = dir.run_json(&job, &input, &[("parallelism.default", parallelism)]);
+        assert_eq!(job.metrics.dropped(), 0);
+        assert_rows(
+            &job.rows,
+            json!([
+                {"window_start": "2020-04-15 08:00:00.000", "bids": 5.0, "total": 15.0},
+                {"window_start": "2020-04-15 09:00:00.000", "bids": 1.0, "total": 6.0},
+            ]),
+        );
+    }
+}
+
 #[test]
 fn a_join_that_is_not_a_window_join_is_refused_with_a_sentence() {
     let dir = JobDir::new();

@@ -239,6 +239,17 @@ impl Operator for IntervalJoin {
         self.process(side.min(1), &input.batch, out)
     }
 
+    /// Held back by the width of the interval, so that the rows emitted after it are not late
+    /// on the left side's time: a pair found after watermark `w` has `a.ts > w + lower -
+    /// upper` (its right row was on time), and a left row left unmatched is emitted at a
+    /// later watermark with `a.ts > w + lower`.
+    fn output_watermark(&self, watermark: i64) -> i64 {
+        if watermark == i64::MAX {
+            return watermark;
+        }
+        watermark.saturating_sub(self.spec.upper.saturating_sub(self.spec.lower))
+    }
+
     fn handle_watermark(&mut self, watermark: i64, out: &mut Vec<StreamBatch>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         let keep_unmatched = [

@@ -200,7 +200,8 @@ impl Chain {
             .handle_watermark(watermark, &mut out)
             .map_err(|e| self.named(e))?;
         self.next.push_batches(out)?;
-        self.next.push_watermark(watermark)
+        self.next
+            .push_watermark(self.operator.output_watermark(watermark))
     }
 
     /// Fires the processing-time timers due at `now`, here and further down the chain.

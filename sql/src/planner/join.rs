@@ -284,7 +284,12 @@ impl Planner<'_> {
             node,
             parallelism,
             schema: Arc::clone(&j.schema),
-            rowtime: None,
+            // The left side's window_time stays a time attribute: a window's rows are emitted
+            // before the watermark that closed it goes on, and window_time is the window's
+            // last instant. (A row's own time may be far behind that watermark.)
+            rowtime: left
+                .rowtime
+                .filter(|r| ls.field(*r).name() == "window_time"),
             window: None,
             session: None,
             table: left.table,
@@ -383,7 +388,9 @@ impl Planner<'_> {
             node,
             parallelism,
             schema: Arc::clone(&j.schema),
-            rowtime: None,
+            // The left side's time stays a time attribute: the join holds its watermark back
+            // by the interval, so its rows are not late downstream.
+            rowtime: Some(left_time),
             window: None,
             session: None,
             table: left.table,
