@@ -94,6 +94,23 @@ pub struct NextTimers {
     pub processing: Option<Instant>,
 }
 
+thread_local! {
+    static CURRENT_WATERMARK: std::cell::RefCell<(i64, Option<Arc<Int64Array>>)> =
+        const { std::cell::RefCell::new((i64::MIN, None)) };
+}
+
+/// The watermark of the operator evaluating expressions on this thread (`i64::MIN`: none
+/// yet) and the per-row watermarks of the batch it evaluates, when known: for
+/// `CURRENT_WATERMARK(ts)`. Projections and filters set them before they evaluate.
+pub fn current_watermark() -> (i64, Option<Arc<Int64Array>>) {
+    CURRENT_WATERMARK.with(|w| w.borrow().clone())
+}
+
+/// Sets what [`current_watermark`] returns on this thread.
+pub fn set_current_watermark(watermark: i64, rows: Option<&Arc<Int64Array>>) {
+    CURRENT_WATERMARK.with(|w| *w.borrow_mut() = (watermark, rows.cloned()));
+}
+
 /// One step of a dataflow: a map, a filter, a window, a sink.
 pub trait Operator: Send {
     /// Handles one batch; pushes output batches into `out`.

@@ -230,6 +230,44 @@ fn json_value_clauses_and_json_construction_give_flinks_results() {
     );
 }
 
+/// Flink's way to leave out late rows before they reach a window:
+/// `WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)`. Rows straight from
+/// the source see the watermark they were read at, the one a window judges them by.
+#[test]
+fn current_watermark_filters_the_rows_a_window_would_drop_as_late() {
+    let bids = r#"{"bidtime": "2020-04-15 08:05:00", "item": "A"}
+{"bidtime": "2020-04-15 08:07:00", "item": "B"}
+{"bidtime": "2020-04-15 08:06:00", "item": "C"}
+{"bidtime": "2020-04-15 08:01:00", "item": "LATE"}
+{"bidtime": "2020-04-15 08:09:00", "item": "D"}
+"#;
+    let dir = JobDir::new();
+    let input = dir.write("bid.json", bids);
+    let job = format!(
+        "CREATE TABLE Bid (bidtime TIMESTAMP(3), item STRING,
+           WATERMARK FOR bidtime AS bidtime - INTERVAL '1' MINUTE)
+         WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
+         {}
+         INSERT INTO sink SELECT item, CURRENT_WATERMARK(bidtime) AS wm FROM Bid
+         WHERE CURRENT_WATERMARK(bidtime) IS NULL OR bidtime > CURRENT_WATERMARK(bidtime);",
+        json_sink("item STRING, wm TIMESTAMP(3)")
+    );
+    let mut rows = dir
+        .run_json(&job, &input, &[("parallelism.default", "1")])
+        .rows;
+    sort_rows(&mut rows);
+    let row = |item: &str, wm: Option<&str>| json!({"item": item, "wm": wm.map(|t| format!("2020-04-15 {t}:00.000"))});
+    assert_rows(
+        &rows,
+        json!([
+            row("A", None),
+            row("B", Some("08:04")),
+            // C is at the watermark, so late as Flink has it (and a window would drop it).
+            row("D", Some("08:06")),
+        ]),
+    );
+}
+
 #[test]
 fn clock_functions_read_the_clock_when_rows_are_processed() {
     let job = "CREATE TABLE t (s STRING, n STRING, t STRING, x INT, j STRING)

@@ -7,16 +7,21 @@ use arrow::compute::filter_record_batch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Error, Result};
-use crate::operator::{Operator, StreamBatch};
+use crate::operator::{set_current_watermark, Operator, StreamBatch};
 
 /// Drops rows whose predicate is false or NULL, as SQL does.
 pub struct Filter {
     predicate: Arc<dyn PhysicalExpr>,
+    /// The input's watermark, for `CURRENT_WATERMARK`.
+    watermark: i64,
 }
 
 impl Filter {
     pub fn new(predicate: Arc<dyn PhysicalExpr>) -> Self {
-        Self { predicate }
+        Self {
+            predicate,
+            watermark: i64::MIN,
+        }
     }
 }
 
@@ -31,6 +36,7 @@ pub(crate) fn without_nulls(mask: &BooleanArray) -> BooleanArray {
 
 impl Operator for Filter {
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<StreamBatch>) -> Result<()> {
+        set_current_watermark(self.watermark, input.row_watermarks.as_ref());
         let mask = self
             .predicate
             .evaluate(&input.batch)?
@@ -54,6 +60,11 @@ impl Operator for Filter {
             batch,
             row_watermarks,
         });
+        Ok(())
+    }
+
+    fn handle_watermark(&mut self, watermark: i64, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        self.watermark = watermark;
         Ok(())
     }
 }

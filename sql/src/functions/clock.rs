@@ -59,6 +59,7 @@ pub fn all(zone: Tz) -> Vec<ScalarUDF> {
         })
     };
     vec![
+        ScalarUDF::from(CurrentWatermark::new()),
         clock("now", &["current_timestamp"], Reading::Instant),
         clock("proctime", &[], Reading::ProcTime),
         clock("localtimestamp", &[], Reading::LocalTimestamp),
@@ -122,5 +123,73 @@ impl ScalarUDFImpl for Clock {
                 Arc::new(Date32Array::from(vec![days; n]))
             }
         }))
+    }
+}
+
+/// `CURRENT_WATERMARK(ts)`: the watermark of the operator evaluating it, typed as `ts`
+/// (TIMESTAMP(3) or TIMESTAMP_LTZ(3)); NULL before the first watermark. Rows straight from
+/// a source get the watermark they were read at (the one Sluice decides their lateness
+/// by), so `WHERE ts > CURRENT_WATERMARK(ts)` keeps exactly the rows a window would take.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CurrentWatermark {
+    signature: Signature,
+}
+
+impl CurrentWatermark {
+    pub fn new() -> Self {
+        Self {
+            // Volatile: read when rows are processed, never folded while planning.
+            signature: Signature::any(1, Volatility::Volatile),
+        }
+    }
+}
+
+impl Default for CurrentWatermark {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for CurrentWatermark {
+    fn name(&self) -> &str {
+        "current_watermark"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args.first() {
+            Some(DataType::Timestamp(_, zone)) => {
+                Ok(DataType::Timestamp(TimeUnit::Millisecond, zone.clone()))
+            }
+            other => Err(datafusion::error::DataFusionError::Plan(format!(
+                "CURRENT_WATERMARK takes the time attribute of its table (a TIMESTAMP(3) or \
+                 TIMESTAMP_LTZ(3) column), not {}",
+                other.map_or("nothing".to_string(), |t| t.to_string())
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let (watermark, rows) = sluice_engine::operator::current_watermark();
+        let zone = match args.return_field.data_type() {
+            DataType::Timestamp(_, zone) => zone.clone(),
+            _ => None,
+        };
+        let known = |w: i64| (w != i64::MIN).then_some(w);
+        // Rows straight from a source know the watermark each one was read at.
+        let values: Vec<Option<i64>> = match rows {
+            Some(rows) if rows.len() == args.number_rows => rows
+                .values()
+                .iter()
+                .map(|r| known((*r).max(watermark)))
+                .collect(),
+            _ => vec![known(watermark); args.number_rows],
+        };
+        Ok(ColumnarValue::Array(Arc::new(
+            TimestampMillisecondArray::from(values).with_timezone_opt(zone),
+        )))
     }
 }
