@@ -7,7 +7,10 @@
 //! - `YEAR(x)`, `QUARTER`, `MONTH`, `WEEK`, `DAYOFYEAR`, `DAYOFMONTH`, `DAYOFWEEK`, `HOUR`,
 //!   `MINUTE`, `SECOND` → `EXTRACT(... FROM x)` (Flink's DAYOFWEEK counts from Sunday = 1);
 //! - `FLOOR(ts TO unit)` → `DATE_TRUNC('unit', ts)`, `CEIL(ts TO unit)` → the next unit
-//!   boundary at or after `ts`.
+//!   boundary at or after `ts`;
+//! - `SIGN(x)` → `(x - x) + CASE ...` (the sign in `x`'s type), `TRUNCATE` → `trunc`, `LOG(x)` → `ln(x)` (Flink's one-argument LOG is
+//!   natural), `UNIX_TIMESTAMP()` → the current epoch second, `TO_DATE(s, 'java pattern')`
+//!   → `to_date(s, 'strftime pattern')`.
 
 use std::ops::ControlFlow;
 
@@ -140,6 +143,69 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
                 ("HOUR", [x]) => Some(extract(DateTimeField::Hour, x.clone())),
                 ("MINUTE", [x]) => Some(extract(DateTimeField::Minute, x.clone())),
                 ("SECOND", [x]) => Some(extract(DateTimeField::Second, x.clone())),
+                // Flink's names for DataFusion's functions; LOG(x) is the natural logarithm
+                // in Flink (DataFusion's is base 10).
+                // SIGN keeps its argument's type: `(x - x) + CASE ... END`.
+                ("SIGN", [x]) => {
+                    let number = |n: &str| Expr::Value(Value::Number(n.into(), false).into());
+                    let compare = |op| Expr::BinaryOp {
+                        left: Box::new(x.clone()),
+                        op,
+                        right: Box::new(number("0")),
+                    };
+                    let sign = Expr::Case {
+                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![
+                            CaseWhen {
+                                condition: compare(ast::BinaryOperator::Gt),
+                                result: number("1"),
+                            },
+                            CaseWhen {
+                                condition: compare(ast::BinaryOperator::Lt),
+                                result: number("-1"),
+                            },
+                        ],
+                        else_result: Some(Box::new(number("0"))),
+                    };
+                    Some(Expr::BinaryOp {
+                        left: Box::new(Expr::Nested(Box::new(Expr::BinaryOp {
+                            left: Box::new(x.clone()),
+                            op: ast::BinaryOperator::Minus,
+                            right: Box::new(x.clone()),
+                        }))),
+                        op: ast::BinaryOperator::Plus,
+                        right: Box::new(sign),
+                    })
+                }
+                ("TRUNCATE", [_] | [_, _]) => Some(call("trunc", args.clone())),
+                ("LOG", [x]) => Some(call("ln", vec![x.clone()])),
+                // The current time in epoch seconds.
+                ("UNIX_TIMESTAMP", []) => Some(Expr::Cast {
+                    kind: ast::CastKind::Cast,
+                    expr: Box::new(call(
+                        "floor",
+                        vec![call(
+                            "date_part",
+                            vec![string("epoch"), call("now", vec![])],
+                        )],
+                    )),
+                    data_type: ast::DataType::BigInt(None),
+                    array: false,
+                    format: None,
+                }),
+                // A Java date pattern, as DataFusion's strftime one.
+                ("TO_DATE", [s, Expr::Value(v)]) => match &v.value {
+                    Value::SingleQuotedString(pattern) => Some(call(
+                        "to_date",
+                        vec![
+                            s.clone(),
+                            string(&crate::functions::java_to_chrono(pattern)),
+                        ],
+                    )),
+                    _ => None,
+                },
                 _ => None,
             }
         }

@@ -46,6 +46,24 @@ const CALLS: &[(&str, &str)] = &[
     ("sha256", "SHA256(n)"),
     ("to_base64", "TO_BASE64(s)"),
     ("from_base64", "FROM_BASE64(TO_BASE64(s))"),
+    ("from_unixtime", "FROM_UNIXTIME(x * 100000000)"),
+    (
+        "from_unixtime_fmt",
+        "FROM_UNIXTIME(x, 'yyyy/MM/dd HH:mm:ss')",
+    ),
+    ("sha1", "SHA1(n)"),
+    ("sha2_224", "SHA2(n, 224)"),
+    ("sha512", "SHA512(n)"),
+    ("sign_int", "SIGN(x - 9)"),
+    ("sign_double", "SIGN(x * 1.5)"),
+    ("truncate", "TRUNCATE(x / 3.0, 2)"),
+    ("log_natural", "LOG(x)"),
+    ("log_base", "LOG(5, x * 5)"),
+    (
+        "to_date_fmt",
+        "TO_DATE(SPLIT_INDEX(t, ' ', 0), 'yyyy-MM-dd')",
+    ),
+    ("unix_now", "UNIX_TIMESTAMP() > 1700000000"),
 ];
 
 #[test]
@@ -95,6 +113,18 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
         "sha256": "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3",
         "to_base64": "YSxiLGM=",
         "from_base64": "a,b,c",
+        "from_unixtime": "1985-11-05 00:53:20",
+        "from_unixtime_fmt": "1970/01/01 00:00:05",
+        "sha1": "40bd001563085fc35165329ea1ff5c5ecbdbbeef",
+        "sha2_224": "78d8045d684abd2eece923758f3cd781489df3a48e1278982466017f",
+        "sha512": "3c9909afec25354d551dae21590bb26e38d53f2173b8d3dc3eee4c047e7ab1c1eb8b85103e3be7ba613b31bb5c9c36214dc9f14a42fd7a2fdb84856bca5c44c2",
+        "sign_int": "-1",
+        "sign_double": "1.0",
+        "truncate": "1.66",
+        "log_natural": "1.6094379124341003",
+        "log_base": "2.0",
+        "to_date_fmt": "2020-04-15",
+        "unix_now": "true",
     });
     // NULL in, NULL out; but IF's condition is not true (small), IS_DIGIT is false.
     let mut nulls = serde_json::Map::new();
@@ -103,6 +133,7 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
     }
     nulls.insert("if_".into(), json!("small"));
     nulls.insert("is_digit".into(), json!("false"));
+    nulls.insert("unix_now".into(), json!("true"));
     let actual: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|mut r| {

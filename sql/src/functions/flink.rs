@@ -61,9 +61,45 @@ pub fn all() -> Vec<ScalarUDF> {
         f("sluice_ceil_to", &[&[Str, Timestamp]], Timestamp, ceil_to),
         f("md5", &[&[Str]], Str, md5),
         f("sha256", &[&[Str]], Str, sha256),
+        f("sha1", &[&[Str]], Str, sha1),
+        f("sha224", &[&[Str]], Str, sha224),
+        f("sha384", &[&[Str]], Str, sha384),
+        f("sha512", &[&[Str]], Str, sha512),
+        f("sha2", &[&[Str, Int]], Str, sha2),
         f("to_base64", &[&[Str]], Str, to_base64),
         f("from_base64", &[&[Str]], Str, from_base64),
     ]
+}
+
+/// `FROM_UNIXTIME(seconds[, format])`: the instant as a string in the session time zone
+/// (None: UTC), in a Java pattern (default `yyyy-MM-dd HH:mm:ss`), as Flink returns it.
+pub fn from_unixtime(time_zone: Option<Tz>) -> ScalarUDF {
+    ScalarUDF::from(RowFn::new(
+        "from_unixtime",
+        &[&[Int], &[Int, Str]],
+        Str,
+        Volatility::Immutable,
+        Func::Zoned(from_unixtime_in, time_zone),
+    ))
+}
+
+fn from_unixtime_in(a: &[Value], zone: Option<Tz>) -> Out {
+    let format = if a.len() > 1 {
+        a[1].str()
+    } else {
+        Some(DEFAULT_FORMAT)
+    };
+    let (Some(seconds), Some(format)) = (a[0].int(), format) else {
+        return Out::Null;
+    };
+    let Some(utc) = chrono::DateTime::from_timestamp(seconds, 0) else {
+        return Out::Null;
+    };
+    let format = java_to_chrono(format);
+    text(match zone {
+        None => utc.naive_utc().format(&format).to_string(),
+        Some(tz) => utc.with_timezone(&tz).format(&format).to_string(),
+    })
 }
 
 /// `UNIX_TIMESTAMP(string[, format])`, in the session time zone (None: UTC).
@@ -188,6 +224,42 @@ fn sha256(a: &[Value]) -> Out {
     a[0].str().map_or(Out::Null, |s| {
         text(hex(&sha2::Sha256::digest(s.as_bytes())))
     })
+}
+
+/// The lowercase hexadecimal digest of `s`'s UTF-8 bytes with hash `D`.
+fn digest<D: sha2::Digest>(s: &str) -> Out {
+    text(hex(&D::digest(s.as_bytes())))
+}
+
+/// `SHA1(s)`, `SHA224`, `SHA384`, `SHA512`: as `SHA256`.
+fn sha1(a: &[Value]) -> Out {
+    a[0].str().map_or(Out::Null, digest::<sha1::Sha1>)
+}
+
+fn sha224(a: &[Value]) -> Out {
+    a[0].str().map_or(Out::Null, digest::<sha2::Sha224>)
+}
+
+fn sha384(a: &[Value]) -> Out {
+    a[0].str().map_or(Out::Null, digest::<sha2::Sha384>)
+}
+
+fn sha512(a: &[Value]) -> Out {
+    a[0].str().map_or(Out::Null, digest::<sha2::Sha512>)
+}
+
+/// `SHA2(s, bits)`: SHA-224, 256, 384 or 512; NULL for another length.
+fn sha2(a: &[Value]) -> Out {
+    let Some(s) = a[0].str() else {
+        return Out::Null;
+    };
+    match a[1].int() {
+        Some(224) => digest::<sha2::Sha224>(s),
+        Some(256) => digest::<sha2::Sha256>(s),
+        Some(384) => digest::<sha2::Sha384>(s),
+        Some(512) => digest::<sha2::Sha512>(s),
+        _ => Out::Null,
+    }
 }
 
 /// `TO_BASE64(s)`: standard base64 of the UTF-8 bytes.

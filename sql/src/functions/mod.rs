@@ -40,6 +40,7 @@ pub fn all(time_zone: Tz) -> Vec<ScalarUDF> {
         ScalarUDF::from(DateFormat::new(time_zone)),
         ScalarUDF::from(Mod::new()),
         flink::unix_timestamp(zone),
+        flink::from_unixtime(zone),
     ];
     functions.extend(flink::all());
     functions.extend(json_build::all());
