@@ -10,7 +10,9 @@
 //!   boundary at or after `ts`;
 //! - `SIGN(x)` → `(x - x) + CASE ...` (the sign in `x`'s type), `TRUNCATE` → `trunc`, `LOG(x)` → `ln(x)` (Flink's one-argument LOG is
 //!   natural), `UNIX_TIMESTAMP()` → the current epoch second, `TO_DATE(s, 'java pattern')`
-//!   → `to_date(s, 'strftime pattern')`.
+//!   → `to_date(s, 'strftime pattern')`;
+//! - `LISTAGG(x [, separator])` → `string_agg(x, separator)` (`,` by default);
+//! - `FIRST_VALUE(x)`, `LAST_VALUE(x)` → the same `IGNORE NULLS`, as Flink's skip NULLs.
 
 use std::ops::ControlFlow;
 
@@ -108,6 +110,31 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
             "sluice_ceil_to",
             vec![string(field_name(field)?), (**expr).clone()],
         )),
+        // Flink's FIRST_VALUE and LAST_VALUE skip NULLs (DataFusion's respect them).
+        Expr::Function(f)
+            if ["FIRST_VALUE", "LAST_VALUE"]
+                .iter()
+                .any(|n| f.name.to_string().eq_ignore_ascii_case(n))
+                && f.null_treatment.is_none()
+                && f.over.is_none() =>
+        {
+            let mut f = f.clone();
+            f.null_treatment = Some(ast::NullTreatment::IgnoreNulls);
+            Some(Expr::Function(f))
+        }
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("LISTAGG") => {
+            // DataFusion's `string_agg`, with Flink's default separator; the call keeps its
+            // FILTER and DISTINCT.
+            let mut f = f.clone();
+            f.name = ObjectName::from(vec![Ident::new("string_agg")]);
+            if let FunctionArguments::List(list) = &mut f.args {
+                if list.args.len() == 1 {
+                    list.args
+                        .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(string(","))));
+                }
+            }
+            Some(Expr::Function(f))
+        }
         Expr::Function(f) => {
             let name = f.name.to_string().to_ascii_uppercase();
             let args = args_of(f)?;

@@ -334,6 +334,59 @@ fn clock_functions_read_the_clock_when_rows_are_processed() {
 }
 
 /// Bids with a repeated item, for COUNT(DISTINCT).
+/// FIRST_VALUE, LAST_VALUE and LISTAGG of a window take its rows in arrival order (as in
+/// Flink, which does not sort them by time), skipping NULLs.
+#[test]
+fn first_last_and_listagg_take_a_window_s_rows_in_arrival_order() {
+    let bids = format!(
+        "{BIDS}{}",
+        r#"{"bidtime": "2020-04-15 08:19:00", "price": 7.00, "item": null, "supplier": "s3"}
+{"bidtime": "2020-04-15 08:19:30", "price": null, "item": "G", "supplier": "s3"}
+"#
+    );
+    let dir = JobDir::new();
+    let input = dir.write("bid.json", &bids);
+    let job = format!(
+        "{BID_TABLE}
+         {}
+         INSERT INTO sink SELECT window_start, FIRST_VALUE(price), LAST_VALUE(price),
+           LISTAGG(item), LISTAGG(DISTINCT supplier, ';')
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+         GROUP BY window_start, window_end;",
+        json_sink("ws TIMESTAMP(3), first_price DOUBLE, last_price DOUBLE, items STRING, suppliers STRING")
+    );
+    let rows = dir
+        .run_json(&job, &input, &[("parallelism.default", "1")])
+        .rows;
+    let suppliers = |r: &serde_json::Value| {
+        let mut s: Vec<String> = r["suppliers"]
+            .as_str()
+            .unwrap_or_default()
+            .split(';')
+            .map(String::from)
+            .collect();
+        s.sort();
+        s.join(";")
+    };
+    let mut rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|mut r| {
+            r["suppliers"] = json!(suppliers(&r));
+            r
+        })
+        .collect();
+    sort_rows(&mut rows);
+    assert_rows(
+        &rows,
+        json!([
+            {"ws": "2020-04-15 08:00:00.000", "first_price": 4.0, "last_price": 5.0,
+             "items": "C,A,C", "suppliers": "s1;s2"},
+            {"ws": "2020-04-15 08:10:00.000", "first_price": 3.0, "last_price": 7.0,
+             "items": "B,E,F,G", "suppliers": "s1;s2;s3"},
+        ]),
+    );
+}
+
 const BIDS: &str = r#"{"bidtime": "2020-04-15 08:05:00", "price": 4.00, "item": "C", "supplier": "s1"}
 {"bidtime": "2020-04-15 08:07:00", "price": 2.00, "item": "A", "supplier": "s1"}
 {"bidtime": "2020-04-15 08:09:00", "price": 5.00, "item": "C", "supplier": "s2"}
@@ -407,21 +460,27 @@ fn distinct_counts_and_expressions_inside_aggregates_work_in_every_window_kind()
     let job = format!(
         "{BID_TABLE}
          {}
-         INSERT INTO sink SELECT bidtime, COUNT(DISTINCT item) OVER (ORDER BY bidtime
-           RANGE BETWEEN INTERVAL '6' MINUTE PRECEDING AND CURRENT ROW) FROM bid;",
-        json_sink("t TIMESTAMP(3), items BIGINT")
+         INSERT INTO sink SELECT bidtime, COUNT(DISTINCT item) OVER w,
+           SUM(price) FILTER (WHERE price > 2) OVER w,
+           COUNT(DISTINCT supplier) FILTER (WHERE price > 2) OVER w
+         FROM bid
+         WINDOW w AS (ORDER BY bidtime RANGE BETWEEN INTERVAL '6' MINUTE PRECEDING AND CURRENT ROW);",
+        json_sink("t TIMESTAMP(3), items BIGINT, dear DOUBLE, dear_suppliers BIGINT")
     );
     let rows = dir.run_json(&job, &input, &[]).rows;
     let expected: Vec<serde_json::Value> = [
-        ("08:05", 1),
-        ("08:07", 2),
-        ("08:09", 2),
-        ("08:11", 3),
-        ("08:13", 4),
-        ("08:17", 3),
+        ("08:05", 1, 4.0, 1),
+        ("08:07", 2, 4.0, 1),
+        ("08:09", 2, 9.0, 2),
+        ("08:11", 3, 12.0, 2),
+        ("08:13", 4, 8.0, 1),
+        ("08:17", 3, 9.0, 1),
     ]
     .iter()
-    .map(|(t, n)| json!({"t": format!("2020-04-15 {t}:00.000"), "items": *n as f64}))
+    .map(|(t, n, dear, suppliers)| {
+        json!({"t": format!("2020-04-15 {t}:00.000"), "items": *n as f64, "dear": dear,
+               "dear_suppliers": *suppliers as f64})
+    })
     .collect();
     assert_rows(&rows, serde_json::Value::Array(expected));
 }

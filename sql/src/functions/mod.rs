@@ -29,7 +29,10 @@ use datafusion::scalar::ScalarValue;
 
 pub mod clock;
 mod flink;
+mod java_pattern;
 pub mod json_build;
+
+pub use java_pattern::java_to_chrono;
 mod row_fn;
 
 /// All Sluice functions, for registration in a session.
@@ -137,48 +140,6 @@ impl DateFormat {
     }
 }
 
-/// Translates a Java `DateTimeFormatter` pattern into a chrono format string.
-pub fn java_to_chrono(pattern: &str) -> String {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let mut run = 1;
-        while i + run < chars.len() && chars[i + run] == c {
-            run += 1;
-        }
-        match c {
-            'y' if run == 2 => out.push_str("%y"),
-            'y' => out.push_str("%Y"),
-            'M' if run >= 3 => out.push_str("%b"),
-            'M' => out.push_str("%m"),
-            'd' => out.push_str("%d"),
-            'H' => out.push_str("%H"),
-            'h' => out.push_str("%I"),
-            'm' => out.push_str("%M"),
-            's' => out.push_str("%S"),
-            'S' => out.push_str(&format!("%{}f", run.min(9))),
-            'a' => out.push_str("%p"),
-            'E' => out.push_str("%a"),
-            '\'' => {
-                // Quoted literal text.
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&x| x == '\'')
-                    .map_or(chars.len(), |p| i + 1 + p);
-                out.extend(chars[i + 1..end].iter());
-                i = end + 1;
-                continue;
-            }
-            '%' => out.push_str("%%"),
-            other => (0..run).for_each(|_| out.push(other)),
-        }
-        i += run;
-    }
-    out
-}
-
 impl ScalarUDFImpl for DateFormat {
     fn name(&self) -> &str {
         "date_format"
@@ -275,20 +236,5 @@ impl ScalarUDFImpl for Mod {
         Ok(ColumnarValue::Array(arrow::compute::kernels::numeric::rem(
             &a, &b,
         )?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::java_to_chrono;
-
-    #[test]
-    fn java_patterns() {
-        assert_eq!(java_to_chrono("yyyy-MM-dd"), "%Y-%m-%d");
-        assert_eq!(
-            java_to_chrono("yyyy-MM-dd HH:mm:ss.SSS"),
-            "%Y-%m-%d %H:%M:%S.%3f"
-        );
-        assert_eq!(java_to_chrono("HH'h'"), "%Hh");
     }
 }

@@ -77,6 +77,43 @@ fn frame_text(frame: Frame) -> String {
     }
 }
 
+/// `agg(x) FILTER (WHERE c)` as `agg(CASE WHEN c THEN x END)`: the same for the aggregates
+/// that skip NULLs, which are the ones an OVER window takes a FILTER on (the OVER operator
+/// feeds every row of the frame to its aggregates).
+fn filtered_args(function: &str, args: &[Expr], filter: &Expr) -> Result<Vec<Expr>> {
+    const SKIP_NULLS: &[&str] = &[
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "stddev",
+        "stddev_pop",
+        "var",
+        "var_pop",
+        "bool_and",
+        "bool_or",
+    ];
+    let [arg] = args else {
+        return Err(Error::plan(format!(
+            "FILTER (WHERE ...) on {}(...) OVER needs a one-argument aggregate",
+            function.to_uppercase()
+        )));
+    };
+    if !SKIP_NULLS.contains(&function.to_ascii_lowercase().as_str()) {
+        return Err(Error::plan(format!(
+            "FILTER (WHERE ...) on {}(...) OVER is not supported: only on COUNT, SUM, AVG, MIN, \
+             MAX and the other aggregates that skip NULLs",
+            function.to_uppercase()
+        )));
+    }
+    Ok(vec![Expr::Case(datafusion::logical_expr::expr::Case::new(
+        None,
+        vec![(Box::new(filter.clone()), Box::new(arg.clone()))],
+        None,
+    ))])
+}
+
 impl Planner<'_> {
     /// `input` behind a node that drops and counts rows late for their source partition's
     /// watermark (what OVER aggregations and deduplication decide lateness with).
@@ -179,21 +216,20 @@ impl Planner<'_> {
                     }
                 }
             }
+            let args = match &params.filter {
+                None => params.args.clone(),
+                Some(filter) => filtered_args(udf.name(), &params.args, filter)?,
+            };
             let aggregate = Expr::AggregateFunction(AggregateFunction::new_udf(
                 Arc::clone(udf),
-                params.args.clone(),
+                args,
                 params.distinct,
-                params.filter.clone(),
+                None,
                 vec![],
                 params.null_treatment,
             ))
             .alias(name);
-            let (agg, filter) = self.physical_aggregate(&aggregate, input_schema)?;
-            if filter.is_some() {
-                return Err(Error::plan(
-                    "FILTER (WHERE ...) on an OVER aggregate is not supported yet",
-                ));
-            }
+            let (agg, _) = self.physical_aggregate(&aggregate, input_schema)?;
             aggregates.push(agg);
             functions.push(udf.name().to_uppercase());
             if let Expr::Alias(a) = &aggregate {
