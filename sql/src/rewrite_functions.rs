@@ -11,6 +11,7 @@
 //! - `SIGN(x)` → `(x - x) + CASE ...` (the sign in `x`'s type), `TRUNCATE` → `trunc`, `LOG(x)` → `ln(x)` (Flink's one-argument LOG is
 //!   natural), `UNIX_TIMESTAMP()` → the current epoch second, `TO_DATE(s, 'java pattern')`
 //!   → `to_date(s, 'strftime pattern')`;
+//! - `REGEXP_REPLACE(s, re, r)` → the same with the `g` flag: every match is replaced;
 //! - `LISTAGG(x [, separator])` → `string_agg(x, separator)` (`,` by default);
 //! - `FIRST_VALUE(x)`, `LAST_VALUE(x)` → the same `IGNORE NULLS`, as Flink's skip NULLs.
 
@@ -208,6 +209,12 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
                 }
                 ("TRUNCATE", [_] | [_, _]) => Some(call("trunc", args.clone())),
                 ("LOG", [x]) => Some(call("ln", vec![x.clone()])),
+                // Flink's REGEXP_REPLACE replaces every match (DataFusion's the first).
+                ("REGEXP_REPLACE", [_, _, _]) => {
+                    let mut all = args.clone();
+                    all.push(string("g"));
+                    Some(call("regexp_replace", all))
+                }
                 // The current time in epoch seconds.
                 ("UNIX_TIMESTAMP", []) => Some(Expr::Cast {
                     kind: ast::CastKind::Cast,

@@ -64,6 +64,14 @@ const CALLS: &[(&str, &str)] = &[
         "TO_DATE(SPLIT_INDEX(t, ' ', 0), 'yyyy-MM-dd')",
     ),
     ("unix_now", "UNIX_TIMESTAMP() > 1700000000"),
+    ("concat_ws", "CONCAT_WS('-', s, n)"),
+    ("regexp_replace", "REGEXP_REPLACE(s, '([a-z])', '<$1>')"),
+    ("lpad", "LPAD(n, 6, '0')"),
+    ("rpad", "RPAD(n, 5, 'x')"),
+    ("initcap", "INITCAP(s)"),
+    ("substring", "SUBSTRING(s FROM 2 FOR 3)"),
+    ("position", "POSITION('b' IN s)"),
+    ("overlay", "OVERLAY(s PLACING 'XY' FROM 2 FOR 2)"),
 ];
 
 #[test]
@@ -86,46 +94,60 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
     let rows = dir
         .run_json(&job, &input, &[("parallelism.default", "1")])
         .rows;
-    let values = json!({
-        "split_index": "b",
-        "regexp_extract": "b",
-        "regexp_whole": "b,c",
-        "if_": "big",
-        "is_digit": "true",
-        "hash_code": "90987982",
-        "locate": "3",
-        "concat": "a,b,c123",
-        "json_value": "7",
-        "json_query": "[1,2]",
-        "json_exists": "true",
-        "to_timestamp": "2020-04-15 08:05:07",
-        "to_timestamp_fmt": "2020-04-15 00:00:00",
-        "unix_timestamp": "1586937907",
-        "timestampadd": "2020-04-15 08:10:07",
-        "timestampdiff": "24",
-        "floor_hour": "2020-04-15 08:00:00",
-        "ceil_hour": "2020-04-15 09:00:00",
-        "year_": "2020",
-        "dayofweek": "4",
-        "hour_": "8",
-        "date_format": "2020/04/15 08:05",
-        "md5": "202cb962ac59075b964b07152d234b70",
-        "sha256": "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3",
-        "to_base64": "YSxiLGM=",
-        "from_base64": "a,b,c",
-        "from_unixtime": "1985-11-05 00:53:20",
-        "from_unixtime_fmt": "1970/01/01 00:00:05",
-        "sha1": "40bd001563085fc35165329ea1ff5c5ecbdbbeef",
-        "sha2_224": "78d8045d684abd2eece923758f3cd781489df3a48e1278982466017f",
-        "sha512": "3c9909afec25354d551dae21590bb26e38d53f2173b8d3dc3eee4c047e7ab1c1eb8b85103e3be7ba613b31bb5c9c36214dc9f14a42fd7a2fdb84856bca5c44c2",
-        "sign_int": "-1",
-        "sign_double": "1.0",
-        "truncate": "1.66",
-        "log_natural": "1.6094379124341003",
-        "log_base": "2.0",
-        "to_date_fmt": "2020-04-15",
-        "unix_now": "true",
-    });
+    let expected: &[(&str, &str)] = &[
+        ("split_index", "b"),
+        ("regexp_extract", "b"),
+        ("regexp_whole", "b,c"),
+        ("if_", "big"),
+        ("is_digit", "true"),
+        ("hash_code", "90987982"),
+        ("locate", "3"),
+        ("concat", "a,b,c123"),
+        ("json_value", "7"),
+        ("json_query", "[1,2]"),
+        ("json_exists", "true"),
+        ("to_timestamp", "2020-04-15 08:05:07"),
+        ("to_timestamp_fmt", "2020-04-15 00:00:00"),
+        ("unix_timestamp", "1586937907"),
+        ("timestampadd", "2020-04-15 08:10:07"),
+        ("timestampdiff", "24"),
+        ("floor_hour", "2020-04-15 08:00:00"),
+        ("ceil_hour", "2020-04-15 09:00:00"),
+        ("year_", "2020"),
+        ("dayofweek", "4"),
+        ("hour_", "8"),
+        ("date_format", "2020/04/15 08:05"),
+        ("md5", "202cb962ac59075b964b07152d234b70"),
+        ("sha256", "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3"),
+        ("to_base64", "YSxiLGM="),
+        ("from_base64", "a,b,c"),
+        ("from_unixtime", "1985-11-05 00:53:20"),
+        ("from_unixtime_fmt", "1970/01/01 00:00:05"),
+        ("sha1", "40bd001563085fc35165329ea1ff5c5ecbdbbeef"),
+        ("sha2_224", "78d8045d684abd2eece923758f3cd781489df3a48e1278982466017f"),
+        ("sha512", "3c9909afec25354d551dae21590bb26e38d53f2173b8d3dc3eee4c047e7ab1c1eb8b85103e3be7ba613b31bb5c9c36214dc9f14a42fd7a2fdb84856bca5c44c2"),
+        ("sign_int", "-1"),
+        ("sign_double", "1.0"),
+        ("truncate", "1.66"),
+        ("log_natural", "1.6094379124341003"),
+        ("log_base", "2.0"),
+        ("to_date_fmt", "2020-04-15"),
+        ("unix_now", "true"),
+        ("concat_ws", "a,b,c-123"),
+        ("regexp_replace", "<a>,<b>,<c>"),
+        ("lpad", "000123"),
+        ("rpad", "123xx"),
+        ("initcap", "A,B,C"),
+        ("substring", ",b,"),
+        ("position", "3"),
+        ("overlay", "aXY,c"),
+    ];
+    let values = serde_json::Value::Object(
+        expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect(),
+    );
     // NULL in, NULL out; but IF's condition is not true (small), IS_DIGIT is false.
     let mut nulls = serde_json::Map::new();
     for (c, _) in CALLS {
@@ -134,6 +156,8 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
     nulls.insert("if_".into(), json!("small"));
     nulls.insert("is_digit".into(), json!("false"));
     nulls.insert("unix_now".into(), json!("true"));
+    // CONCAT_WS skips NULL arguments, as in Flink.
+    nulls.insert("concat_ws".into(), json!(""));
     let actual: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|mut r| {
