@@ -11,6 +11,7 @@
 //! - `SIGN(x)` → `(x - x) + CASE ...` (the sign in `x`'s type), `TRUNCATE` → `trunc`, `LOG(x)` → `ln(x)` (Flink's one-argument LOG is
 //!   natural), `UNIX_TIMESTAMP()` → the current epoch second, `TO_DATE(s, 'java pattern')`
 //!   → `to_date(s, 'strftime pattern')`;
+//! - `GREATEST`, `LEAST` → NULL when any argument is NULL, else DataFusion's;
 //! - `REGEXP_REPLACE(s, re, r)` → the same with the `g` flag: every match is replaced;
 //! - `LISTAGG(x [, separator])` → `string_agg(x, separator)` (`,` by default);
 //! - `FIRST_VALUE(x)`, `LAST_VALUE(x)` → the same `IGNORE NULLS`, as Flink's skip NULLs.
@@ -209,6 +210,30 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
                 }
                 ("TRUNCATE", [_] | [_, _]) => Some(call("trunc", args.clone())),
                 ("LOG", [x]) => Some(call("ln", vec![x.clone()])),
+                // Flink's GREATEST and LEAST are NULL when any argument is (DataFusion's skip
+                // NULLs).
+                ("GREATEST" | "LEAST", [first, ..]) if args.len() > 1 => {
+                    let any_null = args
+                        .iter()
+                        .map(|a| Expr::IsNull(Box::new(a.clone())))
+                        .reduce(|a, b| Expr::BinaryOp {
+                            left: Box::new(a),
+                            op: ast::BinaryOperator::Or,
+                            right: Box::new(b),
+                        })
+                        .unwrap_or_else(|| Expr::IsNull(Box::new(first.clone())));
+                    Some(Expr::Case {
+                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![CaseWhen {
+                            condition: any_null,
+                            result: Expr::Value(Value::Null.into()),
+                        }],
+                        // (The visitor does not revisit what it put in place.)
+                        else_result: Some(Box::new(call(&name.to_ascii_lowercase(), args.clone()))),
+                    })
+                }
                 // Flink's REGEXP_REPLACE replaces every match (DataFusion's the first).
                 ("REGEXP_REPLACE", [_, _, _]) => {
                     let mut all = args.clone();

@@ -72,6 +72,23 @@ const CALLS: &[(&str, &str)] = &[
     ("substring", "SUBSTRING(s FROM 2 FOR 3)"),
     ("position", "POSITION('b' IN s)"),
     ("overlay", "OVERLAY(s PLACING 'XY' FROM 2 FOR 2)"),
+    ("char_length", "CHAR_LENGTH(s)"),
+    ("upper_lower", "LOWER(UPPER(s)) || UPPER(s)"),
+    (
+        "trims",
+        "TRIM(CONCAT(' ', n, ' ')) || LTRIM(CONCAT(' ', n)) || RTRIM(CONCAT(n, ' '))",
+    ),
+    ("repeat_", "REPEAT(n, 2)"),
+    ("replace_", "REPLACE(s, ',', '')"),
+    ("reverse_", "REVERSE(s)"),
+    ("left_right", "LEFT(s, 2) || RIGHT(s, 2)"),
+    ("ascii_", "ASCII(s)"),
+    ("chr_", "CHR(x + 60)"),
+    ("abs_", "ABS(x - 9)"),
+    ("power_", "POWER(x, 2)"),
+    ("round_", "ROUND(x / 3.0, 2)"),
+    ("greatest_", "GREATEST(x, 7, 3)"),
+    ("least_", "LEAST(x, 7, 3)"),
 ];
 
 #[test]
@@ -141,6 +158,20 @@ fn flink_built_ins_give_flinks_results_and_nulls() {
         ("substring", ",b,"),
         ("position", "3"),
         ("overlay", "aXY,c"),
+        ("char_length", "5"),
+        ("upper_lower", "a,b,cA,B,C"),
+        ("trims", "123123123"),
+        ("repeat_", "123123"),
+        ("replace_", "abc"),
+        ("reverse_", "c,b,a"),
+        ("left_right", "a,,c"),
+        ("ascii_", "97"),
+        ("chr_", "A"),
+        ("abs_", "4"),
+        ("power_", "25.0"),
+        ("round_", "1.67"),
+        ("greatest_", "7"),
+        ("least_", "3"),
     ];
     let values = serde_json::Value::Object(
         expected
