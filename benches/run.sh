@@ -14,6 +14,8 @@
 #                              #    the embedded local store, then `sluice featurestore serve`
 #   benches/run.sh checkpoints # 7. benchmark 3's job with 100,000 keys in every window, with
 #                              #    no checkpoints, every 10 s and every 1 s
+#   benches/run.sh two-sinks   # 9. benchmark 1's view read by two INSERTs into two Parquet
+#                              #    sinks, shared (one aggregate) and not, against one sink
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench),
 #      PROFILE (default dist; `dev` or `release` measure what those builds cost),
@@ -357,12 +359,43 @@ assert a[0] == b[0] and a[2] == b[2] and a[3] == b[3] and abs(a[1] - b[1]) <= 1e
 print(f"  output checked against DuckDB: {a[0]} rows, same sums and distinct hashes")
 PY
     ;;
+  two-sinks)
+    input="$(input_for "$events" 4)"
+    tx_bench one-sink "$events" 4
+    for reuse in true false; do
+      name="two-sinks-reuse-$reuse"; job="$work/$name.sql"
+      rm -rf "$work/${name}_a" "$work/${name}_b"
+      {
+        tx_table "$input"
+        cat <<SQL
+SET 'table.optimizer.reuse-sub-plan-enabled' = '$reuse';
+CREATE TABLE a (window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
+  tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE)
+  WITH ('connector' = 'filesystem', 'path' = '$work/${name}_a', 'format' = 'parquet');
+CREATE TABLE b (window_start TIMESTAMP(3), window_end TIMESTAMP(3), currency STRING,
+  tx_count BIGINT, total_fee DOUBLE, avg_fee DOUBLE)
+  WITH ('connector' = 'filesystem', 'path' = '$work/${name}_b', 'format' = 'parquet');
+CREATE VIEW per_minute AS
+SELECT window_start, window_end, currency, COUNT(*) AS tx_count, SUM(fee) AS total_fee,
+       AVG(fee) AS avg_fee
+FROM TABLE(TUMBLE(TABLE tx, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, currency;
+INSERT INTO a SELECT * FROM per_minute;
+INSERT INTO b SELECT * FROM per_minute;
+SQL
+      } >"$job"
+      echo "  aggregates in the plan: $("$sluice" explain "$job" | grep -c 'aggregate final')"
+      run_job "$name" "$job"
+      check_query tumble "$input" "$work/${name}_a"
+      check_query tumble "$input" "$work/${name}_b"
+    done
+    ;;
   flink) flink_vs_sluice tumble ;;
   flink-windows)
     for query in ${FLINK_QUERIES:-tumble hop cumulate over}; do flink_vs_sluice "$query"; done
     ;;
   *)
-    sed -n '2,16p' "$0"
+    sed -n '2,18p' "$0"
     exit 2
     ;;
 esac

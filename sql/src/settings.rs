@@ -36,6 +36,9 @@ pub struct Settings {
     pub state_ttl: Option<Duration>,
     /// `restart-strategy.*`: what a supervisor (`sluice server`) does when the job fails.
     pub restart: RestartStrategy,
+    /// `table.optimizer.reuse-sub-plan-enabled` (true, as in Flink): a part of a plan that
+    /// several INSERTs share (a view they all read) runs once, its output fanned out.
+    pub reuse_sub_plans: bool,
     /// Keys that were set but that Sluice does not use.
     pub ignored: Vec<String>,
 }
@@ -61,6 +64,7 @@ impl Settings {
             checkpoint_timeout: Duration::from_secs(600),
             state_ttl: None,
             restart: RestartStrategy::None,
+            reuse_sub_plans: true,
             ignored: Vec::new(),
         };
         for (key, value) in values {
@@ -81,6 +85,13 @@ impl Settings {
                 }
                 "pipeline.auto-watermark-interval" => {
                     settings.watermark_interval = parse_duration(value).map_err(bad)?;
+                }
+                "table.optimizer.reuse-sub-plan-enabled" => {
+                    settings.reuse_sub_plans = match value.to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(format!("'{value}' is neither true nor false"))),
+                    };
                 }
                 "table.exec.state.ttl" => {
                     let d = parse_duration(value).map_err(bad)?;

@@ -82,6 +82,22 @@ fn option_number(job: &str, key: &str) -> u64 {
         .unwrap_or_else(|_| panic!("option {key} is not a number: {line}"))
 }
 
+/// The view both INSERTs of `tx_metrics_local.sql` read is computed once: one window
+/// aggregate feeds both sinks (Flink's sub-plan reuse), unless the setting turns it off.
+#[test]
+fn tx_metrics_local_runs_its_shared_view_once() {
+    let job = Path::new(REPO).join("jobs/tx_metrics_local.sql");
+    let count = |sets: &[(&str, &str)], what: &str| {
+        let outcome = sluice().arg("explain").arg(&job).sets(sets).output();
+        outcome.assert_success();
+        outcome.stdout.lines().filter(|l| l.contains(what)).count()
+    };
+    assert_eq!(count(&[], "aggregate final"), 1);
+    assert_eq!(count(&[], "] sink "), 2);
+    let separate = [("table.optimizer.reuse-sub-plan-enabled", "false")];
+    assert_eq!(count(&separate, "aggregate final"), 2);
+}
+
 #[test]
 fn tx_metrics_local_accounts_for_every_generated_transaction() {
     let dir = JobDir::new();

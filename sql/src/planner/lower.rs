@@ -276,7 +276,25 @@ impl Planner<'_> {
         Ok((agg, filter))
     }
 
+    /// The stream of `plan`: a part of a plan lowered before (by an earlier INSERT reading
+    /// the same view) is reused, so it runs once and its output goes to every reader, as
+    /// Flink's `table.optimizer.reuse-sub-plan-enabled` does.
     pub(super) fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        // A Top-N request travels down to its window node: nothing below it is shared.
+        let reuse = self.settings.reuse_sub_plans && self.top_n.is_none();
+        if reuse {
+            if let Some(stream) = self.lowered.get(plan) {
+                return Ok(stream.clone());
+            }
+        }
+        let stream = self.lower_node(plan)?;
+        if reuse && self.top_n.is_none() {
+            self.lowered.insert(plan.clone(), stream.clone());
+        }
+        Ok(stream)
+    }
+
+    fn lower_node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table().to_string();

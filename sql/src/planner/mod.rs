@@ -194,6 +194,7 @@ pub fn plan_job_with_defaults(
         inserts_into: HashMap::new(),
         top_n: None,
         lookups: HashMap::new(),
+        lowered: HashMap::new(),
     };
     for statement in statements {
         match statement {
@@ -248,6 +249,8 @@ struct Planner<'a> {
     top_n: Option<top_n::TopNRequest>,
     /// The `FOR SYSTEM_TIME AS OF` tables, by generated name.
     lookups: HashMap<String, crate::lookups::LookupCall>,
+    /// The streams of the plans lowered so far, for INSERTs that share a part of a plan.
+    lowered: HashMap<LogicalPlan, Stream>,
 }
 
 /// Gives a repeated column of the top-level SELECT list a new name, as Flink does
