@@ -206,6 +206,7 @@ fn kinesis_writer(stream: &str, schema: &SchemaRef) -> Result<Box<dyn SinkWriter
         schema: Arc::clone(schema),
         metadata: Vec::new(),
         partition_by: Vec::new(),
+        projection: None,
     };
     let sink = KinesisSink::new(spec, &mut options)?;
     options.finish()?;

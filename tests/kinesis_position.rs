@@ -38,6 +38,7 @@ fn reader(stream: &str, restored: Vec<Vec<u8>>) -> Box<dyn SourceReader> {
         ])),
         metadata: vec![],
         partition_by: vec![],
+        projection: None,
     };
     let mut options = Options::from_pairs(
         "r",

@@ -127,6 +127,7 @@ mod tests {
             schema: Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)])),
             metadata: vec![],
             partition_by: vec![],
+            projection: None,
         }
     }
 

@@ -38,6 +38,9 @@ pub struct TableSpec {
     pub metadata: Vec<MetadataColumn>,
     /// `PARTITIONED BY` columns, in order.
     pub partition_by: Vec<String>,
+    /// Sources: the columns of `schema` (by index) the job reads; None: all of them. A
+    /// source may leave the other columns NULL rather than decode them.
+    pub projection: Option<Vec<usize>>,
 }
 
 /// The `WITH (...)` options of a table. Connectors take the options they understand;

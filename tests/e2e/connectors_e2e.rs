@@ -251,3 +251,44 @@ fn parquet_sink_writes_lowercase_columns_and_int64_millisecond_timestamps() {
         ]),
     );
 }
+
+/// A JSON source decodes only the columns the job reads (`explain` lists them): a value of
+/// the wrong type in a field no query reads does not make the record malformed, as in
+/// Flink, whose JSON format converts only the projected fields.
+#[test]
+fn a_json_source_decodes_only_the_columns_the_job_reads() {
+    let dir = JobDir::new();
+    let input = dir.write(
+        "events.json",
+        "{\"id\": 1, \"note\": \"fine\", \"size\": 10}\n\
+         {\"id\": 2, \"note\": {\"not\": \"a string\"}, \"size\": 20}\n\
+         {\"id\": 3, \"note\": \"fine\", \"size\": \"thirty\"}\n",
+    );
+    let job = "CREATE TABLE events (id BIGINT, note STRING, size BIGINT)
+                 WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json',
+                       'json.ignore-parse-errors' = 'true');
+               CREATE TABLE sink (id BIGINT, size BIGINT)
+                 WITH ('connector' = 'filesystem', 'path' = '{output}', 'format' = 'json');
+               INSERT INTO sink SELECT id, size FROM events;";
+    let written = crate::common::write_job(
+        dir.path(),
+        job,
+        &[("{input}", &input), ("{output}", &dir.output())],
+    );
+    let explain = crate::common::sluice()
+        .arg("explain")
+        .arg(&written)
+        .output();
+    explain.assert_success();
+    assert!(
+        explain.stdout.contains("reads (id, size)"),
+        "{}",
+        explain.stdout
+    );
+    let run = dir.run_json(job, &input, &[]);
+    let mut rows = run.rows;
+    sort_rows(&mut rows);
+    // Row 2's unread `note` is not a string: still read. Row 3's `size` is read: malformed.
+    assert_rows(&rows, json!([{"id": 1, "size": 10}, {"id": 2, "size": 20}]));
+    assert_eq!(run.metrics.malformed, 1);
+}

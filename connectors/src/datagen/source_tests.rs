@@ -19,6 +19,7 @@ fn source(fields: Vec<Field>, pairs: &[(&str, &str)]) -> Result<DatagenSource> {
         schema: Arc::new(Schema::new(fields)),
         metadata: vec![],
         partition_by: vec![],
+        projection: None,
     };
     let source = DatagenSource::new(spec, &mut options)?;
     options.finish()?;

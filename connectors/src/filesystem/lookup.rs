@@ -346,6 +346,7 @@ mod tests {
             ])),
             metadata: vec![],
             partition_by: vec![],
+            projection: None,
         }
     }
 

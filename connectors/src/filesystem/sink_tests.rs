@@ -27,6 +27,7 @@ fn sink(dir: &Path, format: &str, partition_by: &[&str], extra: &[(&str, &str)])
         schema: schema(),
         metadata: vec![],
         partition_by: partition_by.iter().map(|s| s.to_string()).collect(),
+        projection: None,
     };
     let sink = FileSink::new(spec, &mut options).unwrap();
     options.finish().unwrap();

@@ -53,6 +53,8 @@ struct Table {
     schema: SchemaRef,
     /// The columns read from the records.
     record_schema: SchemaRef,
+    /// The columns of `record_schema` the job reads (None: all); the others stay NULL.
+    record_projection: Option<Vec<usize>>,
     columns: Vec<ColumnSource>,
     /// Every file of the table, sorted; a file's index is its partition id.
     files: Vec<PathBuf>,
@@ -81,12 +83,24 @@ impl FileSource {
                 e
             ))
         })?;
+        // The job's columns that come from the records, as indices of `record_schema`.
+        let record_projection = spec.projection.as_ref().map(|read| {
+            columns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| match c {
+                    ColumnSource::Record(r) if read.contains(&i) => Some(*r),
+                    _ => None,
+                })
+                .collect()
+        });
         Ok(Self {
             table: Arc::new(Table {
                 name: spec.name,
                 config,
                 schema: spec.schema,
                 record_schema,
+                record_projection,
                 columns,
                 files,
             }),
@@ -298,10 +312,11 @@ impl FileReader {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let decoders = (0..threads)
             .map(|_| {
-                table
-                    .config
-                    .format
-                    .record_decoder(table.record_schema.clone(), BATCH_SIZE)
+                table.config.format.projected_decoder(
+                    table.record_schema.clone(),
+                    table.record_projection.as_deref(),
+                    BATCH_SIZE,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(OpenFile {

@@ -20,6 +20,7 @@ fn spec(fields: Vec<Field>, metadata: Vec<(&str, &str)>) -> TableSpec {
             })
             .collect(),
         partition_by: vec![],
+        projection: None,
     }
 }
 

@@ -9,7 +9,10 @@ pub mod json;
 pub mod lines;
 pub mod parallel;
 pub mod parquet;
+mod projected;
 pub mod text;
+
+use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use sluice_engine::connector::Options;
@@ -81,6 +84,31 @@ impl Format {
             }
         }
         Ok(())
+    }
+
+    /// A decoder into batches of `schema` that decodes only the columns in `projection`
+    /// (indices into `schema`; None: all) where the format can skip the others (JSON, unless
+    /// a missing field is an error), leaving them NULL.
+    pub fn projected_decoder(
+        &self,
+        schema: SchemaRef,
+        projection: Option<&[usize]>,
+        batch_size: usize,
+    ) -> Result<Box<dyn RecordDecoder>> {
+        match (self, projection) {
+            (Format::Json(o), Some(p))
+                if !o.fail_on_missing_field && p.len() < schema.fields().len() =>
+            {
+                let read = Arc::new(schema.project(p)?);
+                let inner = self.record_decoder(read, batch_size)?;
+                Ok(Box::new(projected::Projected::new(
+                    inner,
+                    schema,
+                    p.to_vec(),
+                )))
+            }
+            _ => self.record_decoder(schema, batch_size),
+        }
     }
 
     /// A decoder of line-delimited records of this format into batches of `schema`.

@@ -60,6 +60,8 @@ pub struct RecordLayout {
     table: String,
     schema: SchemaRef,
     physical: SchemaRef,
+    /// The physical columns the job reads (None: all); JSON leaves the others NULL.
+    projection: Option<Vec<usize>>,
     metadata: Vec<Metadata>,
     format: PayloadFormat,
 }
@@ -125,9 +127,17 @@ impl RecordLayout {
         if let PayloadFormat::Text(f) = format {
             f.check_readable(&spec.name, &physical)?;
         }
+        // The physical columns the job reads (metadata ones come from the records' envelope).
+        let projection = spec.projection.as_ref().map(|read| {
+            read.iter()
+                .copied()
+                .filter(|i| *i < physical.fields().len())
+                .collect()
+        });
         let layout = Self {
             table: spec.name.clone(),
             schema: spec.schema.clone(),
+            projection,
             physical,
             metadata,
             format: format.clone(),
@@ -143,7 +153,11 @@ impl RecordLayout {
             PayloadFormat::Raw => Payload::Raw,
             PayloadFormat::Text(f) => Payload::Text {
                 decoder: f
-                    .record_decoder(self.physical.clone(), DECODE_BATCH)
+                    .projected_decoder(
+                        self.physical.clone(),
+                        self.projection.as_deref(),
+                        DECODE_BATCH,
+                    )
                     .map_err(|e| e.context(format!("table '{}'", self.table)))?,
                 json: f.name() == "json",
                 ignore_parse_errors: f.ignore_parse_errors(),
@@ -471,6 +485,7 @@ mod tests {
             schema: Arc::new(Schema::new(fields)),
             metadata,
             partition_by: vec![],
+            projection: None,
         }
     }
 
@@ -613,6 +628,7 @@ mod tests {
             schema: Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, true)])),
             metadata: vec![],
             partition_by: vec![],
+            projection: None,
         };
         let layout = RecordLayout::new(&spec, &PayloadFormat::Raw).unwrap();
         let out = layout

@@ -153,6 +153,7 @@ mod tests {
             schema: batch.schema(),
             metadata: vec![],
             partition_by: vec![],
+            projection: None,
         };
         let sink = PrintSink::new(spec, &mut options).unwrap();
         assert_eq!(sink.describe(), "print(stdout) print-identifier=out");

@@ -134,6 +134,7 @@ impl Planner<'_> {
             schema: Arc::clone(&entry.source_schema),
             metadata: metadata_columns(def),
             partition_by: def.partition_by.clone(),
+            projection: None,
         };
         let (connector, fresh) =
             sluice_connectors::create_lookup(&connector_name, spec, &mut options)

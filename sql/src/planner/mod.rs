@@ -50,6 +50,7 @@ mod join;
 mod lookup;
 mod lower;
 mod over;
+mod read_columns;
 mod session;
 mod tables;
 mod top_n;
@@ -195,7 +196,9 @@ pub fn plan_job_with_defaults(
         top_n: None,
         lookups: HashMap::new(),
         lowered: HashMap::new(),
+        reads: HashMap::new(),
     };
+    let mut inserts = Vec::new();
     for statement in statements {
         match statement {
             Statement::Set { .. } => {}
@@ -209,8 +212,15 @@ pub fn plan_job_with_defaults(
                 table,
                 table_location,
                 query,
-            } => planner.insert(table, table_location, query)?,
+            } => inserts.push(planner.plan_insert(table, table_location, query)?),
         }
+    }
+    // Every INSERT is planned before any is lowered: the sources they share learn which of
+    // their columns the whole job reads.
+    let plans: Vec<&LogicalPlan> = inserts.iter().map(|i| &i.plan).collect();
+    planner.reads = planner.read_columns(&plans);
+    for insert in inserts {
+        planner.lower_insert(insert)?;
     }
     if planner.inserts == 0 {
         return Err(Error::plan(format!(
@@ -251,6 +261,16 @@ struct Planner<'a> {
     lookups: HashMap<String, crate::lookups::LookupCall>,
     /// The streams of the plans lowered so far, for INSERTs that share a part of a plan.
     lowered: HashMap<LogicalPlan, Stream>,
+    /// The source-schema columns each table's source must produce (absent: all).
+    reads: HashMap<String, Vec<usize>>,
+}
+
+/// An INSERT planned by DataFusion, waiting to be lowered.
+struct PlannedInsert {
+    table: String,
+    table_location: Location,
+    query: QueryDef,
+    plan: LogicalPlan,
 }
 
 /// Gives a repeated column of the top-level SELECT list a new name, as Flink does
@@ -333,15 +353,14 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn insert(
+    fn plan_insert(
         &mut self,
         table: String,
         table_location: Location,
         mut query: QueryDef,
-    ) -> Result<()> {
-        let file = self.file;
+    ) -> Result<PlannedInsert> {
         if !self.tables.contains_key(&table) {
-            return Err(file.error_at(
+            return Err(self.file.error_at(
                 table_location,
                 format!(
                     "unknown table '{table}': INSERT INTO needs a table created with CREATE TABLE"
@@ -349,6 +368,21 @@ impl Planner<'_> {
             ));
         }
         let plan = self.plan_query(&mut query)?;
+        Ok(PlannedInsert {
+            table,
+            table_location,
+            query,
+            plan,
+        })
+    }
+
+    fn lower_insert(&mut self, insert: PlannedInsert) -> Result<()> {
+        let PlannedInsert {
+            table,
+            table_location,
+            query,
+            plan,
+        } = insert;
         let nth = self.inserts_into.entry(table.clone()).or_default();
         *nth += 1;
         self.scope = match *nth {

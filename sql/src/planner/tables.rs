@@ -47,6 +47,20 @@ pub(super) fn metadata_columns(def: &TableDef) -> Vec<MetadataColumn> {
         .collect()
 }
 
+/// For `explain`: the columns a source produces when the job reads only some.
+fn read_text(schema: &SchemaRef, read: Option<&Vec<usize>>) -> String {
+    match read {
+        Some(read) if read.len() < schema.fields().len() => {
+            let names: Vec<&str> = read
+                .iter()
+                .map(|i| schema.field(*i).name().as_str())
+                .collect();
+            format!(" reads ({})", names.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
 /// Takes the `'connector'` option of a table, which every table needs.
 pub(super) fn take_connector(
     file: &SourceFile,
@@ -212,13 +226,18 @@ impl Planner<'_> {
             schema: Arc::clone(&entry.source_schema),
             metadata,
             partition_by: def.partition_by.clone(),
+            projection: self.reads.get(name).cloned(),
         };
         let connector = sluice_connectors::create_source(&connector_name, spec, &mut options)
             .map_err(option_error)?;
         options.finish().map_err(option_error)?;
         let rowtime = entry.prep.watermark.as_ref().map(|w| w.rowtime);
         let node = self.graph.add(Node {
-            name: format!("source {name}: {}", connector.describe()),
+            name: format!(
+                "source {name}: {}{}",
+                connector.describe(),
+                read_text(&entry.source_schema, self.reads.get(name))
+            ),
             // A table's source is shared by every INSERT that reads it.
             uid: format!("source {name}"),
             state: BTreeMap::from([("connector".to_string(), connector_name.clone())]),
@@ -328,6 +347,7 @@ impl Planner<'_> {
             schema: Arc::clone(&sink_schema),
             metadata: vec![],
             partition_by: def.partition_by.clone(),
+            projection: None,
         };
         let connector = sluice_connectors::create_sink(&connector_name, spec, &mut options)
             .map_err(option_error)?;
