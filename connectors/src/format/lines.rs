@@ -186,6 +186,29 @@ pub struct LineReader<R> {
     dropped: u64,
 }
 
+impl LineReader<std::io::Empty> {
+    /// A reader of `data`, held in memory whole: its bytes become the reader's buffer, so
+    /// they are not copied again.
+    pub fn over_bytes(
+        data: Vec<u8>,
+        decoder: Box<dyn RecordDecoder>,
+        schema: SchemaRef,
+        batch_size: usize,
+        ignore_parse_errors: bool,
+    ) -> Self {
+        let mut reader = Self::new(
+            std::io::empty(),
+            decoder,
+            schema,
+            batch_size,
+            ignore_parse_errors,
+        );
+        reader.bytes_read = data.len() as u64;
+        reader.buf = data;
+        reader
+    }
+}
+
 impl<R: Read> LineReader<R> {
     pub fn new(
         input: R,

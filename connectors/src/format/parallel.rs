@@ -8,7 +8,7 @@
 //! numbers in errors stay those of the file: each chunk knows how many lines precede it.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -183,8 +183,8 @@ fn split<R: Read>(
 /// A worker: decodes chunks with its own decoder until the jobs run out.
 fn decode(mut decoder: Box<dyn RecordDecoder>, jobs: &Receiver<Job>, options: &ParallelOptions) {
     for job in jobs {
-        let mut reader = LineReader::new(
-            Cursor::new(job.data),
+        let mut reader = LineReader::over_bytes(
+            job.data,
             decoder,
             Arc::clone(&options.schema),
             options.batch_size,
@@ -216,6 +216,8 @@ fn decode(mut decoder: Box<dyn RecordDecoder>, jobs: &Receiver<Job>, options: &P
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use arrow::array::AsArray;
     use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
