@@ -57,6 +57,20 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
     })
 }
 
+/// `CASE WHEN c1 THEN r1 ... ELSE otherwise END`.
+fn case(whens: Vec<(Expr, Expr)>, otherwise: Expr) -> Expr {
+    Expr::Case {
+        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: whens
+            .into_iter()
+            .map(|(condition, result)| CaseWhen { condition, result })
+            .collect(),
+        else_result: Some(Box::new(otherwise)),
+    }
+}
+
 fn string(s: &str) -> Expr {
     Expr::Value(Value::SingleQuotedString(s.to_string()).into())
 }
@@ -141,16 +155,7 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
             let name = f.name.to_string().to_ascii_uppercase();
             let args = args_of(f)?;
             match (name.as_str(), args.as_slice()) {
-                ("IF", [c, a, b]) => Some(Expr::Case {
-                    case_token: ast::helpers::attached_token::AttachedToken::empty(),
-                    end_token: ast::helpers::attached_token::AttachedToken::empty(),
-                    operand: None,
-                    conditions: vec![CaseWhen {
-                        condition: c.clone(),
-                        result: a.clone(),
-                    }],
-                    else_result: Some(Box::new(b.clone())),
-                }),
+                ("IF", [c, a, b]) => Some(case(vec![(c.clone(), a.clone())], b.clone())),
                 ("TIMESTAMPADD" | "TIMESTAMPDIFF", [unit, rest @ ..]) => {
                     let unit = unit_name(unit)?;
                     let mut all = vec![string(&unit)];
@@ -182,22 +187,13 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
                         op,
                         right: Box::new(number("0")),
                     };
-                    let sign = Expr::Case {
-                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
-                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
-                        operand: None,
-                        conditions: vec![
-                            CaseWhen {
-                                condition: compare(ast::BinaryOperator::Gt),
-                                result: number("1"),
-                            },
-                            CaseWhen {
-                                condition: compare(ast::BinaryOperator::Lt),
-                                result: number("-1"),
-                            },
+                    let sign = case(
+                        vec![
+                            (compare(ast::BinaryOperator::Gt), number("1")),
+                            (compare(ast::BinaryOperator::Lt), number("-1")),
                         ],
-                        else_result: Some(Box::new(number("0"))),
-                    };
+                        number("0"),
+                    );
                     Some(Expr::BinaryOp {
                         left: Box::new(Expr::Nested(Box::new(Expr::BinaryOp {
                             left: Box::new(x.clone()),
@@ -222,17 +218,11 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
                             right: Box::new(b),
                         })
                         .unwrap_or_else(|| Expr::IsNull(Box::new(first.clone())));
-                    Some(Expr::Case {
-                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
-                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
-                        operand: None,
-                        conditions: vec![CaseWhen {
-                            condition: any_null,
-                            result: Expr::Value(Value::Null.into()),
-                        }],
-                        // (The visitor does not revisit what it put in place.)
-                        else_result: Some(Box::new(call(&name.to_ascii_lowercase(), args.clone()))),
-                    })
+                    // (The visitor does not revisit what it puts in place.)
+                    Some(case(
+                        vec![(any_null, Expr::Value(Value::Null.into()))],
+                        call(&name.to_ascii_lowercase(), args.clone()),
+                    ))
                 }
                 // Flink's REGEXP_REPLACE replaces every match (DataFusion's the first).
                 ("REGEXP_REPLACE", [_, _, _]) => {

@@ -16,22 +16,31 @@ const SHIPMENTS: &str = r#"{"s_time": "2020-04-15 10:25:00", "order_id": "o3"}
 {"s_time": "2020-04-15 11:10:00", "order_id": "o2"}
 "#;
 
-fn shipped(kind: &str, parallelism: &str) -> Vec<Value> {
-    let dir = JobDir::new();
-    let orders = dir.write("orders.json", ORDERS);
-    let shipments = dir.write("shipments.json", SHIPMENTS);
-    let job = format!(
+/// The orders table (at `{input}`) and the shipments table (at `shipments`), each with a
+/// watermark 1 s behind its time.
+fn tables(shipments: &std::path::Path) -> String {
+    format!(
         "CREATE TABLE orders (o_time TIMESTAMP(3), id STRING,
            WATERMARK FOR o_time AS o_time - INTERVAL '1' SECOND)
          WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
          CREATE TABLE shipments (s_time TIMESTAMP(3), order_id STRING,
            WATERMARK FOR s_time AS s_time - INTERVAL '1' SECOND)
-         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        shipments.display()
+    )
+}
+
+fn shipped(kind: &str, parallelism: &str) -> Vec<Value> {
+    let dir = JobDir::new();
+    let orders = dir.write("orders.json", ORDERS);
+    let shipments = dir.write("shipments.json", SHIPMENTS);
+    let job = format!(
+        "{}
          {}
          INSERT INTO sink SELECT o.id, o.o_time, s.order_id, s.s_time
          FROM orders o {kind} JOIN shipments s
          ON o.id = s.order_id AND s.s_time BETWEEN o.o_time AND o.o_time + INTERVAL '1' HOUR;",
-        shipments.display(),
+        tables(&shipments),
         json_sink("id STRING, o_time TIMESTAMP(3), order_id STRING, s_time TIMESTAMP(3)")
     );
     dir.run_json(&job, &orders, &[("parallelism.default", parallelism)])
@@ -109,12 +118,7 @@ fn the_pairs_of_an_interval_join_can_be_windowed_on_the_left_time() {
         let orders = dir.write("orders.json", &orders);
         let shipments = dir.write("shipments.json", &shipments);
         let job = format!(
-            "CREATE TABLE orders (o_time TIMESTAMP(3), id STRING,
-               WATERMARK FOR o_time AS o_time - INTERVAL '1' SECOND)
-             WITH ('connector' = 'filesystem', 'path' = '{{input}}', 'format' = 'json');
-             CREATE TABLE shipments (s_time TIMESTAMP(3), order_id STRING,
-               WATERMARK FOR s_time AS s_time - INTERVAL '1' SECOND)
-             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            "{}
              {}
              CREATE VIEW shipped AS SELECT o.id, o.o_time, s.s_time FROM orders o
              JOIN shipments s ON o.id = s.order_id
@@ -122,7 +126,7 @@ fn the_pairs_of_an_interval_join_can_be_windowed_on_the_left_time() {
              INSERT INTO sink SELECT window_start, COUNT(*) AS shipped
              FROM TABLE(TUMBLE(TABLE shipped, DESCRIPTOR(o_time), INTERVAL '1' HOUR))
              GROUP BY window_start, window_end;",
-            shipments.display(),
+            tables(&shipments),
             json_sink("window_start TIMESTAMP(3), shipped BIGINT")
         );
         let job = dir.run_json(&job, &orders, &[("parallelism.default", parallelism)]);

@@ -198,17 +198,18 @@ INSERT INTO sink SELECT window_start, k, total, rownum FROM (
     }
 }
 
+/// Two bids that arrive after Flink's: supplier5's earliest (08:14, after its 08:17 bid) and
+/// supplier6's only one (08:01, more than 5 minutes behind the latest bid).
+const LATER_BIDS: &str = r#"{"bidtime": "2020-04-15 08:14:00", "price": 7.00, "item": "Z", "supplier_id": "supplier5"}
+{"bidtime": "2020-04-15 08:01:00", "price": 1.00, "item": "L", "supplier_id": "supplier6"}
+"#;
+
 /// Deduplication without a window: the first bid of each supplier by bid time. The watermark
 /// is 5 minutes behind, so a bid that arrives after a later one of its supplier but within
 /// the delay still counts as the first; one older than the watermark is late.
 #[test]
 fn deduplication_keeps_each_key_s_earliest_on_time_row() {
-    let mut bids = BIDS.to_string();
-    bids.push_str(
-        r#"{"bidtime": "2020-04-15 08:14:00", "price": 7.00, "item": "Z", "supplier_id": "supplier5"}
-{"bidtime": "2020-04-15 08:01:00", "price": 1.00, "item": "L", "supplier_id": "supplier6"}
-"#,
-    );
+    let bids = format!("{BIDS}{LATER_BIDS}");
     for parallelism in ["1", "2"] {
         let dir = JobDir::new();
         let input = dir.write("bid.json", &bids);
@@ -239,12 +240,7 @@ fn deduplication_keeps_each_key_s_earliest_on_time_row() {
 /// row to arrive is kept, whatever its event time, and no row is late.
 #[test]
 fn deduplication_by_processing_time_keeps_each_key_s_first_row_to_arrive() {
-    let mut bids = BIDS.to_string();
-    bids.push_str(
-        r#"{"bidtime": "2020-04-15 08:14:00", "price": 7.00, "item": "Z", "supplier_id": "supplier5"}
-{"bidtime": "2020-04-15 08:01:00", "price": 1.00, "item": "L", "supplier_id": "supplier6"}
-"#,
-    );
+    let bids = format!("{BIDS}{LATER_BIDS}");
     for parallelism in ["1", "2"] {
         let dir = JobDir::new();
         let input = dir.write("bid.json", &bids);

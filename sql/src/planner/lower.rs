@@ -288,7 +288,7 @@ impl Planner<'_> {
             }
         }
         let stream = self.lower_node(plan)?;
-        if reuse && self.top_n.is_none() {
+        if reuse {
             self.lowered.insert(plan.clone(), stream.clone());
         }
         Ok(stream)

@@ -121,13 +121,8 @@ impl Planner<'_> {
             indices.extend(collect_columns(expr).iter().map(|c| c.index()));
         }
         // Metadata columns come from the connector, which supplies them anyway.
-        let physical = entry.source_schema.fields().len()
-            - entry
-                .def
-                .columns
-                .iter()
-                .filter(|c| matches!(c.kind, ColumnKind::Metadata { .. }))
-                .count();
+        let physical =
+            entry.source_schema.fields().len() - super::tables::metadata_columns(&entry.def).len();
         indices.extend(physical..entry.source_schema.fields().len());
         Some(indices.into_iter().collect())
     }
