@@ -16,6 +16,9 @@
 #                              #    no checkpoints, every 10 s and every 1 s
 #   benches/run.sh two-sinks   # 9. benchmark 1's view read by two INSERTs into two Parquet
 #                              #    sinks, shared (one aggregate) and not, against one sink
+#   benches/run.sh kinesis     # 10. benchmark 1's window over Kinesis: 100 shards of 1 KB JSON
+#                              #    records (then KPL-aggregated) served from memory by
+#                              #    benches/kinesis-server (KINESIS_EVENTS, default 1000000)
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench),
 #      PROFILE (default dist; `dev` or `release` measure what those builds cost),
@@ -48,15 +51,17 @@ input_for() { # events keys
   echo "$file"
 }
 
-# The transactions source table over JSON lines at $1, with the parallelism setting.
-tx_table() { # input
+# The transactions source table over JSON lines at $1 (or with the connector options $2),
+# with the parallelism setting.
+tx_table() { # input [connector options]
+  local with="${2:-'connector' = 'filesystem', 'path' = '$1', 'format' = 'json'}"
   cat <<SQL
 SET 'parallelism.default' = '$par';
 CREATE TABLE tx (
   tx_hash STRING, block BIGINT, fee DOUBLE, amount DOUBLE, currency STRING, event_time BIGINT,
   ts AS TO_TIMESTAMP_LTZ(event_time, 3),
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
-) WITH ('connector' = 'filesystem', 'path' = '$1', 'format' = 'json');
+) WITH ($with);
 SQL
 }
 
@@ -117,8 +122,8 @@ PY
 }
 
 # Sluice's job for a query of benchmarks 5 and 8 (the queries of benches/flink/tx_queries.py).
-query_job() { # query input output
-  tx_table "$2"
+query_job() { # query input output [source connector options]
+  tx_table "$2" "${4:-}"
   case "$1" in
     over) cat <<SQL
 CREATE TABLE recent (
@@ -390,12 +395,51 @@ SQL
       check_query tumble "$input" "$work/${name}_b"
     done
     ;;
+  kinesis)
+    # Benchmark 10: the reference job's window over a Kinesis stream of 100 shards, served
+    # from memory by benches/kinesis-server at Kinesis's per-shard read limits; each record
+    # is one `datagen tx` line padded to about 1 KB, then the same records packed 20 to a
+    # KPL aggregate.
+    cargo build --profile "$profile" --quiet --manifest-path "$repo/Cargo.toml" \
+      -p sluice-kinesis-bench --bin kinesis-bench-server
+    case "$profile" in
+      dev) server_bin="$repo/target/debug/kinesis-bench-server" ;;
+      *) server_bin="$repo/target/$profile/kinesis-bench-server" ;;
+    esac
+    input="$(input_for "${KINESIS_EVENTS:-1000000}" 4)"
+    for variant in plain kpl; do
+      name="kinesis-$variant"; out="$work/${name}_out"; job="$work/$name.sql"
+      kpl=(); [ "$variant" = kpl ] && kpl=(--kpl 20)
+      rm -rf "$out"
+      coproc SERVER { exec "$server_bin" "$input" --shards 100 --record-bytes 1000 "${kpl[@]}"; }
+      read -r endpoint <&"${SERVER[0]}"
+      query_job tumble "$input" "$out" "'connector' = 'kinesis', 'stream' = 'bench', 'format' = 'json',
+  'source.init.position' = 'TRIM_HORIZON', 'scan.bounded' = 'latest'" >"$job"
+      AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench \
+        AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true run_job "$name" "$job"
+      "$python" - "$endpoint/stats" "$work/$name.metrics.json" <<'PY'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1]))
+m = json.load(open(sys.argv[2]))
+secs = m["seconds"]
+print(f"  {s['stream_user_records']:,} payloads of {s['stream_user_bytes'] / s['stream_user_records']:.0f} bytes "
+      f"({s['stream_records']:,} Kinesis records) over {s['shards']} shards: "
+      f"{s['stream_user_bytes'] / secs / 1e6:,.0f} MB/s of payload, {s['stream_user_records'] / secs:,.0f} records/s")
+print(f"  GetRecords: {s['get_records_calls']:,} calls, refused by the 5 calls/s limit {s['refused_calls_limit']}, "
+      f"by the 2 MiB/s limit {s['refused_bytes_limit']}; shortest gap between calls on one shard {s['min_gap_ms']:.1f} ms; "
+      f"server CPU {s['cpu_seconds']:.2f} s")
+assert s["records_served"] >= s["stream_records"], s
+PY
+      kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+      check_query tumble "$input" "$out"
+    done
+    ;;
   flink) flink_vs_sluice tumble ;;
   flink-windows)
     for query in ${FLINK_QUERIES:-tumble hop cumulate over}; do flink_vs_sluice "$query"; done
     ;;
   *)
-    sed -n '2,18p' "$0"
+    sed -n '2,21p' "$0"
     exit 2
     ;;
 esac

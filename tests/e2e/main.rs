@@ -19,6 +19,7 @@ mod functions;
 mod interval_join;
 mod jobs;
 mod kinesis;
+mod kinesis_bench_server;
 mod lookup_join;
 mod operator_restores;
 mod over;
