@@ -10,6 +10,7 @@
 //! |--------------|--------|------|
 //! | `filesystem` | yes    | yes  |
 //! | `datagen`    | yes    |      |
+//! | `nexmark`    | yes    |      |
 //! | `print`      |        | yes  |
 //! | `blackhole`  |        | yes  |
 //! | `kinesis`    | yes    | yes  |
@@ -32,12 +33,14 @@ pub mod filesystem;
 pub mod format;
 pub mod http;
 pub mod kinesis;
+pub mod nexmark;
 pub mod option_values;
 pub mod print;
 pub mod sink_bridge;
 
 /// The connectors this crate knows, for messages.
-const KNOWN: &str = "filesystem, kinesis, sagemaker-featurestore, datagen, print, blackhole";
+const KNOWN: &str =
+    "filesystem, kinesis, sagemaker-featurestore, datagen, nexmark, print, blackhole";
 
 /// Creates the source connector `connector` for table `spec`, taking the options it
 /// understands from `options` (the caller rejects whatever is left).
@@ -50,6 +53,7 @@ pub fn create_source(
         "filesystem" => Ok(Arc::new(filesystem::FileSource::new(spec, options)?)),
         "datagen" => Ok(Arc::new(datagen::DatagenSource::new(spec, options)?)),
         "kinesis" => Ok(Arc::new(kinesis::KinesisSource::new(spec, options)?)),
+        "nexmark" => Ok(Arc::new(nexmark::NexmarkSource::new(spec, options)?)),
         "print" | "blackhole" | "sagemaker-featurestore" => {
             Err(wrong_role(&spec.name, connector, "sink", "read from"))
         }
@@ -72,7 +76,7 @@ pub fn create_sink(
         "sagemaker-featurestore" => Ok(Arc::new(featurestore::FeatureStoreSink::new(
             spec, options,
         )?)),
-        "datagen" => Err(wrong_role(&spec.name, connector, "source", "written to")),
+        "datagen" | "nexmark" => Err(wrong_role(&spec.name, connector, "source", "written to")),
         other => Err(unknown(&spec.name, other)),
     }
 }
@@ -142,7 +146,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.message(),
-            "table 't': unknown connector 'kafka' (known: filesystem, kinesis, sagemaker-featurestore, datagen, print, blackhole)"
+            "table 't': unknown connector 'kafka' (known: filesystem, kinesis, sagemaker-featurestore, datagen, nexmark, print, blackhole)"
         );
         assert!(create_sink("kafka", spec(), &mut options()).is_err());
         let err = create_source("print", spec(), &mut options())

@@ -21,6 +21,7 @@ mod jobs;
 mod kinesis;
 mod kinesis_bench_server;
 mod lookup_join;
+mod nexmark;
 mod operator_restores;
 mod over;
 mod s3;

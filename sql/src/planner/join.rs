@@ -18,6 +18,8 @@ type Col = datafusion::common::Column;
 struct Condition {
     equal: Vec<(Col, Col)>,
     range: Option<(Col, Col, i64, i64)>,
+    /// The other conjuncts (say `a.n >= b.m`): a filter on the joined rows.
+    residual: Vec<Expr>,
 }
 
 /// `column [+|- interval]`: the column and the signed offset in milliseconds.
@@ -95,7 +97,7 @@ impl Condition {
     }
 }
 
-/// The join's condition taken apart, or None if it has a part Sluice cannot run.
+/// The join's condition taken apart, or None if its equal keys are not plain columns.
 fn condition(j: &Join) -> Option<Condition> {
     let mut c = Condition::default();
     for (l, r) in &j.on {
@@ -109,14 +111,28 @@ fn condition(j: &Join) -> Option<Condition> {
         split_and(filter, &mut conjuncts);
     }
     let sides = (j.left.schema(), j.right.schema());
+    // A comparison of two sides' times bounds the join; one of other values filters it.
+    let is_time = |e: &Expr| {
+        shifted(e).is_some_and(|(col, _)| {
+            [sides.0, sides.1].iter().any(|s| {
+                datafusion::common::ExprSchema::field_from_column(s.as_ref(), &col)
+                    .is_ok_and(|f| matches!(f.data_type(), DataType::Timestamp(..)))
+            })
+        })
+    };
     for e in conjuncts {
-        match e {
-            Expr::BinaryExpr(b) => c.compare(&b.left, b.op, &b.right, sides)?,
-            Expr::Between(b) if !b.negated => {
-                c.compare(&b.expr, Op::GtEq, &b.low, sides)?;
-                c.compare(&b.expr, Op::LtEq, &b.high, sides)?;
+        let taken = match e {
+            Expr::BinaryExpr(b) if b.op == Op::Eq || (is_time(&b.left) && is_time(&b.right)) => {
+                c.compare(&b.left, b.op, &b.right, sides).is_some()
             }
-            _ => return None,
+            Expr::Between(b) if !b.negated && is_time(&b.expr) => {
+                c.compare(&b.expr, Op::GtEq, &b.low, sides).is_some()
+                    && c.compare(&b.expr, Op::LtEq, &b.high, sides).is_some()
+            }
+            _ => false,
+        };
+        if !taken {
+            c.residual.push(e.clone());
         }
     }
     Some(c)
@@ -149,6 +165,15 @@ fn key_indexes(
     Ok(Ok((left, right)))
 }
 
+/// The conjuncts of an optional condition, cloned.
+fn split_conjuncts(e: Option<&Expr>) -> Vec<Expr> {
+    let mut out = Vec::new();
+    if let Some(e) = e {
+        split_and(e, &mut out);
+    }
+    out.into_iter().cloned().collect()
+}
+
 /// The conjuncts of `a AND b AND ...`.
 pub(super) fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
@@ -157,6 +182,34 @@ pub(super) fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
             split_and(&b.right, out);
         }
         other => out.push(other),
+    }
+}
+
+/// The name column `col` of `plan` has where it was made: followed down through
+/// projections (past their aliases), subquery aliases, filters and the group keys of
+/// aggregates. So `window_start AS starttime` in a subquery is still a window's start.
+pub(super) fn origin_name(plan: &LogicalPlan, col: &Col) -> String {
+    let Ok(index) = plan.schema().index_of_column(col) else {
+        return col.name.clone();
+    };
+    let input_column = |input: &LogicalPlan, index: usize| {
+        let (qualifier, field) = input.schema().qualified_field(index);
+        Col::new(qualifier.cloned(), field.name())
+    };
+    match plan {
+        LogicalPlan::Projection(p) => match p.expr[index].clone().unalias_nested().data {
+            Expr::Column(c) => origin_name(&p.input, &c),
+            _ => col.name.clone(),
+        },
+        LogicalPlan::SubqueryAlias(s) => origin_name(&s.input, &input_column(&s.input, index)),
+        LogicalPlan::Filter(f) => origin_name(&f.input, &input_column(&f.input, index)),
+        LogicalPlan::Aggregate(a) if index < a.group_expr.len() => {
+            match a.group_expr[index].clone().unalias_nested().data {
+                Expr::Column(c) => origin_name(&a.input, &c),
+                _ => col.name.clone(),
+            }
+        }
+        _ => col.name.clone(),
     }
 }
 
@@ -195,6 +248,23 @@ impl Planner<'_> {
                 "the join condition must be equal columns and time bounds, joined with AND",
             );
         };
+        if let Some(residual) = condition.residual.iter().cloned().reduce(Expr::and) {
+            if kind != JoinKind::Inner {
+                return refuse(&format!(
+                    "a {} join's condition may hold only equal keys and time bounds, not {residual}",
+                    j.join_type
+                ));
+            }
+            // The join on its keys and time bounds, then the rest as a filter of its rows.
+            let kept: Vec<Expr> = split_conjuncts(j.filter.as_ref())
+                .into_iter()
+                .filter(|e| !condition.residual.contains(e))
+                .collect();
+            let mut inner = j.clone();
+            inner.filter = kept.into_iter().reduce(Expr::and);
+            let joined = self.lower_join(&inner)?;
+            return self.add_filter(joined, &residual, &j.schema);
+        }
         let pairs = condition.equal.clone();
         if let Some(range) = condition.range {
             return self.lower_interval_join(j, kind, pairs, range);
@@ -208,7 +278,9 @@ impl Planner<'_> {
             pairs
                 .iter()
                 .zip(left_keys.iter().zip(&right_keys))
-                .find(|((l, r), _)| l.name == name && r.name == name)
+                .find(|((l, r), _)| {
+                    origin_name(&j.left, l) == name && origin_name(&j.right, r) == name
+                })
                 .map(|(_, (li, ri))| (*li, *ri))
         };
         let (Some(_), Some((left_end, right_end))) =
@@ -327,7 +399,14 @@ impl Planner<'_> {
         let left = self.lower(&j.left)?;
         let right = self.lower(&j.right)?;
         let (left_time, right_time) = (ls.index_of_column(&lt)?, rs.index_of_column(&rt)?);
-        if left.rowtime != Some(left_time) || right.rowtime != Some(right_time) {
+        // A window's end also times its rows: each comes at or before the watermark that
+        // passes it, never behind it (as Flink's `window_end AS ts` joins in Nexmark q7).
+        let is_time = |stream: &Stream, plan: &LogicalPlan, col: &Col, index: usize| {
+            stream.rowtime == Some(index)
+                || (origin_name(plan, col) == "window_end"
+                    && stream.window.is_some_and(|w| w.slices_are_windows()))
+        };
+        if !is_time(&left, &j.left, &lt, left_time) || !is_time(&right, &j.right, &rt, right_time) {
             return refuse(format!(
                 "{lt} and {rt} must be the time attributes (WATERMARK FOR ...) of their tables"
             ));

@@ -361,6 +361,21 @@ impl Planner<'_> {
                 Ok(stream)
             }
             LogicalPlan::Filter(f) => {
+                // WHERE over an inner JOIN: part of the join's condition (time bounds
+                // included), as a planner pushing filters down makes it.
+                if let LogicalPlan::Join(j) = f.input.as_ref() {
+                    let lookup = super::lookup::lookup_table(&j.left)
+                        .or(super::lookup::lookup_table(&j.right));
+                    if j.join_type == datafusion::logical_expr::JoinType::Inner && lookup.is_none()
+                    {
+                        let mut join = j.clone();
+                        join.filter = Some(match join.filter.take() {
+                            Some(on) => on.and(f.predicate.clone()),
+                            None => f.predicate.clone(),
+                        });
+                        return self.lower(&LogicalPlan::Join(join));
+                    }
+                }
                 if let Some(request) = super::top_n::top_n_request(f) {
                     self.top_n = Some(request);
                     let stream = self.lower(&f.input);
@@ -369,18 +384,8 @@ impl Planner<'_> {
                     }
                     return stream;
                 }
-                let mut stream = self.lower(&f.input)?;
-                let predicate = self.physical(&f.predicate, f.input.schema())?;
-                let text = without_window_tables(&f.predicate.to_string());
-                stream.node = self.add_node(
-                    "filter",
-                    format!("filter {text}"),
-                    &stream,
-                    Edge::Forward,
-                    stream.parallelism,
-                    move |_, _| Ok(Box::new(Filter::new(Arc::clone(&predicate)))),
-                );
-                Ok(stream)
+                let stream = self.lower(&f.input)?;
+                self.add_filter(stream, &f.predicate, f.input.schema())
             }
             LogicalPlan::Aggregate(a) => self.lower_aggregate(a),
             LogicalPlan::Window(w) => self.lower_over(w),
@@ -397,6 +402,26 @@ impl Planner<'_> {
                 }
             ))),
         }
+    }
+
+    /// A filter node keeping the rows of `stream` (of `schema`) where `predicate` holds.
+    pub(super) fn add_filter(
+        &mut self,
+        mut stream: Stream,
+        predicate: &Expr,
+        schema: &DFSchemaRef,
+    ) -> Result<Stream> {
+        let physical = self.physical(predicate, schema)?;
+        let text = without_window_tables(&predicate.to_string());
+        stream.node = self.add_node(
+            "filter",
+            format!("filter {text}"),
+            &stream,
+            Edge::Forward,
+            stream.parallelism,
+            move |_, _| Ok(Box::new(Filter::new(Arc::clone(&physical)))),
+        );
+        Ok(stream)
     }
 
     pub(super) fn lower_window(&mut self, name: &str) -> Result<Stream> {
@@ -488,7 +513,8 @@ impl Planner<'_> {
             .iter()
             .map(|g| match g.clone().unalias() {
                 Expr::Column(c) if input.window.is_some() || input.session.is_some() => {
-                    match c.name.as_str() {
+                    // Also through aliases: `window_start AS starttime` in a subquery.
+                    match super::join::origin_name(&a.input, &c).as_str() {
                         "window_start" => Some(AggregateOutput::WindowStart),
                         "window_end" => Some(AggregateOutput::WindowEnd),
                         "window_time" => Some(AggregateOutput::WindowTime),
@@ -603,7 +629,7 @@ impl Planner<'_> {
             rowtime: output
                 .iter()
                 .position(|o| *o == AggregateOutput::WindowTime),
-            window: None,
+            window: per_window_rows(&window),
             session: None,
             table: input.table,
         })
@@ -628,5 +654,21 @@ impl Planner<'_> {
                 .push(without_window_tables(&e.schema_name().to_string()));
         }
         Ok(found)
+    }
+}
+
+/// What a window aggregate's rows are to a second aggregate that groups them by
+/// `window_start, window_end` again (a cascade, as Flink allows): each row is in exactly
+/// its own window, so for windows of one size (TUMBLE, HOP) that is a TUMBLE of that size
+/// keyed by the rows' window_start, whatever their alignment. CUMULATE's windows differ in
+/// size: none.
+fn per_window_rows(window: &WindowSpec) -> Option<WindowSpec> {
+    match window.shape {
+        sluice_engine::window::WindowShape::Cumulate { .. } => None,
+        _ => Some(WindowSpec {
+            shape: sluice_engine::window::WindowShape::Tumble,
+            offset_ms: 0,
+            ..*window
+        }),
     }
 }

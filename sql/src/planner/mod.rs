@@ -348,7 +348,7 @@ impl Planner<'_> {
                 format!("table or view '{name}' is already defined"),
             ));
         }
-        let plan = self.plan_query(&mut query)?;
+        let plan = name_struct_fields(self.plan_query(&mut query)?);
         self.register(&name, Arc::new(ViewTable::new(plan, None)))?;
         Ok(())
     }
@@ -400,6 +400,48 @@ impl Planner<'_> {
         self.add_sink(&table, table_location, stream)?;
         self.inserts += 1;
         Ok(())
+    }
+}
+
+/// Names each unnamed `row_column.field` of a view's SELECT list after the field, as Flink
+/// does (`SELECT person.id FROM t` has a column `id`), where DataFusion would name it
+/// `t.person[id]`. Left as it is when that would give two columns one name.
+fn name_struct_fields(plan: LogicalPlan) -> LogicalPlan {
+    let LogicalPlan::Projection(projection) = &plan else {
+        return plan;
+    };
+    let field_name = |e: &Expr| match e {
+        Expr::ScalarFunction(f) if f.name() == "get_field" && f.args.len() == 2 => {
+            match &f.args[1] {
+                Expr::Literal(datafusion::scalar::ScalarValue::Utf8(Some(name)), _) => {
+                    Some(name.clone())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let names: Vec<String> = projection
+        .expr
+        .iter()
+        .map(|e| field_name(e).unwrap_or_else(|| e.schema_name().to_string()))
+        .collect();
+    let unique = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+    if !unique || projection.expr.iter().all(|e| field_name(e).is_none()) {
+        return plan;
+    }
+    let exprs = projection
+        .expr
+        .iter()
+        .zip(names)
+        .map(|(e, name)| match field_name(e) {
+            Some(_) => e.clone().alias(name),
+            None => e.clone(),
+        })
+        .collect();
+    match datafusion::logical_expr::Projection::try_new(exprs, projection.input.clone()) {
+        Ok(p) => LogicalPlan::Projection(p),
+        Err(_) => plan,
     }
 }
 
