@@ -180,8 +180,11 @@ pub struct LineReader<R> {
     /// The decoder failed and holds partial state; it is rebuilt before its next use
     /// (only then, since rebuilding costs allocations).
     decoder_dirty: bool,
-    /// Newlines before `start`: the line number of the line before it.
-    lines_before_start: u64,
+    /// Newlines before `buf[counted_to]` (the input's before the buffer included). Lines
+    /// are counted only when a line number is needed, for a malformed line: not on the
+    /// fast path.
+    counted_lines: u64,
+    counted_to: usize,
     bytes_read: u64,
     dropped: u64,
 }
@@ -229,7 +232,8 @@ impl<R: Read> LineReader<R> {
             complete: 0,
             eof: false,
             decoder_dirty: false,
-            lines_before_start: 0,
+            counted_lines: 0,
+            counted_to: 0,
             bytes_read: 0,
             dropped: 0,
         }
@@ -237,7 +241,7 @@ impl<R: Read> LineReader<R> {
 
     /// Numbers lines as if `lines` lines came before the input (a chunk of a larger file).
     pub fn after_lines(mut self, lines: u64) -> Self {
-        self.lines_before_start = lines;
+        self.counted_lines = lines;
         self
     }
 
@@ -276,7 +280,8 @@ impl<R: Read> LineReader<R> {
                 )));
             }
             let mut batches = Vec::new();
-            self.decode_region(self.start, end, self.lines_before_start, &mut batches)?;
+            let line = self.lines_before_start();
+            self.decode_region(self.start, end, line, &mut batches)?;
             self.clean_decoder().map_err(ReadError::Decoder)?;
             self.advance_start(end);
             if !batches.is_empty() {
@@ -566,15 +571,23 @@ impl<R: Read> LineReader<R> {
     }
 
     fn advance_start(&mut self, to: usize) {
-        self.lines_before_start +=
-            memchr::memchr_iter(b'\n', &self.buf[self.start..to]).count() as u64;
         self.start = to;
         self.cursor = to;
+    }
+
+    /// Newlines before `start`: the line number of the line before it.
+    fn lines_before_start(&mut self) -> u64 {
+        self.counted_lines +=
+            memchr::memchr_iter(b'\n', &self.buf[self.counted_to..self.start]).count() as u64;
+        self.counted_to = self.start;
+        self.counted_lines
     }
 
     /// Drops the bytes before `start` and reads the next block.
     fn refill(&mut self) -> Result<(), ReadError> {
         if self.start > 0 {
+            self.lines_before_start();
+            self.counted_to = 0;
             self.buf.drain(..self.start);
             self.cursor -= self.start;
             self.complete -= self.start;
