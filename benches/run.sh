@@ -19,11 +19,14 @@
 #   benches/run.sh kinesis     # 10. benchmark 1's window over Kinesis: 100 shards of 1 KB JSON
 #                              #    records (then KPL-aggregated) served from memory by
 #                              #    benches/kinesis-server (KINESIS_EVENTS, default 1000000)
+#   benches/run.sh nexmark     # 11. Nexmark q0 q1 q2 q5 q7 q8 (jobs/nexmark/) on the nexmark
+#                              #    source (NEXMARK_EVENTS, default 50000000; NEXMARK_QUERIES)
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench),
 #      PROFILE (default dist; `dev` or `release` measure what those builds cost),
 #      SLUICE (a `sluice` binary to measure instead of building one, e.g. one built at an
-#      earlier commit for a before/after comparison)
+#      earlier commit for a before/after comparison), KINESIS_SERVER (likewise for
+#      benchmark 10's server)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -400,12 +403,15 @@ SQL
     # from memory by benches/kinesis-server at Kinesis's per-shard read limits; each record
     # is one `datagen tx` line padded to about 1 KB, then the same records packed 20 to a
     # KPL aggregate.
-    cargo build --profile "$profile" --quiet --manifest-path "$repo/Cargo.toml" \
-      -p sluice-kinesis-bench --bin kinesis-bench-server
-    case "$profile" in
-      dev) server_bin="$repo/target/debug/kinesis-bench-server" ;;
-      *) server_bin="$repo/target/$profile/kinesis-bench-server" ;;
-    esac
+    server_bin="${KINESIS_SERVER:-}"
+    if [ -z "$server_bin" ]; then
+      cargo build --profile "$profile" --quiet --manifest-path "$repo/Cargo.toml" \
+        -p sluice-kinesis-bench --bin kinesis-bench-server
+      case "$profile" in
+        dev) server_bin="$repo/target/debug/kinesis-bench-server" ;;
+        *) server_bin="$repo/target/$profile/kinesis-bench-server" ;;
+      esac
+    fi
     input="$(input_for "${KINESIS_EVENTS:-1000000}" 4)"
     for variant in plain kpl; do
       name="kinesis-$variant"; out="$work/${name}_out"; job="$work/$name.sql"
@@ -434,12 +440,41 @@ PY
       check_query tumble "$input" "$out"
     done
     ;;
+  nexmark)
+    # Benchmark 11: the Nexmark queries of jobs/nexmark/ (Flink's, unchanged) on the nexmark
+    # source, NEXMARK_EVENTS events (10,000,000 a second of event time, as Flink's published
+    # runs), parallelism $par, to blackhole sinks. Prints wall time, events/s, CPU seconds
+    # (user + system) and events per CPU second (per core).
+    n="${NEXMARK_EVENTS:-50000000}"
+    for q in ${NEXMARK_QUERIES:-q0 q1 q2 q5 q7 q8}; do
+      job="$work/nexmark_$q.sql"
+      { echo "SET 'parallelism.default' = '$par';"
+        sed -e "s/'events.num' = '10000000'/'events.num' = '$n'/" \
+          -e "s/'connector' = 'nexmark',/'connector' = 'nexmark', 'seed' = '1',/" \
+          "$repo/jobs/nexmark/$q.sql"; } >"$job"
+      /usr/bin/time -f "%e %U %S" -o "$work/nexmark_$q.time" \
+        "$sluice" run "$job" --metrics-json "$work/nexmark_$q.metrics.json" 2>"$work/nexmark_$q.log"
+      "$python" - "$q" "$n" "$work/nexmark_$q.metrics.json" "$work/nexmark_$q.time" <<'PY'
+import json, sys
+q, n, metrics, times = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = json.load(open(metrics))
+wall, user, system = (float(x) for x in open(times).read().split()[-3:])
+cpu = user + system
+assert m["records_read"] == n, (m["records_read"], n)
+if q in ("q0", "q1") and n % 100 == 0:  # every bid: 46 of every 50 events
+    assert m["records_written"] == n // 50 * 46, m["records_written"]
+print(f"{q}: {n:,} events in {wall:.2f} s = {n / wall / 1e6:.2f} M events/s; CPU {cpu:.2f} s = "
+      f"{n / cpu / 1e6:.2f} M events per CPU second; {m['records_written']:,} rows out, "
+      f"late {m['dropped']['late']}, peak RSS {m['peak_rss_bytes'] / 1e6:.0f} MB")
+PY
+    done
+    ;;
   flink) flink_vs_sluice tumble ;;
   flink-windows)
     for query in ${FLINK_QUERIES:-tumble hop cumulate over}; do flink_vs_sluice "$query"; done
     ;;
   *)
-    sed -n '2,21p' "$0"
+    sed -n '2,23p' "$0"
     exit 2
     ;;
 esac
