@@ -35,6 +35,19 @@ use crate::bad_records::BadRecords;
 /// Kinesis allows 5 GetRecords calls a second per shard.
 const MIN_CALL_GAP: Duration = Duration::from_millis(200);
 
+/// And 2 MiB of data a second per shard: a call that returned more is paid off before the
+/// next (Kinesis refuses the calls of the next 5 seconds after a 10 MiB answer).
+const READ_BYTES_PER_SECOND: f64 = (2 << 20) as f64;
+
+/// When the next GetRecords call of a shard may go out, after one at `at` that returned
+/// `bytes` of data: no sooner than Kinesis's limits allow, so reading at full speed is
+/// not throttled (as Flink's adaptive reads keep under them).
+fn next_call_at(at: Instant, bytes: usize) -> Instant {
+    at + MIN_CALL_GAP.max(Duration::from_secs_f64(
+        bytes as f64 / READ_BYTES_PER_SECOND,
+    ))
+}
+
 /// Batches in flight from a reader's shard tasks to the reader.
 const CHANNEL_CAPACITY: usize = 8;
 
@@ -353,15 +366,15 @@ impl ShardTask {
             self.shard_id,
             self.start.describe()
         );
-        let mut last_call: Option<Instant> = None;
+        let mut next_call: Option<Instant> = None;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            if let Some(at) = last_call {
-                tokio::time::sleep_until(at + MIN_CALL_GAP).await;
+            if let Some(at) = next_call {
+                tokio::time::sleep_until(at).await;
             }
-            last_call = Some(Instant::now());
+            let called = Instant::now();
             let call = retry(&self.what("GetRecords"), Some(&*self.metrics), || {
                 let call = self
                     .client
@@ -374,6 +387,7 @@ impl ShardTask {
             let output = match call {
                 Ok(o) => o,
                 Err(Failure::ExpiredIterator) => {
+                    next_call = Some(next_call_at(called, 0));
                     // Resume after the last record read, or where the shard started.
                     let from = last_sequence
                         .clone()
@@ -389,6 +403,12 @@ impl ShardTask {
                 }
                 Err(f) => return Err(self.shard_error("GetRecords", &f)),
             };
+            let data_bytes: usize = output
+                .records()
+                .iter()
+                .map(|r| r.data().as_ref().len())
+                .sum();
+            next_call = Some(next_call_at(called, data_bytes));
             let behind = output.millis_behind_latest();
             if let Some(ms) = behind {
                 self.metrics
@@ -507,5 +527,19 @@ impl ShardTask {
     fn shard_error(&self, call: &str, failure: &Failure) -> Error {
         let e = stream_error(&self.table.name, &self.table.config.stream, call, failure);
         Error::connector(format!("{} (shard {})", e.message(), self.shard_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_keep_under_five_a_second_and_two_mib_a_second() {
+        let at = Instant::now();
+        assert_eq!(next_call_at(at, 0), at + MIN_CALL_GAP);
+        assert_eq!(next_call_at(at, 400_000), at + MIN_CALL_GAP);
+        // 10 MiB: the next 5 seconds are paid for.
+        assert_eq!(next_call_at(at, 10 << 20), at + Duration::from_secs(5));
     }
 }
