@@ -36,6 +36,8 @@ struct Stats {
 
 pub struct Server {
     stream: Stream,
+    /// CPU time used to build the stream, before serving began.
+    cpu_at_start: f64,
     pacing: Vec<Mutex<Pacing>>,
     stats: Stats,
 }
@@ -81,6 +83,7 @@ impl Server {
         let pacing = stream.shards.iter().map(|_| Mutex::default()).collect();
         Arc::new(Server {
             stream,
+            cpu_at_start: cpu_seconds(),
             pacing,
             stats: Stats::default(),
         })
@@ -306,7 +309,7 @@ impl Server {
     }
 
     /// `GET /stats`: calls, records and bytes served, refusals by limit, the shortest gap
-    /// between two calls on one shard, and the server's own CPU time.
+    /// between two calls on one shard, and the server's own CPU time since it began serving.
     pub fn stats_json(&self) -> Value {
         let min_gap = self
             .pacing
@@ -326,7 +329,7 @@ impl Server {
             "refused_calls_limit": load(&self.stats.refused_calls),
             "refused_bytes_limit": load(&self.stats.refused_bytes),
             "min_gap_ms": min_gap.as_secs_f64() * 1000.0,
-            "cpu_seconds": cpu_seconds(),
+            "cpu_seconds": cpu_seconds() - self.cpu_at_start,
         })
     }
 }

@@ -48,6 +48,20 @@ fn next_call_at(at: Instant, bytes: usize) -> Instant {
     ))
 }
 
+/// How many records to ask the next call for, after one that returned `records` records
+/// of `bytes` bytes: as many as one call's share of the shard's 2 MiB/s holds (five calls a
+/// second), at most `max` (`source.shard.get-records.max-record-count`). Reading a
+/// backlog at the full rate then takes small answers, not a 10 MB answer every 5 seconds
+/// per shard, which with many shards would hold gigabytes at once.
+fn next_limit(records: usize, bytes: usize, max: i32) -> i32 {
+    if records == 0 || bytes == 0 {
+        return max;
+    }
+    let per_call = READ_BYTES_PER_SECOND * MIN_CALL_GAP.as_secs_f64();
+    let average = bytes as f64 / records as f64;
+    ((per_call / average) as i32).clamp(1, max.max(1))
+}
+
 /// Batches in flight from a reader's shard tasks to the reader.
 const CHANNEL_CAPACITY: usize = 8;
 
@@ -367,6 +381,7 @@ impl ShardTask {
             self.start.describe()
         );
         let mut next_call: Option<Instant> = None;
+        let mut limit = config.max_records;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -380,7 +395,7 @@ impl ShardTask {
                     .client
                     .get_records()
                     .shard_iterator(&iterator)
-                    .limit(config.max_records);
+                    .limit(limit);
                 async move { call.send().await.map_err(|e| Failure::of(&e)) }
             })
             .await;
@@ -409,6 +424,7 @@ impl ShardTask {
                 .map(|r| r.data().as_ref().len())
                 .sum();
             next_call = Some(next_call_at(called, data_bytes));
+            limit = next_limit(output.records().len(), data_bytes, config.max_records);
             let behind = output.millis_behind_latest();
             if let Some(ms) = behind {
                 self.metrics
@@ -541,5 +557,15 @@ mod tests {
         assert_eq!(next_call_at(at, 400_000), at + MIN_CALL_GAP);
         // 10 MiB: the next 5 seconds are paid for.
         assert_eq!(next_call_at(at, 10 << 20), at + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn calls_ask_for_a_fifth_of_two_mib() {
+        assert_eq!(next_limit(0, 0, 10_000), 10_000);
+        // 1 KB records: about 419 KB a call.
+        assert_eq!(next_limit(100, 100_000, 10_000), 419);
+        assert_eq!(next_limit(10, 100, 10_000), 10_000);
+        assert_eq!(next_limit(1, 5 << 20, 10_000), 1);
+        assert_eq!(next_limit(100, 100_000, 200), 200);
     }
 }

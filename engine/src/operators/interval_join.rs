@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 
@@ -41,12 +41,94 @@ pub struct IntervalJoinSpec {
     pub table: String,
 }
 
-/// One kept row: its batch (one row), time and whether it has matched.
+/// One kept row: where it is in its side's [`Store`], its time and whether it has matched.
 struct Kept {
-    row: RecordBatch,
+    at: RowRef,
     time: i64,
     matched: bool,
 }
+
+/// A row of a stored batch.
+#[derive(Clone, Copy)]
+struct RowRef {
+    batch: u32,
+    row: u32,
+}
+
+/// The input batches a side's kept rows are in, each held until its last kept row is
+/// forgotten: a kept row costs its share of its batch plus a few bytes, not a batch of its
+/// own.
+#[derive(Default)]
+struct Store {
+    batches: HashMap<u32, (RecordBatch, usize)>,
+    next: u32,
+}
+
+impl Store {
+    fn add(&mut self, batch: RecordBatch) -> u32 {
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.batches.insert(id, (batch, 0));
+        id
+    }
+
+    fn hold(&mut self, at: RowRef) {
+        if let Some((_, live)) = self.batches.get_mut(&at.batch) {
+            *live += 1;
+        }
+    }
+
+    fn release(&mut self, at: RowRef) {
+        if let Some((_, live)) = self.batches.get_mut(&at.batch) {
+            *live -= 1;
+            if *live == 0 {
+                self.batches.remove(&at.batch);
+            }
+        }
+    }
+
+    /// Forgets a batch none of whose rows was kept.
+    fn drop_if_unused(&mut self, id: u32) {
+        if self.batches.get(&id).is_some_and(|(_, live)| *live == 0) {
+            self.batches.remove(&id);
+        }
+    }
+
+    /// The columns of `rows` (None: a row of NULLs), in order.
+    fn gather(&self, schema: &SchemaRef, rows: &[Option<RowRef>]) -> Result<Vec<ArrayRef>> {
+        let mut sources: Vec<&RecordBatch> = Vec::new();
+        let mut index: HashMap<u32, usize> = HashMap::new();
+        let null_row: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| arrow::array::new_null_array(f.data_type(), 1))
+            .collect();
+        let picks: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|r| match r {
+                None => (0, 0),
+                Some(at) => {
+                    let source = *index.entry(at.batch).or_insert_with(|| {
+                        sources.push(&self.batches[&at.batch].0);
+                        sources.len()
+                    });
+                    (source, at.row as usize)
+                }
+            })
+            .collect();
+        (0..schema.fields().len())
+            .map(|c| {
+                let mut arrays: Vec<&dyn Array> = vec![null_row[c].as_ref()];
+                arrays.extend(sources.iter().map(|b| b.column(c).as_ref()));
+                Ok(interleave(&arrays, &picks)?)
+            })
+            .collect()
+    }
+}
+
+/// A joined pair: a left row and a right row, either missing on an outer join's unmatched
+/// side.
+type Pair = (Option<RowRef>, Option<RowRef>);
 
 /// The watermark after which a row of `side` at `time` can match no future row of the
 /// other side (whose rows come after the watermark): a left row needs `b.ts <= a.ts -
@@ -65,6 +147,8 @@ pub struct IntervalJoin {
     converter: RowConverter,
     /// Per side, per key: the kept rows.
     sides: [HashMap<OwnedRow, Vec<Kept>>; 2],
+    /// Per side: the batches the kept rows are in.
+    stores: [Store; 2],
     watermark: i64,
     /// State table schemas: a side's columns and `__matched`.
     state_schemas: [SchemaRef; 2],
@@ -93,6 +177,7 @@ impl IntervalJoin {
             metrics,
             converter,
             sides: [HashMap::new(), HashMap::new()],
+            stores: [Store::default(), Store::default()],
             watermark: i64::MIN,
         })
     }
@@ -105,7 +190,7 @@ impl IntervalJoin {
         batch: &RecordBatch,
         drop_late: bool,
         matched: Option<&BooleanArray>,
-        out: &mut Vec<(Option<RecordBatch>, Option<RecordBatch>)>,
+        out: &mut Vec<Pair>,
     ) -> Result<()> {
         let (keys, time) = if side == 0 {
             (&self.spec.left_keys, self.spec.left_time)
@@ -116,6 +201,7 @@ impl IntervalJoin {
         let key_columns: Vec<ArrayRef> =
             keys.iter().map(|k| Arc::clone(batch.column(*k))).collect();
         let rows = self.converter.convert_columns(&key_columns)?;
+        let id = self.stores[side].add(batch.clone());
         let mut late = 0u64;
         for i in 0..batch.num_rows() {
             if times.is_null(i) {
@@ -127,7 +213,10 @@ impl IntervalJoin {
                 late += 1;
                 continue;
             }
-            let row = batch.slice(i, 1);
+            let at = RowRef {
+                batch: id,
+                row: i as u32,
+            };
             let null_key = key_columns.iter().any(|c| c.is_null(i));
             let mut was_matched = matched.is_some_and(|m| m.value(i));
             if drop_late && !null_key {
@@ -145,19 +234,20 @@ impl IntervalJoin {
                             kept.matched = true;
                             was_matched = true;
                             out.push(if side == 0 {
-                                (Some(row.clone()), Some(kept.row.clone()))
+                                (Some(at), Some(kept.at))
                             } else {
-                                (Some(kept.row.clone()), Some(row.clone()))
+                                (Some(kept.at), Some(at))
                             });
                         }
                     }
                 }
             }
+            self.stores[side].hold(at);
             self.sides[side]
                 .entry(rows.row(i).owned())
                 .or_default()
                 .push(Kept {
-                    row,
+                    at,
                     time: t,
                     matched: was_matched,
                 });
@@ -168,42 +258,15 @@ impl IntervalJoin {
     }
 
     /// The output rows of `pairs` (a missing side as NULLs).
-    fn output(
-        &self,
-        pairs: Vec<(Option<RecordBatch>, Option<RecordBatch>)>,
-    ) -> Result<Option<RecordBatch>> {
+    fn output(&self, pairs: &[Pair]) -> Result<Option<RecordBatch>> {
         if pairs.is_empty() {
             return Ok(None);
         }
         let spec = &self.spec;
-        let side_columns = |schema: &SchemaRef,
-                            rows: Vec<Option<&RecordBatch>>|
-         -> Result<Vec<ArrayRef>> {
-            let present: Vec<RecordBatch> = rows.iter().flatten().map(|b| (*b).clone()).collect();
-            let all = concat_batches(schema, &present)?;
-            let mut next = 0u32;
-            let indices: UInt32Array = rows
-                .iter()
-                .map(|r| {
-                    r.map(|_| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect();
-            all.columns()
-                .iter()
-                .map(|c| Ok(take(c, &indices, None)?))
-                .collect()
-        };
-        let mut columns = side_columns(
-            &spec.left_schema,
-            pairs.iter().map(|p| p.0.as_ref()).collect(),
-        )?;
-        columns.extend(side_columns(
-            &spec.right_schema,
-            pairs.iter().map(|p| p.1.as_ref()).collect(),
-        )?);
+        let left: Vec<Option<RowRef>> = pairs.iter().map(|p| p.0).collect();
+        let right: Vec<Option<RowRef>> = pairs.iter().map(|p| p.1).collect();
+        let mut columns = self.stores[0].gather(&spec.left_schema, &left)?;
+        columns.extend(self.stores[1].gather(&spec.right_schema, &right)?);
         Ok(Some(RecordBatch::try_new(
             Arc::clone(&spec.output_schema),
             columns,
@@ -218,9 +281,11 @@ impl IntervalJoin {
     ) -> Result<()> {
         let mut pairs = Vec::new();
         self.take_rows(side, batch, true, None, &mut pairs)?;
-        if let Some(b) = self.output(pairs)? {
+        if let Some(b) = self.output(&pairs)? {
             out.push(StreamBatch::new(b));
         }
+        let newest = self.stores[side].next.wrapping_sub(1);
+        self.stores[side].drop_if_unused(newest);
         Ok(())
     }
 }
@@ -257,9 +322,11 @@ impl Operator for IntervalJoin {
             matches!(self.spec.kind, JoinKind::Right | JoinKind::Full),
         ];
         let mut pairs = Vec::new();
+        let mut expired = [Vec::new(), Vec::new()];
         for (side, keep_unmatched) in keep_unmatched.into_iter().enumerate() {
             let wm = self.watermark;
             let spec = Arc::clone(&self.spec);
+            let gone = &mut expired[side];
             self.sides[side].retain(|_, rows| {
                 rows.retain(|kept| {
                     if expiry(&spec, side, kept.time) > wm {
@@ -267,18 +334,24 @@ impl Operator for IntervalJoin {
                     }
                     if keep_unmatched && !kept.matched {
                         pairs.push(if side == 0 {
-                            (Some(kept.row.clone()), None)
+                            (Some(kept.at), None)
                         } else {
-                            (None, Some(kept.row.clone()))
+                            (None, Some(kept.at))
                         });
                     }
+                    gone.push(kept.at);
                     false
                 });
                 !rows.is_empty()
             });
         }
-        if let Some(b) = self.output(pairs)? {
+        if let Some(b) = self.output(&pairs)? {
             out.push(StreamBatch::new(b));
+        }
+        for (side, gone) in expired.into_iter().enumerate() {
+            for at in gone {
+                self.stores[side].release(at);
+            }
         }
         Ok(())
     }
@@ -329,9 +402,8 @@ impl KeyedState for IntervalJoin {
             } else {
                 &self.spec.right_schema
             };
-            let rows: Vec<RecordBatch> = kept.iter().map(|k| k.row.clone()).collect();
-            let all = concat_batches(schema, &rows)?;
-            let mut columns = all.columns().to_vec();
+            let rows: Vec<Option<RowRef>> = kept.iter().map(|k| Some(k.at)).collect();
+            let mut columns = self.stores[side].gather(schema, &rows)?;
             columns.push(Arc::new(BooleanArray::from(
                 kept.iter().map(|k| k.matched).collect::<Vec<_>>(),
             )));
@@ -359,6 +431,9 @@ impl KeyedState for IntervalJoin {
         };
         let batch = RecordBatch::try_new(Arc::clone(schema), rows.columns()[..n].to_vec())?;
         let mut ignored = Vec::new();
-        self.take_rows(side, &batch, false, Some(&matched), &mut ignored)
+        self.take_rows(side, &batch, false, Some(&matched), &mut ignored)?;
+        let newest = self.stores[side].next.wrapping_sub(1);
+        self.stores[side].drop_if_unused(newest);
+        Ok(())
     }
 }
