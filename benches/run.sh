@@ -3,6 +3,7 @@
 # before printing the figures (events/s, MB/s of input, peak resident memory).
 #
 #   benches/run.sh tx          # 1. per-minute metrics, 5M events of `sluice datagen tx` (4 keys) -> Parquet
+#   benches/run.sh tx-vs-duckdb # 1 against DuckDB's GROUP BY over the same file, alternating
 #   benches/run.sh tx-keys     # 2. the same with 100,000 keys, at 1M and at 5M events
 #   benches/run.sh datagen     # 3. datagen -> the same window -> blackhole (no JSON)
 #   benches/run.sh sink        # 4. 5M rows straight to Parquet (INSERT INTO pq SELECT * FROM tx)
@@ -236,6 +237,34 @@ PY
 
 case "${1:-}" in
   tx) tx_bench tx "$events" 4 ;;
+  tx-vs-duckdb)
+    # Benchmark 1 against DuckDB's batch GROUP BY over the same file (DuckDB from PyPI, 2
+    # threads, the result written as Parquet), whole process (start-up included) and peak
+    # RSS from /usr/bin/time, ROUNDS (3) rounds alternating; Sluice's output is checked.
+    input="$(input_for "$events" 4)"
+    out="$work/tx-vs-duckdb_out"; job="$work/tx-vs-duckdb.sql"
+    query_job tumble "$input" "$out" >"$job"
+    cat >"$work/tx-vs-duckdb.py" <<PY
+import duckdb
+con = duckdb.connect(config={"threads": 2})
+con.execute("""COPY (SELECT to_timestamp((event_time // 60000) * 60) AS window_start, currency,
+  count(*) AS tx_count, sum(fee) AS total_fee, avg(fee) AS avg_fee
+  FROM read_json('$input', format = 'newline_delimited',
+    columns = {'tx_hash': 'VARCHAR', 'block': 'BIGINT', 'fee': 'DOUBLE', 'amount': 'DOUBLE',
+               'currency': 'VARCHAR', 'event_time': 'BIGINT'})
+  GROUP BY ALL) TO '$work/tx-vs-duckdb.parquet' (FORMAT parquet)""")
+PY
+    for round in $(seq "${ROUNDS:-3}"); do
+      rm -rf "$out"
+      /usr/bin/time -f "round $round: sluice %e s, peak RSS %M KB" -o "$work/tx-vs-duckdb.time" \
+        "$sluice" run "$job" >/dev/null 2>"$work/tx-vs-duckdb.log" || { cat "$work/tx-vs-duckdb.log"; exit 1; }
+      cat "$work/tx-vs-duckdb.time"
+      /usr/bin/time -f "round $round: duckdb %e s, peak RSS %M KB" -o "$work/tx-vs-duckdb.time" \
+        "$python" "$work/tx-vs-duckdb.py"
+      cat "$work/tx-vs-duckdb.time"
+    done
+    check_query tumble "$input" "$out"
+    ;;
   checkpoints)
     # datagen (seeded: the same rows in every run) -> per-minute window over 100,000 keys ->
     # blackhole, so the figures are the engine's and the checkpoints'. Each instance walks
@@ -474,7 +503,7 @@ PY
     for query in ${FLINK_QUERIES:-tumble hop cumulate over}; do flink_vs_sluice "$query"; done
     ;;
   *)
-    sed -n '2,23p' "$0"
+    sed -n '2,24p' "$0"
     exit 2
     ;;
 esac
