@@ -48,6 +48,9 @@ fn next_call_at(at: Instant, bytes: usize) -> Instant {
     ))
 }
 
+/// The records the first GetRecords call of a shard asks for (at most).
+const FIRST_CALL_RECORDS: i32 = 500;
+
 /// How many records to ask the next call for, after one that returned `records` records
 /// of `bytes` bytes: as many as one call's share of the shard's 2 MiB/s holds (five calls a
 /// second), at most `max` (`source.shard.get-records.max-record-count`). Reading a
@@ -381,7 +384,9 @@ impl ShardTask {
             self.start.describe()
         );
         let mut next_call: Option<Instant> = None;
-        let mut limit = config.max_records;
+        // Until a first answer shows how large the records are, a modest call: a first
+        // call of 10,000 records on each of many shards would hold gigabytes at once.
+        let mut limit = config.max_records.min(FIRST_CALL_RECORDS);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());

@@ -221,7 +221,8 @@ impl PersonColumns {
         ])
     }
 
-    /// Appends the person of event `event_id` at `timestamp`.
+    /// Draws the person of event `event_id` at `timestamp`, and appends it if `append`
+    /// (the draws are made either way, so the events after it stay the same).
     pub fn push(
         &mut self,
         split: &Split,
@@ -230,6 +231,7 @@ impl PersonColumns {
         event_id: i64,
         timestamp: i64,
         scratch: &mut Scratch,
+        append: bool,
     ) {
         let id = split.last_base0_person_id(event_id) + FIRST_PERSON_ID;
         let first = FIRST_NAMES[random.next_int_bounded(11) as usize];
@@ -253,6 +255,9 @@ impl PersonColumns {
         let name_len = first.len() + 1 + last.len();
         let size = 8 + name_len + email.len() + card.len() + city.len() + state.len();
         let extra = shared.extra(random, size as i64, split.config.avg_person_bytes);
+        if !append {
+            return;
+        }
         self.id.append_value(id);
         // Written into the builder's current value, which append_value("") ends.
         let _ = write!(self.name, "{first} {last}");
@@ -298,7 +303,8 @@ impl AuctionColumns {
         ])
     }
 
-    /// Appends the auction of event `event_id` (this generator's `k`-th) at `timestamp`.
+    /// Draws the auction of event `event_id` (this generator's `k`-th) at `timestamp`, and
+    /// appends it if `append`.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -309,6 +315,7 @@ impl AuctionColumns {
         event_id: i64,
         timestamp: i64,
         scratch: &mut Scratch,
+        append: bool,
     ) {
         let config = &split.config;
         let id = split.last_base0_auction_id(event_id) + FIRST_AUCTION_ID;
@@ -329,6 +336,9 @@ impl AuctionColumns {
         let reserve = initial_bid + price(random);
         let size = 8 + name.len() + description.len() + 8 + 8 + 8 + 8 + 8;
         let extra = shared.extra(random, size as i64, config.avg_auction_bytes);
+        if !append {
+            return;
+        }
         self.id.append_value(id);
         self.item_name.append_value(name.as_str());
         self.description.append_value(description.as_str());
@@ -372,7 +382,7 @@ impl BidColumns {
         ])
     }
 
-    /// Appends the bid of event `event_id` at `timestamp`.
+    /// Draws the bid of event `event_id` at `timestamp`, and appends it if `append`.
     pub fn push(
         &mut self,
         split: &Split,
@@ -380,6 +390,7 @@ impl BidColumns {
         random: &mut SplittableRandom,
         event_id: i64,
         timestamp: i64,
+        append: bool,
     ) {
         let config = &split.config;
         let auction = if random.next_int_bounded(config.hot_auction_ratio) > 0 {
@@ -403,6 +414,9 @@ impl BidColumns {
         // Flink's generator adds the first person id to the bidder twice.
         let bidder = bidder + FIRST_PERSON_ID;
         let extra = shared.extra(random, 32, config.avg_bid_bytes);
+        if !append {
+            return;
+        }
         self.auction.append_value(auction);
         self.bidder.append_value(bidder);
         self.price.append_value(price);

@@ -246,27 +246,38 @@ impl NexmarkReader {
             BidColumns::default(),
         );
         let (split, shared, random) = (&self.split, &*self.shared, &mut self.random);
+        // Only the columns the job reads are filled; the others become NULL columns.
+        let [want_person, want_auction, want_bid] = self.wanted;
         for _ in 0..count {
             let k = self.events;
             let id = split.event_id(k);
             let timestamp = split.timestamp(1 + k);
             let kind = split.kind(id);
+            let scratch = &mut self.scratch;
             match kind {
                 Kind::Person => {
-                    persons.push(split, shared, random, id, timestamp, &mut self.scratch);
-                    auctions.push_empty();
-                    bids.push_empty();
+                    persons.push(split, shared, random, id, timestamp, scratch, want_person)
                 }
-                Kind::Auction => {
-                    auctions.push(split, shared, random, k, id, timestamp, &mut self.scratch);
-                    persons.push_empty();
-                    bids.push_empty();
-                }
-                Kind::Bid => {
-                    bids.push(split, shared, random, id, timestamp);
-                    persons.push_empty();
-                    auctions.push_empty();
-                }
+                Kind::Auction => auctions.push(
+                    split,
+                    shared,
+                    random,
+                    k,
+                    id,
+                    timestamp,
+                    scratch,
+                    want_auction,
+                ),
+                Kind::Bid => bids.push(split, shared, random, id, timestamp, want_bid),
+            }
+            if want_person && kind != Kind::Person {
+                persons.push_empty();
+            }
+            if want_auction && kind != Kind::Auction {
+                auctions.push_empty();
+            }
+            if want_bid && kind != Kind::Bid {
+                bids.push_empty();
             }
             kinds.push(kind);
             self.events += 1;

@@ -14,6 +14,10 @@ use super::*;
 const BASE: i64 = 1_700_000_000_000;
 
 fn source(pairs: &[(&str, &str)]) -> NexmarkSource {
+    projected_source(pairs, None)
+}
+
+fn projected_source(pairs: &[(&str, &str)], projection: Option<Vec<usize>>) -> NexmarkSource {
     let mut values: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -26,7 +30,7 @@ fn source(pairs: &[(&str, &str)]) -> NexmarkSource {
         schema: Arc::new(nexmark_schema()),
         metadata: vec![],
         partition_by: vec![],
-        projection: None,
+        projection,
     };
     let source = NexmarkSource::new(spec, &mut options).unwrap();
     options.finish().unwrap();
@@ -175,4 +179,19 @@ fn proportions_and_hot_ratios_are_flinks() {
         lengths.iter().all(|&l| (1..=334).contains(&l)) && (160.0..175.0).contains(&mean),
         "{mean}"
     );
+}
+
+#[test]
+fn a_job_reading_only_bids_gets_the_same_bids() {
+    let ctx = context(0, 1, vec![]);
+    let whole = all(&drain(
+        &mut *source(&[("events.num", "20000")])
+            .create_reader(&ctx)
+            .unwrap(),
+        &ctx,
+    ));
+    let bids_only = projected_source(&[("events.num", "20000")], Some(vec![0, 3]));
+    let projected = all(&drain(&mut *bids_only.create_reader(&ctx).unwrap(), &ctx));
+    assert_eq!(projected.column(3), whole.column(3));
+    assert_eq!(projected.column(1).null_count(), projected.num_rows());
 }
