@@ -400,7 +400,6 @@ impl ShardTask {
             if let Some(at) = next_call {
                 tokio::time::sleep_until(at).await;
             }
-            let called = Instant::now();
             let call = retry(&self.what("GetRecords"), Some(&*self.metrics), || {
                 let call = self
                     .client
@@ -413,7 +412,7 @@ impl ShardTask {
             let output = match call {
                 Ok(o) => o,
                 Err(Failure::ExpiredIterator) => {
-                    next_call = Some(next_call_at(called, 0));
+                    next_call = Some(next_call_at(Instant::now(), 0));
                     // Resume after the last record read, or where the shard started.
                     let from = last_sequence
                         .clone()
@@ -434,7 +433,10 @@ impl ShardTask {
                 .iter()
                 .map(|r| r.data().as_ref().len())
                 .sum();
-            next_call = Some(next_call_at(called, data_bytes));
+            // From the answer, not the request: a request sent 200 ms after the last
+            // answer reaches the service more than 200 ms after the last request did, however
+            // long the calls take, so the shard's limits are never overrun.
+            next_call = Some(next_call_at(Instant::now(), data_bytes));
             limit = next_limit(output.records().len(), data_bytes, config.max_records);
             let behind = output.millis_behind_latest();
             if let Some(ms) = behind {
