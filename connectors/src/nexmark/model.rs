@@ -199,6 +199,14 @@ fn finish(builders: &mut [&mut dyn ArrayBuilder]) -> Vec<ArrayRef> {
     builders.iter_mut().map(|b| b.finish()).collect()
 }
 
+/// Which event is drawn: this generator's `k`-th, its id and its timestamp.
+#[derive(Debug, Clone, Copy)]
+pub struct EventAt {
+    pub k: i64,
+    pub id: i64,
+    pub timestamp: i64,
+}
+
 /// Scratch strings reused from event to event.
 #[derive(Default)]
 pub struct Scratch {
@@ -228,11 +236,11 @@ impl PersonColumns {
         split: &Split,
         shared: &Shared,
         random: &mut SplittableRandom,
-        event_id: i64,
-        timestamp: i64,
+        at: EventAt,
         scratch: &mut Scratch,
         append: bool,
     ) {
+        let (event_id, timestamp) = (at.id, at.timestamp);
         let id = split.last_base0_person_id(event_id) + FIRST_PERSON_ID;
         let first = FIRST_NAMES[random.next_int_bounded(11) as usize];
         let last = LAST_NAMES[random.next_int_bounded(9) as usize];
@@ -305,18 +313,16 @@ impl AuctionColumns {
 
     /// Draws the auction of event `event_id` (this generator's `k`-th) at `timestamp`, and
     /// appends it if `append`.
-    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         split: &Split,
         shared: &Shared,
         random: &mut SplittableRandom,
-        k: i64,
-        event_id: i64,
-        timestamp: i64,
+        at: EventAt,
         scratch: &mut Scratch,
         append: bool,
     ) {
+        let (k, event_id, timestamp) = (at.k, at.id, at.timestamp);
         let config = &split.config;
         let id = split.last_base0_auction_id(event_id) + FIRST_AUCTION_ID;
         let seller = if random.next_int_bounded(config.hot_sellers_ratio) > 0 {
@@ -388,10 +394,10 @@ impl BidColumns {
         split: &Split,
         shared: &Shared,
         random: &mut SplittableRandom,
-        event_id: i64,
-        timestamp: i64,
+        at: EventAt,
         append: bool,
     ) {
+        let (event_id, timestamp) = (at.id, at.timestamp);
         let config = &split.config;
         let auction = if random.next_int_bounded(config.hot_auction_ratio) > 0 {
             (split.last_base0_auction_id(event_id) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO

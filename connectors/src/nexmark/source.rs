@@ -19,7 +19,7 @@ use sluice_engine::{Error, Result};
 
 use super::config::{check_schema, NexmarkOptions};
 use super::generator::{Kind, Split};
-use super::model::{AuctionColumns, BidColumns, PersonColumns, Scratch, Shared};
+use super::model::{AuctionColumns, BidColumns, EventAt, PersonColumns, Scratch, Shared};
 use super::random::SplittableRandom;
 
 const MAX_BATCH: i64 = 8192;
@@ -254,21 +254,11 @@ impl NexmarkReader {
             let timestamp = split.timestamp(1 + k);
             let kind = split.kind(id);
             let scratch = &mut self.scratch;
+            let at = EventAt { k, id, timestamp };
             match kind {
-                Kind::Person => {
-                    persons.push(split, shared, random, id, timestamp, scratch, want_person)
-                }
-                Kind::Auction => auctions.push(
-                    split,
-                    shared,
-                    random,
-                    k,
-                    id,
-                    timestamp,
-                    scratch,
-                    want_auction,
-                ),
-                Kind::Bid => bids.push(split, shared, random, id, timestamp, want_bid),
+                Kind::Person => persons.push(split, shared, random, at, scratch, want_person),
+                Kind::Auction => auctions.push(split, shared, random, at, scratch, want_auction),
+                Kind::Bid => bids.push(split, shared, random, at, want_bid),
             }
             if want_person && kind != Kind::Person {
                 persons.push_empty();
