@@ -32,6 +32,7 @@ pub mod featurestore;
 pub mod filesystem;
 pub mod format;
 pub mod http;
+pub mod instance_position;
 pub mod kinesis;
 pub mod nexmark;
 pub mod option_values;

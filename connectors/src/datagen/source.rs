@@ -28,6 +28,8 @@ use sluice_engine::connector::{
 };
 use sluice_engine::{Error, Result};
 
+use crate::instance_position::{restored, InstancePosition};
+
 use super::config::{DatagenConfig, FieldConfig, FieldKind, RandomOptions};
 
 /// Largest batch, in rows.
@@ -85,7 +87,8 @@ impl SourceConnector for DatagenSource {
         let parallelism = ctx.parallelism.max(1);
         let share = (ctx.instance, parallelism);
         let mut columns = Vec::with_capacity(self.config.fields.len());
-        let emitted = self.restored_position(ctx)?;
+        // The rows this instance had emitted at the restored checkpoint (0 on a fresh start).
+        let emitted = restored::<Position>(ctx, "datagen", &self.table)?.map_or(0, |p| p.emitted);
         let mut remaining = self
             .config
             .number_of_rows
@@ -127,38 +130,21 @@ impl SourceConnector for DatagenSource {
     }
 }
 
-impl DatagenSource {
-    /// The rows this instance had emitted at the restored checkpoint (0 on a fresh start).
-    fn restored_position(&self, ctx: &SourceContext) -> Result<u64> {
-        let mut emitted = 0;
-        for blob in ctx.restored.iter().filter(|b| !b.is_empty()) {
-            let position: Position = serde_json::from_slice(blob).map_err(|e| {
-                Error::connector(format!(
-                    "table '{}': the checkpoint's datagen position is damaged: {e}",
-                    self.table
-                ))
-            })?;
-            if position.parallelism != ctx.parallelism.max(1) {
-                return Err(Error::config(format!(
-                    "table '{}': a datagen source resumes only at the parallelism of its \
-                     checkpoint ({}), not {}; run with --fresh to start over",
-                    self.table, position.parallelism, ctx.parallelism
-                )));
-            }
-            if position.instance == ctx.instance {
-                emitted = position.emitted;
-            }
-        }
-        Ok(emitted)
-    }
-}
-
 /// What a checkpoint keeps of a datagen reader.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Position {
     instance: usize,
     parallelism: usize,
     emitted: u64,
+}
+
+impl InstancePosition for Position {
+    fn instance(&self) -> usize {
+        self.instance
+    }
+    fn parallelism(&self) -> usize {
+        self.parallelism
+    }
 }
 
 /// `(offset, count)` of instance `share.0`'s part when `total` items are split over

@@ -67,7 +67,7 @@ impl NexmarkOptions {
             ))
             .for_option("bid.proportion"));
         }
-        if g.auction_proportion == 0 && g.total_proportion() > 0 {
+        if g.auction_proportion == 0 {
             // Flink divides by it when it sets an auction's end.
             return Err(Error::config(format!(
                 "table '{}': option 'auction.proportion' must be above 0",

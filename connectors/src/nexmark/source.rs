@@ -17,6 +17,8 @@ use sluice_engine::connector::{
 };
 use sluice_engine::{Error, Result};
 
+use crate::instance_position::{restored, InstancePosition};
+
 use super::config::{check_schema, NexmarkOptions};
 use super::generator::{Kind, Split};
 use super::model::{AuctionColumns, BidColumns, EventAt, PersonColumns, Scratch, Shared};
@@ -81,6 +83,15 @@ struct Position {
     base_time_ms: i64,
 }
 
+impl InstancePosition for Position {
+    fn instance(&self) -> usize {
+        self.instance
+    }
+    fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+}
+
 impl SourceConnector for NexmarkSource {
     fn describe(&self) -> String {
         let g = &self.options.generator;
@@ -100,7 +111,7 @@ impl SourceConnector for NexmarkSource {
 
     fn create_reader(&self, ctx: &SourceContext) -> Result<Box<dyn SourceReader>> {
         let parallelism = ctx.parallelism.max(1);
-        let mut position = Position {
+        let fresh = Position {
             instance: ctx.instance,
             parallelism,
             events: 0,
@@ -110,24 +121,7 @@ impl SourceConnector for NexmarkSource {
             seed: self.seed,
             base_time_ms: self.base_time_ms,
         };
-        for blob in ctx.restored.iter().filter(|b| !b.is_empty()) {
-            let restored: Position = serde_json::from_slice(blob).map_err(|e| {
-                Error::connector(format!(
-                    "table '{}': the checkpoint's nexmark position is damaged: {e}",
-                    self.table
-                ))
-            })?;
-            if restored.parallelism != parallelism {
-                return Err(Error::config(format!(
-                    "table '{}': a nexmark source resumes only at the parallelism of its \
-                     checkpoint ({}), not {parallelism}; run with --fresh to start over",
-                    self.table, restored.parallelism
-                )));
-            }
-            if restored.instance == ctx.instance {
-                position = restored;
-            }
-        }
+        let position = restored::<Position>(ctx, "nexmark", &self.table)?.unwrap_or(fresh);
         let shared = if position.seed == self.seed {
             Arc::clone(self.shared.get_or_init(|| Arc::new(Shared::new(self.seed))))
         } else {
@@ -199,7 +193,7 @@ impl SourceReader for NexmarkReader {
         if !self.max_emit_speed {
             count = count.min(self.due_events());
             if count == 0 {
-                std::thread::sleep(MAX_WAIT.min(Duration::from_millis(1)));
+                std::thread::sleep(Duration::from_millis(1));
                 return Ok(SourceEvent::Pending);
             }
         }

@@ -183,7 +183,8 @@ impl IntervalJoin {
     }
 
     /// Joins and keeps the rows of `batch` on `side`; `drop_late`: rows past their expiry
-    /// are dropped (on a restore they are only kept).
+    /// are dropped (on a restore they are only kept). Returns the id `batch` is stored
+    /// under: the pairs refer to it, and it goes once they are output if no row was kept.
     fn take_rows(
         &mut self,
         side: usize,
@@ -191,7 +192,7 @@ impl IntervalJoin {
         drop_late: bool,
         matched: Option<&BooleanArray>,
         out: &mut Vec<Pair>,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let (keys, time) = if side == 0 {
             (&self.spec.left_keys, self.spec.left_time)
         } else {
@@ -254,7 +255,7 @@ impl IntervalJoin {
         }
         self.metrics
             .add_dropped(&self.spec.table, DropReason::Late, late);
-        Ok(())
+        Ok(id)
     }
 
     /// The output rows of `pairs` (a missing side as NULLs).
@@ -280,12 +281,11 @@ impl IntervalJoin {
         out: &mut Vec<StreamBatch>,
     ) -> Result<()> {
         let mut pairs = Vec::new();
-        self.take_rows(side, batch, true, None, &mut pairs)?;
+        let id = self.take_rows(side, batch, true, None, &mut pairs)?;
         if let Some(b) = self.output(&pairs)? {
             out.push(StreamBatch::new(b));
         }
-        let newest = self.stores[side].next.wrapping_sub(1);
-        self.stores[side].drop_if_unused(newest);
+        self.stores[side].drop_if_unused(id);
         Ok(())
     }
 }
@@ -431,9 +431,8 @@ impl KeyedState for IntervalJoin {
         };
         let batch = RecordBatch::try_new(Arc::clone(schema), rows.columns()[..n].to_vec())?;
         let mut ignored = Vec::new();
-        self.take_rows(side, &batch, false, Some(&matched), &mut ignored)?;
-        let newest = self.stores[side].next.wrapping_sub(1);
-        self.stores[side].drop_if_unused(newest);
+        let id = self.take_rows(side, &batch, false, Some(&matched), &mut ignored)?;
+        self.stores[side].drop_if_unused(id);
         Ok(())
     }
 }

@@ -18,6 +18,8 @@ type Col = datafusion::common::Column;
 struct Condition {
     equal: Vec<(Col, Col)>,
     range: Option<(Col, Col, i64, i64)>,
+    /// The conjuncts of the filter taken as time bounds or equal keys above.
+    taken: Vec<Expr>,
     /// The other conjuncts (say `a.n >= b.m`): a filter on the joined rows.
     residual: Vec<Expr>,
 }
@@ -131,7 +133,9 @@ fn condition(j: &Join) -> Option<Condition> {
             }
             _ => false,
         };
-        if !taken {
+        if taken {
+            c.taken.push(e.clone());
+        } else {
             c.residual.push(e.clone());
         }
     }
@@ -163,15 +167,6 @@ fn key_indexes(
         right.push(ri);
     }
     Ok(Ok((left, right)))
-}
-
-/// The conjuncts of an optional condition, cloned.
-fn split_conjuncts(e: Option<&Expr>) -> Vec<Expr> {
-    let mut out = Vec::new();
-    if let Some(e) = e {
-        split_and(e, &mut out);
-    }
-    out.into_iter().cloned().collect()
 }
 
 /// The conjuncts of `a AND b AND ...`.
@@ -256,12 +251,8 @@ impl Planner<'_> {
                 ));
             }
             // The join on its keys and time bounds, then the rest as a filter of its rows.
-            let kept: Vec<Expr> = split_conjuncts(j.filter.as_ref())
-                .into_iter()
-                .filter(|e| !condition.residual.contains(e))
-                .collect();
             let mut inner = j.clone();
-            inner.filter = kept.into_iter().reduce(Expr::and);
+            inner.filter = condition.taken.into_iter().reduce(Expr::and);
             let joined = self.lower_join(&inner)?;
             return self.add_filter(joined, &residual, &j.schema);
         }

@@ -421,21 +421,25 @@ fn name_struct_fields(plan: LogicalPlan) -> LogicalPlan {
         }
         _ => None,
     };
+    let fields: Vec<Option<String>> = projection.expr.iter().map(field_name).collect();
+    if fields.iter().all(Option::is_none) {
+        return plan;
+    }
     let names: Vec<String> = projection
         .expr
         .iter()
-        .map(|e| field_name(e).unwrap_or_else(|| e.schema_name().to_string()))
+        .zip(&fields)
+        .map(|(e, field)| field.clone().unwrap_or_else(|| e.schema_name().to_string()))
         .collect();
-    let unique = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
-    if !unique || projection.expr.iter().all(|e| field_name(e).is_none()) {
+    if names.iter().collect::<std::collections::HashSet<_>>().len() != names.len() {
         return plan;
     }
     let exprs = projection
         .expr
         .iter()
-        .zip(names)
-        .map(|(e, name)| match field_name(e) {
-            Some(_) => e.clone().alias(name),
+        .zip(fields)
+        .map(|(e, field)| match field {
+            Some(name) => e.clone().alias(name),
             None => e.clone(),
         })
         .collect();
