@@ -147,6 +147,39 @@ impl Error {
         self
     }
 
+    /// This error as an operator met it while processing rows: a value that cannot be cast,
+    /// parsed or computed (a DataFusion execution error, or Arrow's cast, parse, overflow or
+    /// division by zero) is a data error there, not a plan error or a bug.
+    pub fn at_run_time(self) -> Self {
+        use arrow::error::ArrowError;
+        use datafusion::error::DataFusionError;
+        let value_error = |e: &ArrowError| {
+            matches!(
+                e,
+                ArrowError::CastError(_)
+                    | ArrowError::ParseError(_)
+                    | ArrowError::DivideByZero
+                    | ArrowError::ArithmeticOverflow(_)
+                    | ArrowError::ComputeError(_)
+            )
+        };
+        let is_value_error = match self.source.as_deref() {
+            Some(source) => match source.downcast_ref::<DataFusionError>() {
+                Some(df) => match df.find_root() {
+                    DataFusionError::Execution(_) => true,
+                    DataFusionError::ArrowError(e, _) => value_error(e),
+                    _ => false,
+                },
+                None => source.downcast_ref::<ArrowError>().is_some_and(value_error),
+            },
+            None => false,
+        };
+        match is_value_error && matches!(self.kind, ErrorKind::Plan | ErrorKind::Internal) {
+            true => self.into_kind(ErrorKind::Data),
+            false => self,
+        }
+    }
+
     /// The same error as another kind (a connector's option error is a config error of
     /// the job that set the option).
     pub fn into_kind(mut self, kind: ErrorKind) -> Self {
@@ -225,5 +258,26 @@ mod tests {
             if matches!(**s, SchemaError::FieldNotFound { .. })));
         assert!(e.source().is_some());
         assert_eq!(e.into_kind(ErrorKind::Config).kind().exit_code(), 4);
+    }
+
+    #[test]
+    fn a_value_error_met_at_run_time_is_a_data_error() {
+        let cast = DataFusionError::ArrowError(
+            Box::new(arrow::error::ArrowError::CastError(
+                "'abc' is not a number".into(),
+            )),
+            None,
+        );
+        assert_eq!(Error::from(cast).at_run_time().kind(), ErrorKind::Data);
+        let failed = DataFusionError::Execution("JSON_VALUE found nothing".into());
+        assert_eq!(Error::from(failed).at_run_time().kind(), ErrorKind::Data);
+        // A missing column is still the plan's fault, and a schema mismatch a bug.
+        let missing = DataFusionError::Plan("no field x".into());
+        assert_eq!(Error::from(missing).at_run_time().kind(), ErrorKind::Plan);
+        let schema = arrow::error::ArrowError::SchemaError("columns differ".into());
+        assert_eq!(
+            Error::from(schema).at_run_time().kind(),
+            ErrorKind::Internal
+        );
     }
 }

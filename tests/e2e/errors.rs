@@ -257,6 +257,20 @@ fn the_exit_code_says_what_kind_of_failure_stopped_the_job() {
 }
 
 #[test]
+fn a_value_an_operator_cannot_compute_is_a_data_error_naming_the_operator() {
+    let dir = JobDir::new();
+    let input = dir.write("input.json", BID_ROWS);
+    let job = row_query("INSERT INTO sink\nSELECT bidtime, item, CAST(item AS DOUBLE)\nFROM bid;");
+    let outcome = dir.run(&job, &input, &[]);
+    outcome.assert_failure();
+    assert_eq!(outcome.status.code(), Some(6), "a data error's exit code");
+    let error = outcome.error_line();
+    assert!(error.contains("operator 'INSERT INTO sink"), "{error}");
+    assert!(error.contains("Float64"), "{error}");
+    assert_wrote_nothing(&dir.output());
+}
+
+#[test]
 fn a_hop_size_that_is_not_a_multiple_of_the_slide() {
     let query = "INSERT INTO sink
 SELECT window_start, window_end, SUM(price)

@@ -757,7 +757,7 @@ GROUP BY window_start, window_end;",
 }
 
 #[test]
-fn a_file_of_a_stream_gone_quiet_is_rolled_by_its_inactivity_interval() {
+fn a_file_of_a_stream_gone_quiet_is_rolled_by_its_inactivity_or_rollover_interval() {
     let endpoint = &moto().endpoint;
     let stream = unique_stream("quiet");
     let dir = JobDir::new();
@@ -765,9 +765,11 @@ fn a_file_of_a_stream_gone_quiet_is_rolled_by_its_inactivity_interval() {
     let records = dir.path().join("records.jsonl");
     numbered_records(&records, 0, 20, 3);
     put(endpoint, &stream, &records, "k");
-    let output = dir.path().join("out");
+    let inactive = dir.path().join("out");
+    let rolled = dir.path().join("rolled");
     // Unbounded, no checkpoints: a closed local file is visible at once. Only the engine's
-    // timer can close this one: no row arrives after the twenty.
+    // timers can close these: no row arrives after the twenty. One sink rolls on being
+    // inactive for 1 s, the other on its file being 2 s old (inactivity left at its 30 min).
     let job = write_job(
         dir.path(),
         &format!(
@@ -776,42 +778,50 @@ WITH ({});
 CREATE TABLE out (id BIGINT, k STRING, n BIGINT)
 WITH ('connector' = 'filesystem', 'path' = '{{output}}', 'format' = 'json',
       'sink.rolling-policy.inactivity-interval' = '1 s');
-INSERT INTO out SELECT id, k, n FROM r;",
+CREATE TABLE rolled (id BIGINT, k STRING, n BIGINT)
+WITH ('connector' = 'filesystem', 'path' = '{{rolled}}', 'format' = 'json',
+      'sink.rolling-policy.rollover-interval' = '2 s');
+INSERT INTO out SELECT id, k, n FROM r;
+INSERT INTO rolled SELECT id, k, n FROM r;",
             source_options(&stream, ", 'source.init.position' = 'TRIM_HORIZON'")
         ),
-        &[("{output}", &output)],
+        &[("{output}", &inactive), ("{rolled}", &rolled)],
     );
     let mut running = sluice_run(&job).aws(endpoint).spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = if output.exists() {
-            read_json_rows(&output)
+    let visible = |folder: &Path| {
+        if folder.exists() {
+            read_json_rows(folder)
         } else {
             Vec::new()
-        };
-        if rows.len() == 20 {
+        }
+    };
+    loop {
+        let (a, b) = (visible(&inactive).len(), visible(&rolled).len());
+        if a == 20 && b == 20 {
             break;
         }
         assert!(
             running.is_running(),
-            "the job ended before its file was rolled"
+            "the job ended before its files were rolled"
         );
         assert!(
             std::time::Instant::now() < deadline,
-            "the quiet stream's file stayed open: {} rows visible",
-            rows.len()
+            "the quiet stream's files stayed open: {a} and {b} rows visible"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
         running.is_running(),
-        "the job still runs: the timer rolled the file"
+        "the job still runs: the timers rolled the files"
     );
-    let mut ids: Vec<u64> = read_json_rows(&output)
-        .iter()
-        .map(|r| r["id"].as_f64().expect("an id") as u64)
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    for folder in [&inactive, &rolled] {
+        let mut ids: Vec<u64> = read_json_rows(folder)
+            .iter()
+            .map(|r| r["id"].as_f64().expect("an id") as u64)
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..20).collect::<Vec<_>>(), "{}", folder.display());
+    }
     running.interrupt().assert_success();
 }

@@ -576,7 +576,7 @@ impl PendingUpload {
 }
 
 /// A pending upload as a checkpoint keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct S3Pending {
     pub key: String,
     pub upload_id: String,

@@ -108,7 +108,7 @@ pub enum Closed {
 }
 
 /// A closed local file waiting for its commit: renaming `in_progress` to `target`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct LocalPending {
     pub in_progress: PathBuf,
     pub target: PathBuf,

@@ -12,7 +12,7 @@
 //! commits them, then commits the partitions whose trigger fired (see [`super::commit`]).
 //! A restore commits the restored checkpoint again; commits are idempotent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -59,10 +59,15 @@ struct Table {
     /// When partitions are committed during a checkpointed run.
     policy: CommitPolicy,
     committer: Committer,
+    /// Files a completed checkpoint committed that their writer has not yet been told of.
+    /// A writer hands every file it prepared to each checkpoint until it finds the file
+    /// here: a checkpoint that is abandoned (timed out) leaves its files to the next one,
+    /// as Flink's committer carries the committables of a failed checkpoint over.
+    committed_files: Mutex<HashSet<PendingFile>>,
 }
 
 /// A closed file that a checkpoint keeps until it is committed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PendingFile {
     /// A local file under its hidden name.
     Local(LocalPending),
@@ -252,6 +257,7 @@ impl FileSink {
                 finished: Mutex::new((0, BTreeSet::new())),
                 policy,
                 committer: Committer::default(),
+                committed_files: Mutex::default(),
             }),
         })
     }
@@ -282,6 +288,11 @@ impl SinkConnector for FileSink {
             for file in &prepared.files {
                 table.commit_file(file)?;
             }
+            table
+                .committed_files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(prepared.files);
             reports.push(prepared.report);
         }
         let due = table
@@ -582,16 +593,28 @@ impl FileWriter {
             return Ok(Vec::new());
         }
         self.close_all(false)?;
-        let mut files: Vec<PendingFile> = self
+        // Files of earlier checkpoints not known to be committed go again (committing is
+        // idempotent), so none is lost with a checkpoint that never completes.
+        {
+            let mut committed = self
+                .table
+                .committed_files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.prepared.retain(|file| !committed.remove(file));
+        }
+        let new: Vec<PendingFile> = self
             .local_pending
             .drain(..)
             .map(PendingFile::Local)
+            .chain(
+                self.pending
+                    .drain(..)
+                    .map(|upload| PendingFile::S3(upload.hand_over())),
+            )
             .collect();
-        files.extend(
-            self.pending
-                .drain(..)
-                .map(|upload| PendingFile::S3(upload.hand_over())),
-        );
+        self.prepared.extend(new);
+        let files = self.prepared.clone();
         // Partitions committed since the last report are dropped, unless new files came.
         let committer = &self.table.committer;
         self.reported.retain(|folder| !committer.committed(folder));
@@ -604,10 +627,8 @@ impl FileWriter {
                 watermark: self.watermark,
             },
         };
-        let blob = serde_json::to_vec(&prepared)
-            .map_err(|e| Error::internal(format!("table '{}': {e}", self.table.name)))?;
-        self.prepared.extend(prepared.files);
-        Ok(blob)
+        serde_json::to_vec(&prepared)
+            .map_err(|e| Error::internal(format!("table '{}': {e}", self.table.name)))
     }
 
     /// Aborts the unfinished uploads of the runs that wrote the restored checkpoint: the

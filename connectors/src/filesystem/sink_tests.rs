@@ -310,3 +310,35 @@ fn rolls_by_time() {
     writer.finish().unwrap();
     assert_eq!(files(dir.path()).len(), 2);
 }
+
+/// Visible (committed) part files below `dir`.
+fn visible(dir: &Path) -> Vec<String> {
+    files(dir)
+        .into_iter()
+        .filter(|f| f.starts_with("part-"))
+        .collect()
+}
+
+#[test]
+fn files_of_an_abandoned_checkpoint_are_committed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink(dir.path(), "json", &[], &[]);
+    let mut context = SinkContext::standalone(0, 1);
+    context.exactly_once = true;
+    let mut writer = sink.create_writer(&context).unwrap();
+    writer.write(&batch(vec![Some("a")])).unwrap();
+    // Checkpoint 1 times out: its prepared files are never committed by it.
+    let _abandoned = writer.prepare_commit().unwrap();
+    writer.write(&batch(vec![Some("b")])).unwrap();
+    let second = writer.prepare_commit().unwrap();
+    assert!(visible(dir.path()).is_empty());
+    sink.commit(&[second]).unwrap();
+    assert_eq!(visible(dir.path()).len(), 2, "both checkpoints' files");
+    // Once committed, a file is not handed to later checkpoints again.
+    writer.write(&batch(vec![Some("c")])).unwrap();
+    let third = writer.prepare_commit().unwrap();
+    let prepared: Prepared = serde_json::from_slice(&third).unwrap();
+    assert_eq!(prepared.files.len(), 1);
+    sink.commit(&[third]).unwrap();
+    assert_eq!(visible(dir.path()).len(), 3);
+}

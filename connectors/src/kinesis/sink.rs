@@ -331,6 +331,8 @@ struct Outcome {
     /// The records Kinesis rejected, in order, with the first error.
     failed: Vec<Entry>,
     first_error: Option<String>,
+    /// Some record was refused for the shard's write limit (a throttle, not an error).
+    throttled: bool,
 }
 
 /// Sends the buffered records.
@@ -444,7 +446,7 @@ impl Flusher {
                             outcome.failed.len()
                         )));
                     }
-                    self.metrics.count_retry(first.contains("ProvisionedThroughputExceeded"));
+                    self.metrics.count_retry(outcome.throttled);
                     // Back at the front, in their order: they go before anything of
                     // their keys that came later.
                     buffered_bytes += outcome.failed.iter().map(Entry::size).sum::<u64>();
@@ -557,9 +559,11 @@ async fn put_records(
     let keys: Vec<String> = batch.iter().map(|e| e.key.clone()).collect();
     let mut failed = Vec::new();
     let mut first_error = None;
+    let mut throttled = false;
     if output.failed_record_count().unwrap_or(0) > 0 {
         for (entry, result) in batch.into_iter().zip(output.records()) {
             if let Some(code) = result.error_code() {
+                throttled |= code == "ProvisionedThroughputExceededException";
                 first_error.get_or_insert_with(|| {
                     format!("{code}: {}", result.error_message().unwrap_or_default())
                 });
@@ -575,6 +579,7 @@ async fn put_records(
         keys,
         failed,
         first_error,
+        throttled,
     })
 }
 

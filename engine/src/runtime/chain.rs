@@ -167,10 +167,12 @@ impl Chain {
     /// An error of this operator, naming it (its id names the INSERT, so the table) unless
     /// the error names its table already (a connector's) or is another task's failure.
     fn named(&self, e: Error) -> Error {
+        // Connector and data errors name their table, file or line already; others are
+        // named after the operator (a value it could not compute becomes a data error).
         match e.kind() {
             ErrorKind::Connector | ErrorKind::Data => e,
             _ if e.is_downstream_stopped() || e.is_located() => e,
-            _ => e.context(format!("operator '{}'", self.uid)),
+            _ => e.at_run_time().context(format!("operator '{}'", self.uid)),
         }
     }
 

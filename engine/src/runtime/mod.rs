@@ -15,6 +15,7 @@ mod receiver;
 mod source_task;
 mod watermarks;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -248,13 +249,19 @@ pub fn run_with_checkpoints(
         let c = control.clone();
         let handle = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || {
-                let result = run(task);
-                if result.is_err() {
-                    c.fail();
-                    c.report_finished(task, None);
+            .spawn({
+                let name = name.clone();
+                move || {
+                    // A panic is this task's failure: the job stops as for an error, and the
+                    // coordinator hears of it, instead of waiting for the other tasks to notice.
+                    let result = catch_unwind(AssertUnwindSafe(|| run(task)))
+                        .unwrap_or_else(|_| Err(Error::internal(format!("task {name} panicked"))));
+                    if result.is_err() {
+                        c.fail();
+                        c.report_finished(task, None);
+                    }
+                    result
                 }
-                result
             })
             .map_err(|e| Error::internal(format!("cannot start a task thread: {e}")))?;
         handles.push((name, handle));

@@ -615,3 +615,59 @@ fn a_timer_that_never_clears_is_an_error_naming_the_operator() {
     let err = chain.push_watermark(10).unwrap_err();
     assert!(err.message().contains("INSERT INTO t/stuck 1"), "{err}");
 }
+
+/// An operator that panics on its first batch.
+struct Panics;
+
+impl Operator for Panics {
+    fn process_batch(&mut self, _batch: StreamBatch, _out: &mut Vec<StreamBatch>) -> Result<()> {
+        panic!("an operator bug");
+    }
+}
+
+#[test]
+fn a_panicking_task_fails_the_job_with_an_error_naming_it() {
+    let batches: Vec<(usize, Vec<i64>)> = (0..100_000).map(|i| (0, vec![i; 10])).collect();
+    let mut graph = Graph::new();
+    let source = graph.add(Node {
+        name: "source".into(),
+        uid: "source".into(),
+        state: Default::default(),
+        parallelism: 1,
+        kind: NodeKind::Source {
+            table: "t".into(),
+            connector: Arc::new(FastSource {
+                batches,
+                release: Arc::new(AtomicBool::new(true)),
+            }),
+            prep: Arc::new(SourcePrep {
+                columns: vec![Arc::new(Column::new("ts", 0))],
+                schema: schema(),
+                watermark: None,
+            }),
+            idle_timeout: None,
+        },
+        input: None,
+        second_input: None,
+    });
+    graph.add(Node {
+        name: "buggy".into(),
+        uid: "buggy".into(),
+        state: Default::default(),
+        parallelism: 1,
+        kind: NodeKind::Operator {
+            factory: Arc::new(|_: usize, _: usize| Ok(Box::new(Panics) as Box<dyn Operator>)),
+        },
+        input: Some((source, Edge::Single)),
+        second_input: None,
+    });
+    let metrics = Arc::new(JobMetrics::new());
+    let control = JobControl::new(Arc::clone(&metrics), Arc::new(AtomicBool::new(false)));
+    let err = run(&graph, &control).unwrap_err();
+    assert!(err.message().contains("panicked"), "{err}");
+    assert!(err.message().contains("buggy"), "{err}");
+    // The panic stopped the job at once: every task was told, and the source did not read
+    // its whole input.
+    assert!(control.stop.load(Ordering::SeqCst));
+    assert!(metrics.records_read() < 1_000_000);
+}

@@ -273,8 +273,18 @@ struct PlannedInsert {
     plan: LogicalPlan,
 }
 
+/// The name DataFusion gives an unnamed SELECT item: a cast is named after what it casts.
+fn unnamed_item_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    use datafusion::sql::sqlparser::ast::Expr;
+    match expr {
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => unnamed_item_name(expr),
+        other => other.to_string(),
+    }
+}
+
 /// Gives a repeated column of the top-level SELECT list a new name, as Flink does
-/// (`SELECT a, a` yields `a` and `a0`); DataFusion would reject the duplicate name.
+/// (`SELECT a, a` yields `a` and `a0`; `SELECT a, CAST(a AS DOUBLE)` too, since DataFusion
+/// names a cast after its argument); DataFusion would reject the duplicate name.
 fn rename_repeated_columns(query: &mut Query) {
     use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
     let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() else {
@@ -283,7 +293,7 @@ fn rename_repeated_columns(query: &mut Query) {
     let mut seen = std::collections::HashSet::new();
     for item in select.projection.iter_mut() {
         let (expr, name) = match item {
-            SelectItem::UnnamedExpr(e) => (e.clone(), e.to_string()),
+            SelectItem::UnnamedExpr(e) => (e.clone(), unnamed_item_name(e)),
             SelectItem::ExprWithAlias { alias, .. } => {
                 seen.insert(alias.value.clone());
                 continue;
