@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod connector;
 pub mod error;
+pub mod failpoint;
 pub mod graph;
 pub mod log;
 pub mod metrics;

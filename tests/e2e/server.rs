@@ -73,10 +73,23 @@ fn submitted_jobs_stop_with_a_savepoint_and_resume_exactly_once() {
         outcome.assert_success();
         serde_json::from_str::<Value>(&outcome.stdout).expect("JSON from the CLI")
     };
-    let submitted = cli(&["submit", job.to_str().unwrap(), "--name", "counting"]);
+    let submitted = cli(&[
+        "submit",
+        job.to_str().unwrap(),
+        "--name",
+        "counting",
+        "--set",
+        "restart-strategy.type=none",
+    ]);
     let id = submitted["id"].as_str().expect("an id").to_string();
     assert_eq!(submitted["name"], "counting");
-    let listed = cli(&["list"]);
+    // The server's address may come from SLUICE_SERVER instead of --server.
+    let listed = sluice()
+        .args(&["list", "--json"])
+        .env("SLUICE_SERVER", &server.endpoint)
+        .output();
+    listed.assert_success();
+    let listed: Value = serde_json::from_str(&listed.stdout).expect("JSON from the CLI");
     assert_eq!(listed["jobs"][0]["id"], id.as_str());
     // Stop once some checkpoints are in and output has been committed.
     server.wait_job(&id, MINUTE, "a committed checkpoint", |j| {
@@ -85,8 +98,27 @@ fn submitted_jobs_stop_with_a_savepoint_and_resume_exactly_once() {
     });
     let status = cli(&["status", &id]);
     assert_eq!(status["state"], "RUNNING");
-    let graph = status["run"]["graph"].as_array().expect("a graph");
+    assert_eq!(
+        status["set"],
+        serde_json::json!([{"key": "restart-strategy.type", "value": "none"}])
+    );
+    let run = &status["run"];
+    let graph = run["graph"].as_array().expect("a graph");
     assert!(graph.iter().any(|n| n["parallelism"] == 2), "{graph:?}");
+    // The watermark trails the event time the source has reached (1 s bound).
+    let watermark = run["watermark"].as_str().expect("a watermark");
+    assert!(watermark.starts_with("2023-11-14T22:"), "{watermark}");
+    assert!(run["event_time_lag_ms"].as_i64() > Some(0), "{run:#}");
+    // Per-partition figures are for sources with partitions (files, shards), not datagen.
+    assert!(run["sources"].is_array(), "{run:#}");
+    let recent = run["checkpoints"]["recent"]
+        .as_array()
+        .expect("checkpoints");
+    let last = recent.last().expect("a checkpoint");
+    assert_eq!(last["completed"], true, "{last}");
+    assert!(last["size_bytes"].as_u64() > Some(0), "{last}");
+    assert!(last["duration_ms"].as_f64() > Some(0.0), "{last}");
+    assert_eq!(run["dropped"], serde_json::json!([]));
     cli(&["stop", &id]);
     let stopped = server.wait_state(&id, "STOPPED", MINUTE);
     let read_before = stopped["run"]["records_read"].as_u64().unwrap();
@@ -97,6 +129,18 @@ fn submitted_jobs_stop_with_a_savepoint_and_resume_exactly_once() {
     // A stopped job cannot be stopped again; it can be resumed.
     let again = server.call("POST", &format!("/v1/jobs/{id}/stop"), None);
     assert_eq!(again.status, 409, "{}", again.text);
+    cli(&["resume", &id]);
+    // Cancelled (no savepoint) after another checkpoint, and resumed from it: output after
+    // that checkpoint is written again, but committed once.
+    server.wait_job(&id, MINUTE, "a checkpoint after the resume", |j| {
+        j["state"] == "RUNNING" && j["run"]["checkpoints"]["completed"].as_u64() >= Some(1)
+    });
+    cli(&["stop", &id, "--no-savepoint"]);
+    let cancelled = server.wait_state(&id, "STOPPED", MINUTE);
+    assert!(
+        cancelled["run"]["records_read"].as_u64() < Some(ROWS),
+        "the job ended before the cancel: {cancelled:#}"
+    );
     cli(&["resume", &id]);
     let finished = server.wait_state(&id, "FINISHED", 2 * MINUTE);
     assert!(finished["last_error"].is_null(), "{finished:#}");
@@ -128,9 +172,41 @@ INSERT INTO o SELECT k, v * 10 FROM e;
 #[test]
 fn a_failing_job_leaves_the_others_alone_and_a_transient_failure_is_restarted() {
     let dir = JobDir::new();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    // A debug build's failpoints: the source of table `boom` panics once after 8,000 rows,
+    // and that of table `doom` after its first row.
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        &[],
+        &[(
+            "SLUICE_FAILPOINTS",
+            "panic-once:boom:8000,panic-once:doom:1",
+        )],
+    );
     let good_out = dir.path().join("good");
     let good = server.submit("good.sql", &counting_job(&good_out, 4_000), &[]);
+    // Panics for good (a bug), with no restarts.
+    let doomed_in = dir.write("doomed/e.json", "{\"k\": \"a\", \"v\": 1}\n");
+    let doomed = server.submit(
+        "doomed.sql",
+        &keyed_count_job(&doomed_in, &dir.path().join("doomed_out"), "")
+            .replace("TABLE e ", "TABLE doom ")
+            .replace("FROM e;", "FROM doom;"),
+        &[("restart-strategy.type", "none")],
+    );
+    // Panics once, midway, after some checkpoints: restarted from the latest one after an
+    // exponential delay, it writes every window exactly once.
+    let crashy_out = dir.path().join("crashy");
+    let crashy = server.submit(
+        "crashy.sql",
+        &counting_job(&crashy_out, 4_000).replace("TABLE g", "TABLE boom"),
+        &[
+            ("restart-strategy.type", "exponential-delay"),
+            (
+                "restart-strategy.exponential-delay.initial-backoff",
+                "200 ms",
+            ),
+        ],
+    );
     // Fails for good: a malformed record, and no restarts.
     let broken = dir.write("broken/e.json", "{\"k\": \"a\", \"v\": 1}\n{not json\n");
     let bad = server.submit(
@@ -173,6 +249,21 @@ fn a_failing_job_leaves_the_others_alone_and_a_transient_failure_is_restarted() 
         &read_json_rows(&flaky_out),
         serde_json::json!([{"k": "a", "v": 10}, {"k": "b", "v": 20}]),
     );
+    let failed = server.wait_state(&doomed, "FAILED", MINUTE);
+    let error = failed["last_error"].as_str().expect("the error");
+    assert!(error.contains("panicked"), "{error}");
+    assert_eq!(failed["restarts"], 0);
+    let recovered = server.wait_state(&crashy, "FINISHED", 2 * MINUTE);
+    assert_eq!(recovered["restarts"], 1, "{recovered:#}");
+    // The restarted run read only what the latest checkpoint had not covered.
+    let reread = recovered["run"]["records_read"]
+        .as_u64()
+        .expect("records read");
+    assert!(
+        reread < ROWS,
+        "the restart began from scratch: {recovered:#}"
+    );
+    assert_counted_once(&crashy_out);
     server.wait_state(&good, "FINISHED", 2 * MINUTE);
     assert_counted_once(&good_out);
 }
@@ -181,8 +272,18 @@ fn a_failing_job_leaves_the_others_alone_and_a_transient_failure_is_restarted() 
 fn the_server_resumes_its_jobs_after_sigterm_and_after_sigkill() {
     let dir = JobDir::new();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &[]);
-    let id = server.submit("count.sql", &counting_job(&dir.output(), 1_000), &[]);
+    // The job comes from a jobs folder, submitted at the first start only.
+    dir.write("jobs/count.sql", &counting_job(&dir.output(), 1_000));
+    let jobs = dir.path().join("jobs");
+    let args = ["--jobs-dir", jobs.to_str().unwrap()];
+    let only_job = |server: &Server| {
+        let listed = server.call("GET", "/v1/jobs", None);
+        let jobs = listed.body["jobs"].as_array().expect("a job list").clone();
+        assert_eq!(jobs.len(), 1, "one job per file: {jobs:?}");
+        jobs[0]["id"].as_str().expect("an id").to_string()
+    };
+    let server = Server::start(&data, &args);
+    let id = only_job(&server);
     server.wait_job(&id, MINUTE, "a checkpoint", |j| {
         j["run"]["checkpoints"]["completed"].as_u64() >= Some(2)
     });
@@ -190,14 +291,16 @@ fn the_server_resumes_its_jobs_after_sigterm_and_after_sigkill() {
     let outcome = server.running.terminate();
     outcome.assert_success();
     assert!(outcome.stderr.contains("savepoint"), "{}", outcome.stderr);
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, &args);
+    assert_eq!(only_job(&server), id);
     let resumed = server.wait_job(&id, MINUTE, "a checkpoint after the restart", |j| {
         j["state"] == "RUNNING" && j["run"]["checkpoints"]["completed"].as_u64() >= Some(2)
     });
     assert!(resumed["run"]["records_read"].as_u64() < Some(ROWS));
     // SIGKILL: no chance to stop; the next start resumes from the latest checkpoint.
     server.running.kill();
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&data, &args);
+    assert_eq!(only_job(&server), id);
     server.wait_state(&id, "FINISHED", 2 * MINUTE);
     assert_counted_once(&dir.output());
 }
@@ -206,7 +309,16 @@ fn the_server_resumes_its_jobs_after_sigterm_and_after_sigkill() {
 fn plan_errors_bad_requests_and_auth_get_a_sentence_and_leave_running_jobs_alone() {
     let dir = JobDir::new();
     let token = "t0ken-for-tests";
-    let server = Server::start(&dir.path().join("data"), &["--auth-token", token]);
+    // AWS credentials in the server's environment (the standard chain) must show nowhere.
+    let secret = "s3cr3t-AWS-key-for-tests";
+    let server = Server::start_with_env(
+        &dir.path().join("data"),
+        &["--auth-token", token],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDFORTESTS"),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
+    );
     let running = server.submit("count.sql", &counting_job(&dir.output(), 4_000), &[]);
 
     // A plan error: 400 with the same file:line:column text the CLI prints.
@@ -340,15 +452,30 @@ fn plan_errors_bad_requests_and_auth_get_a_sentence_and_leave_running_jobs_alone
     assert!(page.text.contains("<svg id=\"graph\""));
     let spec = server.call("GET", "/v1/openapi.json", None);
     assert_eq!(spec.body["openapi"], "3.0.3", "{}", spec.text);
-    assert!(!server
-        .call("GET", &format!("/v1/jobs/{running}"), None)
-        .text
-        .contains(token));
+    let mut served = vec![page.text, spec.text];
+    for path in [
+        format!("/v1/jobs/{running}"),
+        "/v1/jobs".into(),
+        "/metrics".into(),
+    ] {
+        served.push(server.call("GET", &path, None).text);
+    }
+    for text in &served {
+        for credential in [token, secret, "AKIDFORTESTS"] {
+            assert!(!text.contains(credential), "{credential} served: {text}");
+        }
+    }
 
     // The running job was not disturbed.
     let done = server.wait_state(&running, "FINISHED", 2 * MINUTE);
     assert!(done["last_error"].is_null(), "{done:#}");
     assert_counted_once(&dir.output());
+    // Nor does the server print them.
+    let outcome = server.running.terminate();
+    for credential in [token, secret, "AKIDFORTESTS"] {
+        assert!(!outcome.stderr.contains(credential), "{}", outcome.stderr);
+        assert!(!outcome.stdout.contains(credential), "{}", outcome.stdout);
+    }
 }
 
 /// Sends a POST /v1/jobs with a 2 MiB body (from another thread: the server answers before
@@ -413,6 +540,18 @@ fn metrics_of_a_finished_job_match_its_input() {
     let dir = JobDir::new();
     let server = Server::start(&dir.path().join("data"), &[]);
     let id = server.submit("count.sql", &counting_job(&dir.output(), 50_000), &[]);
+    // Three good lines and two malformed ones, skipped and counted.
+    let input = dir.write(
+        "lines/e.json",
+        "{\"k\": \"a\", \"v\": 1}\n{oops\n{\"k\": \"b\", \"v\": 2}\n[1\n{\"k\": \"a\", \"v\": 3}\n",
+    );
+    let skipping = keyed_count_job(&input, &dir.path().join("lines_out"), "").replace(
+        "'format' = 'json');\nCREATE TABLE o",
+        "'format' = 'json', 'json.ignore-parse-errors' = 'true');\nCREATE TABLE o",
+    );
+    assert!(skipping.contains("ignore-parse-errors"), "{skipping}");
+    let lines = server.submit("lines.sql", &skipping, &[]);
+    server.wait_state(&lines, "FINISHED", MINUTE);
     server.wait_state(&id, "FINISHED", 2 * MINUTE);
     let text = server.call("GET", "/metrics", None).text;
     let samples = parse_metrics(&text);
@@ -426,6 +565,24 @@ fn metrics_of_a_finished_job_match_its_input() {
         80.0
     );
     assert_eq!(sample(&samples, "sluice_job_restarts_total", &job), 0.0);
+    let dropped = [
+        ("job_id", lines.as_str()),
+        ("table", "e"),
+        ("reason", "malformed"),
+    ];
+    assert_eq!(
+        sample(&samples, "sluice_records_dropped_total", &dropped),
+        2.0
+    );
+    assert_eq!(
+        server.job(&lines)["run"]["dropped"],
+        serde_json::json!([{"table": "e", "reason": "malformed", "records": 2}])
+    );
+    let lines_read = [("job_id", lines.as_str())];
+    assert_eq!(
+        sample(&samples, "sluice_job_records_read_total", &lines_read),
+        3.0
+    );
     let state = [("job_id", id.as_str()), ("state", "FINISHED")];
     assert_eq!(sample(&samples, "sluice_job_state", &state), 1.0);
     let details = server.job(&id);
@@ -473,9 +630,10 @@ fn metrics_of_a_finished_job_match_its_input() {
         .expect("the metrics URL")
         .to_string();
     let mut read = Vec::new();
+    let mut samples = Vec::new();
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(1500));
-        let samples = parse_metrics(&request("GET", &url, None, None, None).text);
+        samples = parse_metrics(&request("GET", &url, None, None, None).text);
         read.push(sample(
             &samples,
             "sluice_job_records_read_total",
@@ -486,11 +644,28 @@ fn metrics_of_a_finished_job_match_its_input() {
         read[0] > 0.0 && read[1] > read[0],
         "the counter moves: {read:?}"
     );
+    // Three seconds in, with checkpoints every 500 ms: checkpoints are done and measured,
+    // and the watermark is in the generated event time (from 1,700,000,000 s), behind the
+    // wall clock.
+    let job = [("job_id", "run")];
+    assert!(sample(&samples, "sluice_checkpoints_total", &job) >= 1.0);
+    assert_eq!(
+        sample(&samples, "sluice_checkpoint_failures_total", &job),
+        0.0
+    );
+    assert!(sample(&samples, "sluice_checkpoint_last_duration_seconds", &job) > 0.0);
+    assert!(sample(&samples, "sluice_checkpoint_last_size_bytes", &job) > 0.0);
+    let watermark = sample(&samples, "sluice_watermark_seconds", &job);
+    assert!(
+        (1_700_000_000.0..1_700_000_200.0).contains(&watermark),
+        "{watermark}"
+    );
+    assert!(sample(&samples, "sluice_event_time_lag_seconds", &job) > 0.0);
     run.interrupt();
 }
 
 #[test]
-fn the_web_page_submits_watches_and_stops_a_job_in_chromium() {
+fn the_web_page_submits_watches_stops_resumes_and_cancels_a_job_in_chromium() {
     let chromium = std::process::Command::new("bash")
         .arg(support("chromium.sh"))
         .output()
@@ -540,4 +715,15 @@ fn the_web_page_submits_watches_and_stops_a_job_in_chromium() {
         "{seen}"
     );
     assert_eq!(details["name"], "from-the-page");
+    // The page showed the watermark (in the generated event time) and checkpoints, and its
+    // buttons stopped, resumed and cancelled the job.
+    assert!(
+        seen["watermark"].as_str().unwrap().contains("2023-11-14"),
+        "{seen}"
+    );
+    assert!(seen["checkpoints"].as_u64() >= Some(1), "{seen}");
+    assert_eq!(
+        seen["states"],
+        serde_json::json!(["STOPPED", "RUNNING", "STOPPED"])
+    );
 }

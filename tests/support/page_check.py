@@ -1,7 +1,8 @@
 """Drives the Sluice server's web page in headless Chromium (Debian's, through Playwright):
 submits a job file from the page's form, sees the job RUNNING with a counter that moves,
-checks the operator graph is drawn (a screenshot of it, its pixels counted), stops the job
-with the page's button and sees it STOPPED. Prints what it saw as JSON.
+checks the operator graph is drawn (a screenshot of it, its pixels counted) and the watermark
+and checkpoints are shown, stops the job with the page's button and sees it STOPPED, resumes
+it (RUNNING) and cancels it (STOPPED). Prints what it saw as JSON.
 
 usage: page_check.py CHROMIUM ENDPOINT JOB_FILE SCREENSHOT"""
 import json
@@ -95,10 +96,23 @@ with sync_playwright() as p:
         if abs(row[x * channels] - 0x1d) < 40 and abs(row[x * channels + 1] - 0x35) < 40
         and abs(row[x * channels + 2] - 0x57) < 40)
     jobs_listed = page.locator("#jobs tr.job").count()
-    page.click("#stop-button")
-    page.wait_for_function("document.getElementById('job-state').textContent === 'STOPPED'",
+    page.wait_for_function("document.querySelectorAll('#checkpoints tbody tr').length > 0",
                            timeout=60000)
+    checkpoints = page.locator("#checkpoints tbody tr").count()
+    watermark = page.text_content("#job-watermark")
+
+    def click_and_wait(button, state):
+        page.wait_for_function(f"!document.getElementById('{button}').disabled", timeout=60000)
+        page.click("#" + button)
+        page.wait_for_function(
+            f"document.getElementById('job-state').textContent === '{state}'", timeout=60000)
+        return page.text_content("#job-state")
+
+    states = [click_and_wait("stop-button", "STOPPED"),
+              click_and_wait("resume-button", "RUNNING"),
+              click_and_wait("cancel-button", "STOPPED")]
     browser.close()
 
 print(json.dumps({"title": title, "read": [first, second], "nodes": nodes,
-                  "screenshot": [width, height], "border_pixels": border, "jobs": jobs_listed}))
+                  "screenshot": [width, height], "border_pixels": border, "jobs": jobs_listed,
+                  "checkpoints": checkpoints, "watermark": watermark, "states": states}))

@@ -164,6 +164,7 @@ fn build_tasks(
                     let source = SourceTask {
                         uid: node.uid.clone(),
                         instance,
+                        table: table.clone(),
                         prep: Arc::clone(prep),
                         idle_timeout: *idle_timeout,
                         bounded: connector.bounded(),

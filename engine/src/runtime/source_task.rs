@@ -27,6 +27,8 @@ pub struct SourceTask {
     pub uid: String,
     pub instance: usize,
     pub name: String,
+    /// The table it reads.
+    pub table: String,
     pub prep: Arc<SourcePrep>,
     pub idle_timeout: Option<Duration>,
     /// The source ends by itself: when all its partitions have finished it is about to
@@ -117,6 +119,7 @@ impl SourceTask {
         // the one emitted); a partition without an entry has seen nothing past its emitted.
         let mut seen: HashMap<usize, i64> = HashMap::new();
         let mut last_barrier = control.requested_checkpoint();
+        let mut rows_read = 0u64;
         if watermarks.is_empty() {
             // An instance that owns no partition must not hold the watermark back.
             if let Progress::Idle = watermarks.progress(false) {
@@ -139,6 +142,8 @@ impl SourceTask {
             match reader.next(&ctx)? {
                 SourceEvent::Batch { partition, batch } => {
                     control.metrics.add_read(batch.num_rows() as u64, 0);
+                    rows_read += batch.num_rows() as u64;
+                    crate::failpoint::source_read(&self.table, rows_read);
                     let emitted = watermarks
                         .get_mut(partition)
                         .ok_or_else(|| Error::internal(format!("unknown partition {partition}")))?;

@@ -41,7 +41,16 @@ pub struct Answer {
 impl Server {
     /// `sluice server --data DATA` with `extra` arguments, on a free port.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
-        let mut running = sluice()
+        Self::start_with_env(data, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set for the server process.
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = sluice();
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        let mut running = command
             .args(&["server", "--listen", "127.0.0.1:0"])
             .arg("--data")
             .arg(data)
