@@ -377,6 +377,31 @@ fn damaged_checkpoints_are_skipped_and_a_changed_job_is_refused() {
         "{line}"
     );
 
+    // Other keys, or other aggregates, cannot use it either.
+    for (what, from, to) in [
+        ("keys", "currency, COUNT(*)", "LOWER(currency), COUNT(*)"),
+        ("aggregates", "SUM(fee)", "MAX(fee)"),
+    ] {
+        let mut edited = text.replace(from, to);
+        if what == "keys" {
+            edited = edited.replace("window_end, currency;", "window_end, LOWER(currency);");
+        }
+        assert_ne!(edited, text);
+        let other = dir.path().join(format!("other_{what}.sql"));
+        std::fs::write(&other, edited).unwrap();
+        let refused = sluice_run(&other).output();
+        refused.assert_failure();
+        assert_eq!(refused.status.code(), Some(3), "{what}");
+        let line = refused.error_line();
+        assert!(
+            line.contains(&format!(
+                "cannot be restored into this job: operator 'INSERT INTO metrics/aggregate 1' \
+                 kept {what} ("
+            )),
+            "{line}"
+        );
+    }
+
     // --from-checkpoint picks one (here the oldest, for the changed job: refused too), and
     // must name a chk-N folder.
     let oldest = checkpoints.join(format!("chk-{}", ids[0]));

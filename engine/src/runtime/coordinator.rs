@@ -4,7 +4,10 @@
 //!
 //! A checkpoint that does not complete within `execution.checkpointing.timeout` (a task
 //! that never reports, a store that hangs) is abandoned: counted, reported, and the job
-//! goes on with the next one. Reports that arrive for an abandoned checkpoint are ignored.
+//! goes on with the next one. Reports that arrive for an abandoned checkpoint are ignored;
+//! a write still running is left to finish or fail on its own thread (the sinks carry the
+//! files of an abandoned checkpoint over to the next). A store that answers with an error
+//! fails the job, whose restart strategy resumes it from its latest checkpoint.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::checkpoint::manifest::OperatorState;
 use crate::checkpoint::{self, CheckpointSettings, Part};
 use crate::connector::SinkConnector;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::JobMetrics;
 
 /// How often the coordinator looks at its flags while it waits.
@@ -232,6 +235,42 @@ impl Coordinator {
         }
     }
 
+    /// Gives checkpoint `id` up: counted, reported, and the job goes on.
+    fn abandon(&self, id: u64, reason: String) {
+        tracing::warn!(
+            "checkpoint {} abandoned ({reason}); the job goes on",
+            checkpoint::checkpoint_path(&*self.settings.store, id)
+        );
+        self.metrics.add_checkpoint_failure(id, reason);
+    }
+
+    /// Writes checkpoint `id` on a thread of its own, waiting for it until `deadline`;
+    /// `None` if the store had not finished by then. The parts come back for the commit.
+    fn write(
+        &self,
+        id: u64,
+        parts: Vec<Part>,
+        deadline: Instant,
+    ) -> Result<Option<(checkpoint::Written, Vec<Part>)>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let store = Arc::clone(&self.settings.store);
+        let operators = self.operators.clone();
+        std::thread::Builder::new()
+            .name("checkpoint writer".into())
+            .spawn(move || {
+                let written = checkpoint::write(&*store, id, &operators, &parts);
+                let _ = tx.send(written.map(|w| (w, parts)));
+            })
+            .map_err(|e| Error::internal(format!("cannot start a thread: {e}")))?;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(written) => written.map(Some),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::internal(
+                "the checkpoint writer stopped unexpectedly",
+            )),
+        }
+    }
+
     fn take_checkpoints(&mut self) -> Result<()> {
         let mut next_at = Instant::now() + self.settings.interval;
         loop {
@@ -247,17 +286,15 @@ impl Coordinator {
                 Wait::Complete(reported) => reported,
                 Wait::Over => return Ok(()),
                 Wait::TimedOut(missing) => {
-                    let reason = format!(
-                        "not complete after {:?}: {} of {} tasks had not passed its barrier",
-                        self.settings.timeout,
-                        missing.len(),
-                        self.tasks
+                    self.abandon(
+                        id,
+                        format!(
+                            "not complete after {:?}: {} of {} tasks had not passed its barrier",
+                            self.settings.timeout,
+                            missing.len(),
+                            self.tasks
+                        ),
                     );
-                    tracing::warn!(
-                        "checkpoint {} abandoned ({reason}); the job goes on",
-                        checkpoint::checkpoint_path(&*self.settings.store, id)
-                    );
-                    self.metrics.add_checkpoint_failure(id, reason);
                     next_at = next_at.max(Instant::now() + TICK);
                     continue;
                 }
@@ -270,7 +307,18 @@ impl Coordinator {
                     None => parts.extend(self.finished[&task].iter().cloned()),
                 }
             }
-            let written = checkpoint::write(&*self.settings.store, id, &self.operators, &parts)?;
+            let deadline = started + self.settings.timeout;
+            let Some((written, parts)) = self.write(id, parts, deadline)? else {
+                self.abandon(
+                    id,
+                    format!(
+                        "not written after {:?}: the checkpoint store did not answer",
+                        self.settings.timeout
+                    ),
+                );
+                next_at = next_at.max(Instant::now() + TICK);
+                continue;
+            };
             commit_sinks(&self.sinks, |uid| {
                 let mut mine: Vec<&Part> = parts.iter().filter(|p| p.operator == uid).collect();
                 mine.sort_by_key(|p| p.instance);
@@ -299,7 +347,7 @@ mod tests {
     use crossbeam_channel::unbounded;
 
     use super::*;
-    use crate::checkpoint::LocalStore;
+    use crate::checkpoint::{CheckpointStore, LocalStore};
     use crate::operator::StateSnapshot;
 
     fn operators() -> Vec<OperatorState> {
@@ -333,10 +381,49 @@ mod tests {
         }]
     }
 
+    /// A local store whose writes hang while `hang` is set.
+    struct HangingStore {
+        inner: Arc<LocalStore>,
+        hang: Arc<AtomicBool>,
+    }
+
+    impl CheckpointStore for HangingStore {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+            while self.hang.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            self.inner.put(name, bytes)
+        }
+        fn get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+            self.inner.get(name)
+        }
+        fn folders(&self) -> Result<Vec<String>> {
+            self.inner.folders()
+        }
+        fn remove_folder(&self, name: &str) -> Result<()> {
+            self.inner.remove_folder(name)
+        }
+    }
+
     impl Harness {
         fn start(tasks: usize, timeout: Duration, retained: usize) -> Self {
+            Self::start_over(tasks, timeout, retained, |local| local)
+        }
+
+        /// A harness whose coordinator writes through `store` made of the local store.
+        fn start_over(
+            tasks: usize,
+            timeout: Duration,
+            retained: usize,
+            store: impl FnOnce(Arc<LocalStore>) -> Arc<dyn CheckpointStore>,
+        ) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let store = LocalStore::new(dir.path());
+            let local = LocalStore::new(dir.path());
+            let writes_to = store(Arc::clone(&local));
+            let store = local;
             let (tx, rx) = unbounded();
             let requests = Arc::new(Requests::new(0, tx));
             let metrics = Arc::new(JobMetrics::new());
@@ -347,7 +434,7 @@ mod tests {
                 savepoint: Arc::new(AtomicBool::new(false)),
             };
             let settings = CheckpointSettings {
-                store: store.clone(),
+                store: writes_to,
                 interval: Duration::from_millis(20),
                 retained,
                 timeout,
@@ -440,6 +527,40 @@ mod tests {
         let restored = checkpoint::read(&*h.store, 2, &operators()).unwrap();
         assert_eq!(restored.operator("b")[0].blob, b"p1");
         assert!(checkpoint::read(&*h.store, 1, &operators()).is_err());
+        h.finish().unwrap();
+    }
+
+    #[test]
+    fn a_store_that_hangs_times_the_checkpoint_out_and_the_job_goes_on() {
+        let hang = Arc::new(AtomicBool::new(true));
+        let h = Harness::start_over(1, Duration::from_millis(100), 3, |inner| {
+            Arc::new(HangingStore {
+                inner,
+                hang: Arc::clone(&hang),
+            })
+        });
+        assert_eq!(h.requested(1), 1);
+        h.requests.report(Report::Parts {
+            task: 0,
+            id: 1,
+            parts: part(0, b"x"),
+        });
+        // The write hangs past the timeout: abandoned, and the next checkpoint is asked for.
+        assert_eq!(h.requested(2), 2);
+        let figures = h.metrics.checkpoints();
+        assert_eq!((figures.failed, figures.completed), (1, 0));
+        let (id, reason) = figures.last_failure.unwrap();
+        assert_eq!(id, 1);
+        assert!(reason.contains("store did not answer"), "{reason}");
+        // The store answers again: checkpoint 2 completes.
+        hang.store(false, Ordering::SeqCst);
+        h.requests.report(Report::Parts {
+            task: 0,
+            id: 2,
+            parts: part(0, b"y"),
+        });
+        h.wait("checkpoint 2", |h| h.metrics.checkpoints().completed == 1);
+        assert_eq!(h.metrics.checkpoints().last_id, 2);
         h.finish().unwrap();
     }
 
