@@ -334,6 +334,7 @@ impl FileReader {
                     batch_size: BATCH_SIZE,
                     ignore_parse_errors: table.config.format.ignore_parse_errors(),
                     chunk_bytes: CHUNK_BYTES,
+                    label: Some(format!("table '{}': file {}", table.name, path.display()).into()),
                 },
             ),
             partition_values: values_from_path(&table.config.path, path),

@@ -187,6 +187,8 @@ pub struct LineReader<R> {
     counted_to: usize,
     bytes_read: u64,
     dropped: u64,
+    /// What the input is (`table 'tx': file a.json`), for the message of a skipped line.
+    label: Option<std::sync::Arc<str>>,
 }
 
 impl LineReader<std::io::Empty> {
@@ -236,7 +238,14 @@ impl<R: Read> LineReader<R> {
             counted_to: 0,
             bytes_read: 0,
             dropped: 0,
+            label: None,
         }
+    }
+
+    /// Names the input in the warning said for a skipped line.
+    pub fn labelled(mut self, label: Option<std::sync::Arc<str>>) -> Self {
+        self.label = label;
+        self
     }
 
     /// Numbers lines as if `lines` lines came before the input (a chunk of a larger file).
@@ -567,6 +576,8 @@ impl<R: Read> LineReader<R> {
             return Err(ReadError::Malformed { line, reason });
         }
         self.dropped += 1;
+        let label = self.label.as_deref().unwrap_or("input");
+        sluice_engine::warn_limited!("{label}:{line}: {reason} (dropped: malformed)");
         Ok(())
     }
 

@@ -40,6 +40,8 @@ pub struct ParallelOptions {
     pub ignore_parse_errors: bool,
     /// Bytes per chunk (whole lines are added to reach a line end).
     pub chunk_bytes: usize,
+    /// What the input is, for the warning said for a skipped line.
+    pub label: Option<Arc<str>>,
 }
 
 /// Reads batches of records from line-delimited input, decoding on `decoders.len()`
@@ -190,7 +192,8 @@ fn decode(mut decoder: Box<dyn RecordDecoder>, jobs: &Receiver<Job>, options: &P
             options.batch_size,
             options.ignore_parse_errors,
         )
-        .after_lines(job.lines_before);
+        .after_lines(job.lines_before)
+        .labelled(options.label.clone());
         let mut batches = Vec::new();
         let result = loop {
             match reader.next_batch() {
@@ -241,6 +244,7 @@ mod tests {
             batch_size: 7,
             ignore_parse_errors: ignore,
             chunk_bytes,
+            label: None,
         };
         ParallelLineReader::new(Cursor::new(text.into_bytes()), decoders, options)
     }
