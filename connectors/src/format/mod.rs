@@ -5,6 +5,9 @@
 //! the filesystem source and sink today, a message queue tomorrow.
 
 pub mod csv;
+pub mod flat_json;
+#[cfg(test)]
+mod flat_json_tests;
 pub mod json;
 pub mod lines;
 pub mod parallel;
@@ -19,6 +22,7 @@ use sluice_engine::connector::Options;
 use sluice_engine::{Error, Result};
 
 use self::csv::{CsvDecoder, CsvOptions};
+use self::flat_json::FlatJsonDecoder;
 use self::json::{JsonDecoder, JsonOptions};
 use self::lines::RecordDecoder;
 use self::parquet::ParquetOptions;
@@ -117,10 +121,18 @@ impl Format {
         schema: SchemaRef,
         batch_size: usize,
     ) -> Result<Box<dyn RecordDecoder>> {
+        let json_error = |e: arrow::error::ArrowError| {
+            Error::config(format!("json decoder: {}", lines::error_reason(&e)))
+        };
         match self {
-            Format::Json(o) => Ok(Box::new(JsonDecoder::new(schema, batch_size, o).map_err(
-                |e| Error::config(format!("json decoder: {}", lines::error_reason(&e))),
-            )?)),
+            // Flat records without the missing-field check (which the fast decoder does not
+            // make) take the fast decoder; it decodes every line as `JsonDecoder` would.
+            Format::Json(o) if !o.fail_on_missing_field && flat_json::supports(&schema) => Ok(
+                Box::new(FlatJsonDecoder::new(schema, batch_size).map_err(json_error)?),
+            ),
+            Format::Json(o) => Ok(Box::new(
+                JsonDecoder::new(schema, batch_size, o).map_err(json_error)?,
+            )),
             Format::Csv(o) => Ok(Box::new(CsvDecoder::new(schema, batch_size, o)?)),
             Format::Parquet(_) => Err(Error::config(
                 "the parquet format cannot be read line by line",
