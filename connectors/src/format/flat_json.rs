@@ -5,8 +5,9 @@
 //! columns from the tape, which for a flat record costs about as much again as the parsing.
 //! This decoder parses each line straight into its columns instead, and decodes only the
 //! common case itself: one object on one line, strict JSON, strings without escapes,
-//! numbers in range. Any other line (an escape, a type conflict, a syntax error, a duplicate
-//! key...) is handed whole to an Arrow decoder built as [`JsonDecoder`](super::json) builds
+//! numbers in range; escapes in values, but not in keys, and no UTF-16 surrogate pairs
+//! (Arrow joins some of those wrongly, and this decoder must agree with it). Any other line
+//! (a type conflict, a syntax error, a duplicate key...) is handed whole to an Arrow decoder built as [`JsonDecoder`](super::json) builds
 //! it, so every line decodes, or fails, exactly as Arrow decodes it alone. The one difference:
 //! a record must end on the line it starts on (as Flink reads JSON lines), where Arrow would
 //! read on across line breaks.
@@ -98,6 +99,8 @@ enum Slot<'a> {
     Float(f64),
     Bool(bool),
     Text(&'a str),
+    /// A string with escapes, decoded into the line's scratch text at this range.
+    Unescaped(u32, u32),
 }
 
 /// The builder of a column; integers and floats are cast to the column's type at the end
@@ -121,9 +124,12 @@ impl Builder {
         }
     }
 
-    fn append(&mut self, slot: Slot<'_>) {
+    fn append(&mut self, slot: Slot<'_>, scratch: &str) {
         match (self, slot) {
             (Builder::Str(b), Slot::Text(v)) => b.append_value(v),
+            (Builder::Str(b), Slot::Unescaped(from, to)) => {
+                b.append_value(&scratch[from as usize..to as usize])
+            }
             (Builder::Int(b), Slot::Int(v)) => b.append_value(v),
             (Builder::Float(b), Slot::Float(v)) => b.append_value(v),
             (Builder::Bool(b), Slot::Bool(v)) => b.append_value(v),
@@ -195,6 +201,8 @@ pub struct FlatJsonDecoder {
     /// Decodes the lines the fast path leaves; built when first needed.
     fallback: Option<Decoder>,
     failed_record: Option<usize>,
+    /// The decoded text of the current line's strings with escapes.
+    scratch: String,
 }
 
 impl FlatJsonDecoder {
@@ -227,6 +235,7 @@ impl FlatJsonDecoder {
             segment_rows: 0,
             fallback: None,
             failed_record: None,
+            scratch: String::new(),
         })
     }
 
@@ -238,12 +247,14 @@ impl FlatJsonDecoder {
         start: usize,
         slots: &mut [Slot<'a>],
     ) -> Option<usize> {
+        self.scratch.clear();
         let mut parser = Parser {
             buf,
             pos: start,
             slots,
             kinds: &self.kinds,
             keys: &mut self.keys,
+            scratch: &mut self.scratch,
         };
         parser.skip_ws();
         if parser.at_line_end() {
@@ -261,7 +272,7 @@ impl FlatJsonDecoder {
             return None;
         }
         for (builder, slot) in self.builders.iter_mut().zip(slots.iter()) {
-            builder.append(*slot);
+            builder.append(*slot, &self.scratch);
         }
         self.built_rows += 1;
         Some(end)
@@ -381,6 +392,7 @@ struct Parser<'a, 'd> {
     slots: &'d mut [Slot<'a>],
     kinds: &'d [Kind],
     keys: &'d mut Keys,
+    scratch: &'d mut String,
 }
 
 impl<'a> Parser<'a, '_> {
@@ -471,7 +483,13 @@ impl<'a> Parser<'a, '_> {
         self.slots[column] = match self.peek()? {
             b'"' if kind == Kind::Str => {
                 self.pos += 1;
-                Slot::Text(std::str::from_utf8(self.string()?).ok()?)
+                match self.string() {
+                    Some(text) => Slot::Text(std::str::from_utf8(text).ok()?),
+                    None => {
+                        let (from, to) = self.unescaped()?;
+                        Slot::Unescaped(u32::try_from(from).ok()?, u32::try_from(to).ok()?)
+                    }
+                }
             }
             b'-' | b'0'..=b'9' => number(kind, self.number())?,
             b't' => self.literal(b"true").and_then(|()| boolean(kind, true))?,
@@ -487,7 +505,11 @@ impl<'a> Parser<'a, '_> {
         match self.peek()? {
             b'"' => {
                 self.pos += 1;
-                self.string().map(|_| ())
+                if self.string().is_none() {
+                    let (from, _) = self.unescaped()?;
+                    self.scratch.truncate(from);
+                }
+                Some(())
             }
             b'-' | b'0'..=b'9' => {
                 self.number();
@@ -546,6 +568,53 @@ impl<'a> Parser<'a, '_> {
         }
         self.pos += len + 1;
         Some(text)
+    }
+
+    /// After an opening quote, a string with escapes (or one [`Parser::string`] refused):
+    /// decodes it onto the scratch text and returns its range there. Escapes decode as
+    /// Arrow decodes them; surrogate pairs, control bytes and malformed escapes are left to
+    /// Arrow. Each stretch between escapes is checked as UTF-8 on its own, which is the same
+    /// as checking the whole, since an escape always writes whole characters.
+    fn unescaped(&mut self) -> Option<(usize, usize)> {
+        let from = self.scratch.len();
+        loop {
+            let rest = &self.buf[self.pos..];
+            let len = memchr::memchr2(b'"', b'\\', rest)?;
+            let raw = &rest[..len];
+            if raw.iter().any(|&b| b < 0x20) {
+                return None;
+            }
+            self.scratch.push_str(std::str::from_utf8(raw).ok()?);
+            self.pos += len + 1;
+            if rest[len] == b'"' {
+                return Some((from, self.scratch.len()));
+            }
+            let decoded = match self.next()? {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                // None for a surrogate: a pair, or a lone half, is Arrow's to decode.
+                b'u' => char::from_u32(self.hex4()?)?,
+                _ => return None,
+            };
+            self.scratch.push(decoded);
+        }
+    }
+
+    /// Four hexadecimal digits of a `\u` escape.
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.buf.get(self.pos..self.pos + 4)?;
+        let mut value = 0;
+        for &d in digits {
+            value = value << 4 | char::from(d).to_digit(16)?;
+        }
+        self.pos += 4;
+        Some(value)
     }
 
     /// A number token, at its first byte ('-' or a digit).
