@@ -261,6 +261,13 @@ impl<R: Read> LineReader<R> {
         Ok(self.decoder)
     }
 
+    /// Gives the decoder back, clean, and the buffer (emptied), for the next input.
+    pub fn into_parts(mut self) -> (Result<Box<dyn RecordDecoder>, ArrowError>, Vec<u8>) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        (self.into_decoder(), buf)
+    }
+
     /// Bytes read from the input since the last call.
     pub fn take_bytes_read(&mut self) -> u64 {
         std::mem::take(&mut self.bytes_read)
