@@ -246,6 +246,29 @@ fn an_instance_without_partitions_is_idle_from_the_start() {
     assert_eq!(seen.first(), Some(&250));
 }
 
+/// A source node named "source" reading table `t` through `connector`, its rows' time in
+/// column `ts`, without a watermark.
+fn ts_source(connector: Arc<dyn SourceConnector>, parallelism: usize) -> Node {
+    Node {
+        name: "source".into(),
+        uid: "source".into(),
+        state: Default::default(),
+        parallelism,
+        kind: NodeKind::Source {
+            table: "t".into(),
+            connector,
+            prep: Arc::new(SourcePrep {
+                columns: vec![Arc::new(Column::new("ts", 0))],
+                schema: schema(),
+                watermark: None,
+            }),
+            idle_timeout: None,
+        },
+        input: None,
+        second_input: None,
+    }
+}
+
 /// Sleeps on every batch and records how far the source had read ahead.
 struct SlowSink {
     metrics: Arc<JobMetrics>,
@@ -268,26 +291,8 @@ impl Operator for SlowSink {
 fn a_slow_consumer_holds_the_source_back() {
     let batches: Vec<(usize, Vec<i64>)> = (0..200).map(|i| (0, vec![i; 10])).collect();
     let mut graph = Graph::new();
-    let prep = SourcePrep {
-        columns: vec![Arc::new(Column::new("ts", 0))],
-        schema: schema(),
-        watermark: None,
-    };
     let release = Arc::new(AtomicBool::new(true));
-    let source = graph.add(Node {
-        name: "source".into(),
-        uid: "source".into(),
-        state: Default::default(),
-        parallelism: 1,
-        kind: NodeKind::Source {
-            table: "t".into(),
-            connector: Arc::new(FastSource { batches, release }),
-            prep: Arc::new(prep),
-            idle_timeout: None,
-        },
-        input: None,
-        second_input: None,
-    });
+    let source = graph.add(ts_source(Arc::new(FastSource { batches, release }), 1));
     let metrics = Arc::new(JobMetrics::new());
     let ahead = Arc::new(Mutex::new(0));
     let (m, a) = (Arc::clone(&metrics), Arc::clone(&ahead));
@@ -443,24 +448,13 @@ fn an_input_past_its_barrier_is_held_back_by_its_channel_not_queued() {
     let metrics = Arc::new(JobMetrics::new());
     let mut graph = Graph::new();
     let source = graph.add(Node {
-        name: "source".into(),
-        uid: "source".into(),
         state: [("connector".to_string(), "alignment".to_string())].into(),
-        parallelism: 2,
-        kind: NodeKind::Source {
-            table: "t".into(),
-            connector: Arc::new(AlignmentSource {
+        ..ts_source(
+            Arc::new(AlignmentSource {
                 release: Arc::clone(&release),
             }),
-            prep: Arc::new(SourcePrep {
-                columns: vec![Arc::new(Column::new("ts", 0))],
-                schema: schema(),
-                watermark: None,
-            }),
-            idle_timeout: None,
-        },
-        input: None,
-        second_input: None,
+            2,
+        )
     });
     let (m, a, r) = (
         Arc::clone(&metrics),
@@ -629,27 +623,13 @@ impl Operator for Panics {
 fn a_panicking_task_fails_the_job_with_an_error_naming_it() {
     let batches: Vec<(usize, Vec<i64>)> = (0..100_000).map(|i| (0, vec![i; 10])).collect();
     let mut graph = Graph::new();
-    let source = graph.add(Node {
-        name: "source".into(),
-        uid: "source".into(),
-        state: Default::default(),
-        parallelism: 1,
-        kind: NodeKind::Source {
-            table: "t".into(),
-            connector: Arc::new(FastSource {
-                batches,
-                release: Arc::new(AtomicBool::new(true)),
-            }),
-            prep: Arc::new(SourcePrep {
-                columns: vec![Arc::new(Column::new("ts", 0))],
-                schema: schema(),
-                watermark: None,
-            }),
-            idle_timeout: None,
-        },
-        input: None,
-        second_input: None,
-    });
+    let source = graph.add(ts_source(
+        Arc::new(FastSource {
+            batches,
+            release: Arc::new(AtomicBool::new(true)),
+        }),
+        1,
+    ));
     graph.add(Node {
         name: "buggy".into(),
         uid: "buggy".into(),
