@@ -1,6 +1,8 @@
 //! The `json` format: one JSON object per line, as Flink's `json` format reads and writes it.
 //!
-//! Decoding uses Arrow's vectorised JSON decoder (through [`LineReader`](super::lines)).
+//! Decoding uses Sluice's decoder of flat records ([`flat_json`](super::flat_json)) where the
+//! columns allow it, and Arrow's JSON decoder otherwise (both through
+//! [`LineReader`](super::lines)).
 //! Flat records (no `ROW`s) without `json.fail-on-missing-field` take
 //! [`FlatJsonDecoder`](super::flat_json::FlatJsonDecoder) instead, which gives the same rows
 //! faster.
