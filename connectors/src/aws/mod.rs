@@ -120,6 +120,19 @@ pub async fn sdk_config(subject: &str, options: &AwsOptions) -> Result<SdkConfig
     Ok(config)
 }
 
+/// Whether an AWS error code says a rate limit refused the call (or a record of it).
+pub fn is_throttle(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "LimitExceededException"
+            | "ThrottlingException"
+            | "KMSThrottlingException"
+            | "RequestLimitExceeded"
+            | "SlowDown"
+    )
+}
+
 /// What went wrong in a call, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -163,12 +176,7 @@ impl Failure {
             SdkError::ServiceError(service) => {
                 let message = service.err().message().unwrap_or_default().to_string();
                 match service.err().code().unwrap_or_default() {
-                    "ProvisionedThroughputExceededException"
-                    | "LimitExceededException"
-                    | "ThrottlingException"
-                    | "KMSThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "SlowDown" => Failure::Throttled(message),
+                    code if is_throttle(code) => Failure::Throttled(message),
                     "ExpiredIteratorException" => Failure::ExpiredIterator,
                     "ResourceNotFoundException"
                     | "ResourceNotFound"

@@ -603,17 +603,13 @@ impl FileWriter {
                 .unwrap_or_else(|p| p.into_inner());
             self.prepared.retain(|file| !committed.remove(file));
         }
-        let new: Vec<PendingFile> = self
-            .local_pending
-            .drain(..)
-            .map(PendingFile::Local)
-            .chain(
-                self.pending
-                    .drain(..)
-                    .map(|upload| PendingFile::S3(upload.hand_over())),
-            )
-            .collect();
-        self.prepared.extend(new);
+        self.prepared
+            .extend(self.local_pending.drain(..).map(PendingFile::Local));
+        self.prepared.extend(
+            self.pending
+                .drain(..)
+                .map(|upload| PendingFile::S3(upload.hand_over())),
+        );
         let files = self.prepared.clone();
         // Partitions committed since the last report are dropped, unless new files came.
         let committer = &self.table.committer;

@@ -370,8 +370,12 @@ impl RecordDecoder for FlatJsonDecoder {
     }
 
     fn reset(&mut self) -> Result<(), ArrowError> {
-        for (builder, &kind) in self.builders.iter_mut().zip(&self.kinds) {
-            *builder = Builder::new(kind, self.batch_size);
+        // The builders hold whole rows only (a line is appended once it has parsed), so
+        // empty ones are clean: the reader resets after every chunk, mostly after a flush.
+        if self.built_rows > 0 {
+            for (builder, &kind) in self.builders.iter_mut().zip(&self.kinds) {
+                *builder = Builder::new(kind, self.batch_size);
+            }
         }
         self.built_rows = 0;
         self.segments.clear();

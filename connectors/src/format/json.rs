@@ -1,9 +1,7 @@
 //! The `json` format: one JSON object per line, as Flink's `json` format reads and writes it.
 //!
-//! Decoding uses Sluice's decoder of flat records ([`flat_json`](super::flat_json)) where the
-//! columns allow it, and Arrow's JSON decoder otherwise (both through
-//! [`LineReader`](super::lines)).
-//! Flat records (no `ROW`s) without `json.fail-on-missing-field` take
+//! Decoding uses Arrow's JSON decoder (through [`LineReader`](super::lines)); flat records
+//! (no `ROW`s) without `json.fail-on-missing-field` take
 //! [`FlatJsonDecoder`](super::flat_json::FlatJsonDecoder) instead, which gives the same rows
 //! faster.
 //! Unknown fields are ignored, field names match column names exactly, nested objects fill

@@ -563,7 +563,7 @@ async fn put_records(
     if output.failed_record_count().unwrap_or(0) > 0 {
         for (entry, result) in batch.into_iter().zip(output.records()) {
             if let Some(code) = result.error_code() {
-                throttled |= code == "ProvisionedThroughputExceededException";
+                throttled |= crate::aws::is_throttle(code);
                 first_error.get_or_insert_with(|| {
                     format!("{code}: {}", result.error_message().unwrap_or_default())
                 });

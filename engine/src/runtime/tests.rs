@@ -125,34 +125,22 @@ fn watermarks(
     let release = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let parallelism = scripts.len();
-    let prep = SourcePrep {
-        columns: vec![Arc::new(Column::new("ts", 0))],
-        schema: schema(),
-        watermark: Some(WatermarkSpec {
-            rowtime: 0,
-            expr: Arc::new(Column::new("ts", 0)),
-            fixed_delay_ms: None,
-            emit_interval_ms: 0,
-        }),
+    let watermark = WatermarkSpec {
+        rowtime: 0,
+        expr: Arc::new(Column::new("ts", 0)),
+        fixed_delay_ms: None,
+        emit_interval_ms: 0,
     };
     let mut graph = Graph::new();
-    let source = graph.add(Node {
-        name: "source".into(),
-        uid: "source".into(),
-        state: Default::default(),
+    let source = graph.add(source_node(
+        Arc::new(ScriptedSource {
+            scripts: Mutex::new(scripts),
+            release: Arc::clone(&release),
+        }),
         parallelism,
-        kind: NodeKind::Source {
-            table: "t".into(),
-            connector: Arc::new(ScriptedSource {
-                scripts: Mutex::new(scripts),
-                release: Arc::clone(&release),
-            }),
-            prep: Arc::new(prep),
-            idle_timeout,
-        },
-        input: None,
-        second_input: None,
-    });
+        Some(watermark),
+        idle_timeout,
+    ));
     let (s, r) = (Arc::clone(&seen), Arc::clone(&release));
     let recorder_parallelism = if edge == Edge::Forward {
         parallelism
@@ -247,8 +235,13 @@ fn an_instance_without_partitions_is_idle_from_the_start() {
 }
 
 /// A source node named "source" reading table `t` through `connector`, its rows' time in
-/// column `ts`, without a watermark.
-fn ts_source(connector: Arc<dyn SourceConnector>, parallelism: usize) -> Node {
+/// column `ts`, with `watermark` and `idle_timeout`.
+fn source_node(
+    connector: Arc<dyn SourceConnector>,
+    parallelism: usize,
+    watermark: Option<WatermarkSpec>,
+    idle_timeout: Option<Duration>,
+) -> Node {
     Node {
         name: "source".into(),
         uid: "source".into(),
@@ -260,13 +253,18 @@ fn ts_source(connector: Arc<dyn SourceConnector>, parallelism: usize) -> Node {
             prep: Arc::new(SourcePrep {
                 columns: vec![Arc::new(Column::new("ts", 0))],
                 schema: schema(),
-                watermark: None,
+                watermark,
             }),
-            idle_timeout: None,
+            idle_timeout,
         },
         input: None,
         second_input: None,
     }
+}
+
+/// [`source_node`] without a watermark or idleness.
+fn ts_source(connector: Arc<dyn SourceConnector>, parallelism: usize) -> Node {
+    source_node(connector, parallelism, None, None)
 }
 
 /// Sleeps on every batch and records how far the source had read ahead.
