@@ -22,6 +22,9 @@
 #                              #    benches/kinesis-server (KINESIS_EVENTS, default 1000000)
 #   benches/run.sh nexmark     # 11. Nexmark q0 q1 q2 q5 q7 q8 (jobs/nexmark/) on the nexmark
 #                              #    source (NEXMARK_EVENTS, default 50000000; NEXMARK_QUERIES)
+#   benches/run.sh link-order  # not a benchmark: rewrites src/link-order.txt, the functions
+#                              #    benchmarks 1 and 8 and jobs/tx_metrics_local.sql run, from
+#                              #    callgrind (valgrind), for build.rs to lay out the binary
 #
 # env: EVENTS (default 5000000), PARALLELISM (default 2), WORK (default /tmp/sluice-bench),
 #      PROFILE (default dist; `dev` or `release` measure what those builds cost),
@@ -502,8 +505,30 @@ PY
   flink-windows)
     for query in ${FLINK_QUERIES:-tumble hop cumulate over}; do flink_vs_sluice "$query"; done
     ;;
+  link-order)
+    command -v valgrind >/dev/null ||
+      { echo "run.sh link-order needs valgrind (Debian package valgrind), which is not installed" >&2; exit 1; }
+    dir="$work/link-order"
+    rm -rf "$dir"; mkdir -p "$dir"
+    input="$(input_for 100000 4)"
+    callgrind() { # name command...
+      local name="$1"; shift
+      valgrind --tool=callgrind --demangle=no --dump-instr=no --compress-strings=no \
+        --compress-pos=no --callgrind-out-file="$dir/$name.callgrind" "$@" >/dev/null 2>"$dir/$name.log"
+    }
+    for query in tumble hop cumulate over; do
+      query_job "$query" "$input" "$dir/out_$query" >"$dir/$query.sql"
+      callgrind "$query" "$sluice" run "$dir/$query.sql"
+    done
+    (cd "$dir" && callgrind local "$sluice" run "$repo/jobs/tx_metrics_local.sql")
+    export LC_ALL=C
+    nm --defined-only "$sluice" | awk '$2 ~ /^[tTwW]$/ { print $3 }' | sort -u >"$dir/defined"
+    sed -n 's/^c\{0,1\}fn=//p' "$dir"/*.callgrind | sort -u | comm -12 - "$dir/defined" \
+      >"$repo/src/link-order.txt"
+    echo "src/link-order.txt: $(wc -l <"$repo/src/link-order.txt") functions"
+    ;;
   *)
-    sed -n '2,24p' "$0"
+    sed -n '2,27p' "$0"
     exit 2
     ;;
 esac
