@@ -51,6 +51,30 @@ else
 fi
 python="$(bash "$repo/tests/support/pyenv.sh" | tail -n 1)"
 
+# Says so when the binary's code is not laid out by src/link-order.txt (build.rs): when it
+# defines fewer than 90 % of the listed functions (code changed since the list was written)
+# or they are not together (a dev build, or a linker other than LLD). Its resident memory
+# is then far above the figures in benches/README.md.
+if [ "${1:-}" != link-order ] && command -v nm >/dev/null; then
+  "$python" - "$sluice" "$repo/src/link-order.txt" <<'PY'
+import subprocess, sys
+listed = set(open(sys.argv[2]).read().split())
+symbols = subprocess.run(["nm", "-S", "--defined-only", sys.argv[1]], capture_output=True, text=True).stdout
+found, spans = set(), []
+for line in symbols.splitlines():
+    parts = line.split()
+    if len(parts) == 4 and parts[3] in listed:
+        found.add(parts[3])
+        spans.append((int(parts[0], 16), int(parts[1], 16)))
+size = sum(length for _, length in spans)
+spread = max(a + n for a, n in spans) - min(a for a, _ in spans) if spans else 0
+if len(found) < 0.9 * len(listed) or spread > 2 * size:
+    print(f"run.sh: {len(found)} of the {len(listed)} functions in src/link-order.txt are in the binary, "
+          f"spread over {spread / 2**20:.0f} MB for {size / 2**20:.1f} MB of code; "
+          "run benches/run.sh link-order and build again to lay out its code", file=sys.stderr)
+PY
+fi
+
 # `sluice datagen tx` input, generated once per (events, keys).
 input_for() { # events keys
   local file="$work/tx_$1_k$2.jsonl"
