@@ -20,4 +20,4 @@ pub mod variables;
 pub mod windows;
 
 pub use location::SourceFile;
-pub use planner::{plan_job, plan_job_with_defaults, JobPlan};
+pub use planner::{job_settings, plan_job, plan_job_with_defaults, JobPlan};

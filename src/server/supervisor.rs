@@ -16,7 +16,7 @@ use sluice_engine::metrics::JobMetrics;
 use sluice_engine::runtime::{run_with_checkpoints, JobControl};
 use sluice_engine::{Error, Result};
 use sluice_sql::restart::RestartStrategy;
-use sluice_sql::{plan_job_with_defaults, SourceFile};
+use sluice_sql::{job_settings, plan_job_with_defaults, SourceFile};
 
 use super::registry::{JobRecord, JobState, Registry};
 use crate::job::{checkpoint_run, graph_view, NodeView, Resume};
@@ -184,7 +184,7 @@ impl JobHandle {
                     return;
                 }
                 Ok(Ended::Failed(error, strategy)) => (error, strategy),
-                Err(error) => (error, RestartStrategy::None),
+                Err(error) => (error, self.unplanned_strategy(registry)),
             };
             let message = error.to_string();
             tracing::warn!("job {}: failed: {message}", self.record().id);
@@ -222,16 +222,26 @@ impl JobHandle {
         }
     }
 
+    /// The restart strategy of a job that could not be planned: its settings' strategy.
+    /// The server planned the same file when it accepted the job, so what fails now comes
+    /// from outside it (an input gone, a service unreachable) and may pass, as a failure
+    /// while running may. None when the settings themselves cannot be read.
+    fn unplanned_strategy(&self, registry: &Registry) -> RestartStrategy {
+        let record = self.record();
+        job_settings(
+            &source_file(&record),
+            &server_defaults(&registry.job_dir(&record.id)),
+            &record.set,
+        )
+        .map_or(RestartStrategy::None, |settings| settings.restart)
+    }
+
     /// Plans and runs the job once. `Err`: it could not be planned or started.
     fn run_once(&self, registry: &Registry, start: Start) -> Result<Ended> {
         let record = self.record();
-        let file = SourceFile {
-            path: record.file.clone(),
-            text: record.sql.clone(),
-        };
         let metrics = Arc::new(JobMetrics::new());
         let plan = plan_job_with_defaults(
-            &file,
+            &source_file(&record),
             &server_defaults(&registry.job_dir(&record.id)),
             &record.set,
             Arc::clone(&metrics),
@@ -272,6 +282,14 @@ impl JobHandle {
             Ok(()) if self.stop_requested().is_some() => Ended::Stopped,
             Ok(()) => Ended::Finished,
         })
+    }
+}
+
+/// The job file of a job record.
+fn source_file(record: &JobRecord) -> SourceFile {
+    SourceFile {
+        path: record.file.clone(),
+        text: record.sql.clone(),
     }
 }
 

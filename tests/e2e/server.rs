@@ -236,6 +236,18 @@ fn a_failing_job_leaves_the_others_alone_and_a_transient_failure_is_restarted() 
     server.wait_job(&flaky, MINUTE, "two restarts", |j| {
         j["restarts"].as_u64() >= Some(2)
     });
+    // With its input gone the job cannot even be planned: that is retried the same way.
+    std::fs::remove_file(&flaky_in).unwrap();
+    let missing = server.wait_job(&flaky, MINUTE, "a restart that cannot plan", |j| {
+        j["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not exist"))
+    });
+    let restarts = missing["restarts"].as_u64().expect("restarts");
+    server.wait_job(&flaky, MINUTE, "two more restarts", |j| {
+        assert_ne!(j["state"], "FAILED", "{j:#}");
+        j["restarts"].as_u64() >= Some(restarts + 2)
+    });
     let repaired = dir.path().join("flaky/e.json.tmp");
     std::fs::write(
         &repaired,

@@ -130,18 +130,27 @@ pub fn plan_job(
     plan_job_with_defaults(file, &[], overrides, metrics)
 }
 
-/// [`plan_job`] with `defaults`: settings that apply unless the file or `overrides` set
-/// them (the server's checkpoint folder for its jobs, for one).
-pub fn plan_job_with_defaults(
+/// The settings of a job: `defaults`, then the file's SET statements, then `overrides`,
+/// without planning it (the server reads a job's restart strategy this way when the job
+/// cannot be planned).
+pub fn job_settings(
     file: &SourceFile,
     defaults: &[(String, String)],
     overrides: &[(String, String)],
-    metrics: Arc<JobMetrics>,
-) -> Result<JobPlan> {
-    let statements = parse_job(file)?;
+) -> Result<Settings> {
+    settings_of(file, &parse_job(file)?, defaults, overrides)
+}
+
+/// [`job_settings`] of the statements already parsed from `file`.
+fn settings_of(
+    file: &SourceFile,
+    statements: &[Statement],
+    defaults: &[(String, String)],
+    overrides: &[(String, String)],
+) -> Result<Settings> {
     let mut values: BTreeMap<String, String> = defaults.iter().cloned().collect();
     let mut set_locations = HashMap::new();
-    for s in &statements {
+    for s in statements {
         if let Statement::Set {
             key,
             value,
@@ -155,13 +164,24 @@ pub fn plan_job_with_defaults(
     for (k, v) in overrides {
         values.insert(k.clone(), v.clone());
     }
-    let settings =
-        Settings::from_map(&values).map_err(|(key, reason)| match set_locations.get(&key) {
-            Some(l) if !overrides.iter().any(|(k, _)| *k == key) => file
-                .error_at(*l, format!("SET '{key}': {reason}"))
-                .into_kind(ErrorKind::Config),
-            _ => Error::config(format!("--set {key}: {reason}")),
-        })?;
+    Settings::from_map(&values).map_err(|(key, reason)| match set_locations.get(&key) {
+        Some(l) if !overrides.iter().any(|(k, _)| *k == key) => file
+            .error_at(*l, format!("SET '{key}': {reason}"))
+            .into_kind(ErrorKind::Config),
+        _ => Error::config(format!("--set {key}: {reason}")),
+    })
+}
+
+/// [`plan_job`] with `defaults`: settings that apply unless the file or `overrides` set
+/// them (the server's checkpoint folder for its jobs, for one).
+pub fn plan_job_with_defaults(
+    file: &SourceFile,
+    defaults: &[(String, String)],
+    overrides: &[(String, String)],
+    metrics: Arc<JobMetrics>,
+) -> Result<JobPlan> {
+    let statements = parse_job(file)?;
+    let settings = settings_of(file, &statements, defaults, overrides)?;
     let checkpoints = settings.checkpoints().map_err(Error::config)?;
     let warnings = settings
         .ignored
