@@ -6,12 +6,9 @@
 //! side until the watermark shows that no such row can come (`a.ts + x` for a left row,
 //! `b.ts + y` for a right one); then it is forgotten, and on an outer side a row that never
 //! matched is emitted with NULLs for the other side. A row that arrives after that point is late:
-//! dropped and counted. Output is insert-only. A watermark visits only the keys that have a
-//! row to forget (a queue of keys by their earliest expiry), not all the kept rows.
+//! dropped and counted. Output is insert-only.
 
-use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
@@ -49,86 +46,6 @@ struct Kept {
     at: RowRef,
     time: i64,
     matched: bool,
-}
-
-/// One side's kept rows per key, and the keys in the order their rows expire.
-#[derive(Default)]
-struct Side {
-    keys: HashMap<OwnedRow, KeyRows>,
-    /// Every key with kept rows at the earliest expiry among them, and older entries of keys
-    /// whose earliest expiry changed since (skipped: their time is not the key's `due`).
-    due: BinaryHeap<Reverse<(i64, OwnedRow)>>,
-}
-
-/// The kept rows of one key.
-struct KeyRows {
-    kept: Vec<Kept>,
-    /// The earliest expiry among `kept`.
-    due: i64,
-}
-
-impl Side {
-    /// Keeps `kept`, a row of `key` that expires at `expiry`.
-    fn keep(&mut self, key: OwnedRow, kept: Kept, expiry: i64) {
-        match self.keys.entry(key) {
-            Entry::Occupied(mut entry) => {
-                let rows = entry.get_mut();
-                rows.kept.push(kept);
-                if expiry < rows.due {
-                    rows.due = expiry;
-                    self.due.push(Reverse((expiry, entry.key().clone())));
-                }
-            }
-            Entry::Vacant(entry) => {
-                self.due.push(Reverse((expiry, entry.key().clone())));
-                entry.insert(KeyRows {
-                    kept: vec![kept],
-                    due: expiry,
-                });
-            }
-        }
-    }
-
-    /// Forgets every kept row whose expiry (`expiry` of its time) is at most `watermark`,
-    /// handing each to `forget`.
-    fn expire(
-        &mut self,
-        watermark: i64,
-        expiry: impl Fn(i64) -> i64,
-        mut forget: impl FnMut(&Kept),
-    ) {
-        while self
-            .due
-            .peek()
-            .is_some_and(|Reverse((due, _))| *due <= watermark)
-        {
-            let Some(Reverse((due, key))) = self.due.pop() else {
-                break;
-            };
-            let Some(rows) = self.keys.get_mut(&key) else {
-                continue;
-            };
-            if rows.due != due {
-                continue;
-            }
-            rows.kept.retain(|kept| {
-                let keep = expiry(kept.time) > watermark;
-                if !keep {
-                    forget(kept);
-                }
-                keep
-            });
-            match rows.kept.iter().map(|kept| expiry(kept.time)).min() {
-                Some(next) => {
-                    rows.due = next;
-                    self.due.push(Reverse((next, key)));
-                }
-                None => {
-                    self.keys.remove(&key);
-                }
-            }
-        }
-    }
 }
 
 /// A row of a stored batch.
@@ -228,8 +145,8 @@ pub struct IntervalJoin {
     spec: Arc<IntervalJoinSpec>,
     metrics: Arc<JobMetrics>,
     converter: RowConverter,
-    /// Per side: the kept rows by key.
-    sides: [Side; 2],
+    /// Per side, per key: the kept rows.
+    sides: [HashMap<OwnedRow, Vec<Kept>>; 2],
     /// Per side: the batches the kept rows are in.
     stores: [Store; 2],
     watermark: i64,
@@ -259,7 +176,7 @@ impl IntervalJoin {
             spec,
             metrics,
             converter,
-            sides: [Side::default(), Side::default()],
+            sides: [HashMap::new(), HashMap::new()],
             stores: [Store::default(), Store::default()],
             watermark: i64::MIN,
         })
@@ -303,11 +220,11 @@ impl IntervalJoin {
             };
             let null_key = key_columns.iter().any(|c| c.is_null(i));
             let mut was_matched = matched.is_some_and(|m| m.value(i));
-            let key = rows.row(i).owned();
             if drop_late && !null_key {
+                let key = rows.row(i).owned();
                 let other = 1 - side;
-                if let Some(candidates) = self.sides[other].keys.get_mut(&key) {
-                    for kept in candidates.kept.iter_mut() {
+                if let Some(candidates) = self.sides[other].get_mut(&key) {
+                    for kept in candidates.iter_mut() {
                         let (lt, rt) = if side == 0 {
                             (t, kept.time)
                         } else {
@@ -327,12 +244,14 @@ impl IntervalJoin {
                 }
             }
             self.stores[side].hold(at);
-            let kept = Kept {
-                at,
-                time: t,
-                matched: was_matched,
-            };
-            self.sides[side].keep(key, kept, expiry(&self.spec, side, t));
+            self.sides[side]
+                .entry(rows.row(i).owned())
+                .or_default()
+                .push(Kept {
+                    at,
+                    time: t,
+                    matched: was_matched,
+                });
         }
         self.metrics
             .add_dropped(&self.spec.table, DropReason::Late, late);
@@ -405,18 +324,25 @@ impl Operator for IntervalJoin {
         let mut pairs = Vec::new();
         let mut expired = [Vec::new(), Vec::new()];
         for (side, keep_unmatched) in keep_unmatched.into_iter().enumerate() {
+            let wm = self.watermark;
             let spec = Arc::clone(&self.spec);
             let gone = &mut expired[side];
-            let expiry_of = |time| expiry(&spec, side, time);
-            self.sides[side].expire(self.watermark, expiry_of, |kept| {
-                if keep_unmatched && !kept.matched {
-                    pairs.push(if side == 0 {
-                        (Some(kept.at), None)
-                    } else {
-                        (None, Some(kept.at))
-                    });
-                }
-                gone.push(kept.at);
+            self.sides[side].retain(|_, rows| {
+                rows.retain(|kept| {
+                    if expiry(&spec, side, kept.time) > wm {
+                        return true;
+                    }
+                    if keep_unmatched && !kept.matched {
+                        pairs.push(if side == 0 {
+                            (Some(kept.at), None)
+                        } else {
+                            (None, Some(kept.at))
+                        });
+                    }
+                    gone.push(kept.at);
+                    false
+                });
+                !rows.is_empty()
             });
         }
         if let Some(b) = self.output(&pairs)? {
@@ -465,11 +391,7 @@ impl KeyedState for IntervalJoin {
     fn snapshot(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
         let mut tables = Vec::new();
         for side in 0..2 {
-            let kept: Vec<&Kept> = self.sides[side]
-                .keys
-                .values()
-                .flat_map(|rows| rows.kept.iter())
-                .collect();
+            let kept: Vec<&Kept> = self.sides[side].values().flatten().collect();
             if kept.is_empty() {
                 tables.push(Vec::new());
                 continue;
@@ -512,72 +434,5 @@ impl KeyedState for IntervalJoin {
         let id = self.take_rows(side, &batch, false, Some(&matched), &mut ignored)?;
         self.stores[side].drop_if_unused(id);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::Int64Array;
-
-    fn key(converter: &RowConverter, k: i64) -> OwnedRow {
-        let column: ArrayRef = Arc::new(Int64Array::from(vec![k]));
-        converter.convert_columns(&[column]).unwrap().row(0).owned()
-    }
-
-    /// Keeps `(key, time)` rows, each expiring 10 ms after its time; row `i` is `rows[i]`.
-    fn side_with(converter: &RowConverter, rows: &[(i64, i64)]) -> Side {
-        let mut side = Side::default();
-        for (i, (k, time)) in rows.iter().enumerate() {
-            let at = RowRef {
-                batch: 0,
-                row: i as u32,
-            };
-            let kept = Kept {
-                at,
-                time: *time,
-                matched: false,
-            };
-            side.keep(key(converter, *k), kept, time + 10);
-        }
-        side
-    }
-
-    fn expire(side: &mut Side, watermark: i64) -> Vec<u32> {
-        let mut forgotten = Vec::new();
-        side.expire(
-            watermark,
-            |time| time + 10,
-            |kept| forgotten.push(kept.at.row),
-        );
-        forgotten.sort();
-        forgotten
-    }
-
-    #[test]
-    fn a_watermark_forgets_exactly_the_expired_rows_whatever_their_order() {
-        let converter = RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap();
-        // Key 1 out of order (its earliest expiry moves back), key 2 in order, key 3 late.
-        let rows = [(1, 50), (1, 20), (2, 30), (1, 40), (2, 35), (3, 100)];
-        let mut side = side_with(&converter, &rows);
-        assert_eq!(expire(&mut side, 29), Vec::<u32>::new());
-        assert_eq!(expire(&mut side, 45), vec![1, 2, 4]);
-        assert_eq!(side.keys.len(), 2, "key 2 has no rows left");
-        assert_eq!(expire(&mut side, 60), vec![0, 3]);
-        assert_eq!(expire(&mut side, 60), Vec::<u32>::new());
-        assert_eq!(side.keys.len(), 1);
-        // A key forgotten and kept again is due at its new row's time only.
-        side.keep(
-            key(&converter, 1),
-            Kept {
-                at: RowRef { batch: 0, row: 9 },
-                time: 70,
-                matched: false,
-            },
-            80,
-        );
-        assert_eq!(expire(&mut side, 79), Vec::<u32>::new());
-        assert_eq!(expire(&mut side, 110), vec![5, 9]);
-        assert!(side.keys.is_empty() && side.due.is_empty());
     }
 }
