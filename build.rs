@@ -14,11 +14,12 @@
 //! DT_RELR, read by glibc 2.36 and later): the loader reads every relocation at start, and
 //! unpacked they are 4 MB of the file at 24 bytes each.
 //!
-//! LLD is rustc's linker on x86-64 Linux from Rust 1.90 on. Elsewhere, with a linker chosen
-//! by hand, or with `SLUICE_LINK_ORDER=off`, nothing is added: the binary works the same,
-//! with more of it resident.
+//! LLD is rustc's linker on x86-64 Linux from Rust 1.90 on (in toolchains that ship it, as
+//! rustup's do). Elsewhere, with a linker chosen by hand, or with `SLUICE_LINK_ORDER=off`,
+//! nothing is added: the binary works the same, with more of it resident.
 
 use std::env;
+use std::path::Path;
 use std::process::Command;
 
 fn main() {
@@ -38,8 +39,8 @@ fn main() {
 }
 
 /// Whether rustc links this build with its own LLD: the target is x86-64 Linux (GNU), rustc
-/// is 1.90 or later, no linker was chosen by environment or flags, and the user did not
-/// turn the ordering off.
+/// is 1.90 or later and ships LLD, no linker was chosen by environment or flags, and the
+/// user did not turn the ordering off.
 fn links_with_default_lld() -> bool {
     if env::var("SLUICE_LINK_ORDER").as_deref() == Ok("off")
         || env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu")
@@ -54,14 +55,30 @@ fn links_with_default_lld() -> bool {
     {
         return false;
     }
-    rustc_minor().is_some_and(|minor| minor >= 90)
+    rustc_minor().is_some_and(|minor| minor >= 90) && rustc_ships_lld()
+}
+
+/// Whether the rustc toolchain has its own LLD (`gcc-ld/ld.lld` in its sysroot), as
+/// rustup's toolchains do; a distribution's rustc built without it links with the system's
+/// linker.
+fn rustc_ships_lld() -> bool {
+    rustc_output("--print=sysroot").is_some_and(|sysroot| {
+        Path::new(sysroot.trim())
+            .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld")
+            .exists()
+    })
+}
+
+/// What rustc prints given `arg`.
+fn rustc_output(arg: &str) -> Option<String> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let output = Command::new(rustc).arg(arg).output().ok()?;
+    String::from_utf8(output.stdout).ok()
 }
 
 /// The minor version of the rustc this build uses (`rustc 1.95.0 (...)` gives 95).
 fn rustc_minor() -> Option<u32> {
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
-    let output = Command::new(rustc).arg("--version").output().ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
+    let text = rustc_output("--version")?;
     let version = text.split_whitespace().nth(1)?;
     let mut parts = version.split('.');
     if parts.next()? != "1" {
