@@ -58,7 +58,7 @@ python="$(bash "$repo/tests/support/pyenv.sh" | tail -n 1)"
 if [ "${1:-}" != link-order ] && command -v nm >/dev/null; then
   "$python" - "$sluice" "$repo/src/link-order.txt" <<'PY'
 import subprocess, sys
-listed = set(open(sys.argv[2]).read().split())
+listed = {line.strip() for line in open(sys.argv[2]) if line.strip() and not line.startswith("#")}
 symbols = subprocess.run(["nm", "-S", "--defined-only", sys.argv[1]], capture_output=True, text=True).stdout
 found, spans = set(), []
 for line in symbols.splitlines():
@@ -538,7 +538,8 @@ PY
     callgrind() { # name command...
       local name="$1"; shift
       valgrind --tool=callgrind --demangle=no --dump-instr=no --compress-strings=no \
-        --compress-pos=no --callgrind-out-file="$dir/$name.callgrind" "$@" >/dev/null 2>"$dir/$name.log"
+        --compress-pos=no --callgrind-out-file="$dir/$name.callgrind" "$@" >/dev/null 2>"$dir/$name.log" ||
+        { echo "run.sh link-order: the $name job failed under callgrind, see $dir/$name.log" >&2; exit 1; }
     }
     for query in tumble hop cumulate over; do
       query_job "$query" "$input" "$dir/out_$query" >"$dir/$query.sql"
@@ -546,10 +547,16 @@ PY
     done
     (cd "$dir" && callgrind local "$sluice" run "$repo/jobs/tx_metrics_local.sql")
     export LC_ALL=C
+    # The rustc that built the binary, from its .comment section: build.rs compares it with
+    # its own, since mangled names differ between rustc versions.
+    built_by="$(readelf -p .comment "$sluice" | sed -n 's/.*rustc version \(.*\)$/rustc \1/p' | head -n 1)"
     nm --defined-only "$sluice" | awk '$2 ~ /^[tTwW]$/ { print $3 }' | sort -u >"$dir/defined"
-    sed -n 's/^c\{0,1\}fn=//p' "$dir"/*.callgrind | sort -u | comm -12 - "$dir/defined" \
-      >"$repo/src/link-order.txt"
-    echo "src/link-order.txt: $(wc -l <"$repo/src/link-order.txt") functions"
+    { echo "# ${built_by:-rustc unknown}, $profile profile: the functions jobs run (benches/run.sh link-order)"
+      sed -n 's/^c\{0,1\}fn=//p' "$dir"/*.callgrind | sort -u | comm -12 - "$dir/defined"; } >"$dir/order"
+    [ "$(wc -l <"$dir/order")" -gt 1000 ] ||
+      { echo "run.sh link-order: only $(wc -l <"$dir/order") lines in $dir/order; src/link-order.txt left as it was" >&2; exit 1; }
+    mv "$dir/order" "$repo/src/link-order.txt"
+    echo "src/link-order.txt: $(($(wc -l <"$repo/src/link-order.txt") - 1)) functions"
     ;;
   *)
     sed -n '2,27p' "$0"

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sluice_engine::error::ErrorKind;
 use sluice_engine::metrics::JobMetrics;
 use sluice_engine::runtime::{run_with_checkpoints, JobControl};
 use sluice_engine::{Error, Result};
@@ -184,7 +185,7 @@ impl JobHandle {
                     return;
                 }
                 Ok(Ended::Failed(error, strategy)) => (error, strategy),
-                Err(error) => (error, self.unplanned_strategy(registry)),
+                Err(error) => (error, RestartStrategy::None),
             };
             let message = error.to_string();
             tracing::warn!("job {}: failed: {message}", self.record().id);
@@ -222,11 +223,15 @@ impl JobHandle {
         }
     }
 
-    /// The restart strategy of a job that could not be planned: its settings' strategy.
-    /// The server planned the same file when it accepted the job, so what fails now comes
-    /// from outside it (an input gone, a service unreachable) and may pass, as a failure
-    /// while running may. None when the settings themselves cannot be read.
-    fn unplanned_strategy(&self, registry: &Registry) -> RestartStrategy {
+    /// The restart strategy of a job that could not be planned because of `error`. A
+    /// connector's error (an input gone, a service unreachable) may pass, as a failure while
+    /// running may: the job's own strategy, read from its settings. Any other (the server
+    /// planned the same file when it accepted the job, so a plan error now is a changed
+    /// Sluice or a bug): none, as when the settings themselves cannot be read.
+    fn unplanned_strategy(&self, registry: &Registry, error: &Error) -> RestartStrategy {
+        if error.kind() != ErrorKind::Connector {
+            return RestartStrategy::None;
+        }
         let record = self.record();
         job_settings(
             &source_file(&record),
@@ -236,16 +241,23 @@ impl JobHandle {
         .map_or(RestartStrategy::None, |settings| settings.restart)
     }
 
-    /// Plans and runs the job once. `Err`: it could not be planned or started.
+    /// Plans and runs the job once. `Err`: it could not be started.
     fn run_once(&self, registry: &Registry, start: Start) -> Result<Ended> {
         let record = self.record();
         let metrics = Arc::new(JobMetrics::new());
-        let plan = plan_job_with_defaults(
+        let planned = plan_job_with_defaults(
             &source_file(&record),
             &server_defaults(&registry.job_dir(&record.id)),
             &record.set,
             Arc::clone(&metrics),
-        )?;
+        );
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(error) => {
+                let strategy = self.unplanned_strategy(registry, &error);
+                return Ok(Ended::Failed(error, strategy));
+            }
+        };
         let strategy = plan.settings.restart.clone();
         let checkpoints = checkpoint_run(
             plan.checkpoints.clone(),
