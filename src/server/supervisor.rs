@@ -223,38 +223,20 @@ impl JobHandle {
         }
     }
 
-    /// The restart strategy of a job that could not be planned because of `error`. A
-    /// connector's error (an input gone, a service unreachable) may pass, as a failure while
-    /// running may: the job's own strategy, read from its settings. Any other (the server
-    /// planned the same file when it accepted the job, so a plan error now is a changed
-    /// Sluice or a bug): none, as when the settings themselves cannot be read.
-    fn unplanned_strategy(&self, registry: &Registry, error: &Error) -> RestartStrategy {
-        if error.kind() != ErrorKind::Connector {
-            return RestartStrategy::None;
-        }
-        let record = self.record();
-        job_settings(
-            &source_file(&record),
-            &server_defaults(&registry.job_dir(&record.id)),
-            &record.set,
-        )
-        .map_or(RestartStrategy::None, |settings| settings.restart)
-    }
-
     /// Plans and runs the job once. `Err`: it could not be started.
     fn run_once(&self, registry: &Registry, start: Start) -> Result<Ended> {
         let record = self.record();
         let metrics = Arc::new(JobMetrics::new());
-        let planned = plan_job_with_defaults(
-            &source_file(&record),
-            &server_defaults(&registry.job_dir(&record.id)),
-            &record.set,
-            Arc::clone(&metrics),
-        );
-        let plan = match planned {
+        let file = SourceFile {
+            path: record.file.clone(),
+            text: record.sql.clone(),
+        };
+        let defaults = server_defaults(&registry.job_dir(&record.id));
+        let plan = match plan_job_with_defaults(&file, &defaults, &record.set, Arc::clone(&metrics))
+        {
             Ok(plan) => plan,
             Err(error) => {
-                let strategy = self.unplanned_strategy(registry, &error);
+                let strategy = unplanned_strategy(&error, &file, &defaults, &record.set);
                 return Ok(Ended::Failed(error, strategy));
             }
         };
@@ -297,12 +279,21 @@ impl JobHandle {
     }
 }
 
-/// The job file of a job record.
-fn source_file(record: &JobRecord) -> SourceFile {
-    SourceFile {
-        path: record.file.clone(),
-        text: record.sql.clone(),
+/// The restart strategy of a job that could not be planned because of `error`. A
+/// connector's error (an input gone, a service unreachable) may pass, as a failure while
+/// running may: the job's own strategy, read from its settings. Any other (the server
+/// planned the same file when it accepted the job, so a plan error now is a changed Sluice
+/// or a bug): none, as when the settings themselves cannot be read.
+fn unplanned_strategy(
+    error: &Error,
+    file: &SourceFile,
+    defaults: &[(String, String)],
+    set: &[(String, String)],
+) -> RestartStrategy {
+    if error.kind() != ErrorKind::Connector {
+        return RestartStrategy::None;
     }
+    job_settings(file, defaults, set).map_or(RestartStrategy::None, |settings| settings.restart)
 }
 
 /// How one run ended.
